@@ -1,0 +1,25 @@
+# The commands the README gives. `make run` and `make test` must work on a fresh machine.
+CARGO ?= cargo
+
+.PHONY: run test test-deps build lint fmt bench
+
+build:
+	$(CARGO) build --workspace --bins
+
+run:
+	$(CARGO) build --release --bin ferry
+	./scripts/run-demo.sh
+
+test-deps:
+	./scripts/install-test-deps.sh
+
+test: test-deps
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all

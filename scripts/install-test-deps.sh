@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what the tests need: real SMTP clients and TLS tools.
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+need=()
+command -v swaks >/dev/null || need+=(swaks)
+command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing ${need[*]}: run as root or install them" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
