@@ -1,1 +1,76 @@
-//! placeholder
+//! The store: every fact that must outlive a process (credentials, queued
+//! mail, later counters and reports) behind one set of traits, with the
+//! embedded single-file backend and the conformance suite every backend passes.
+//!
+//! Layout:
+//! - this file: the traits [`Directory`] and [`Queue`], and [`StoreError`].
+//! - [`embedded`]: the redb backend with group commit.
+//! - [`conformance`] (feature `test-util`): the shared test suite.
+//!
+//! Atomic units are shaped to fit one Redis Cluster slot later: a message's
+//! envelope and content are written and removed together; a tenant's records
+//! together. No operation spans unrelated keys.
+
+use async_trait::async_trait;
+use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
+
+#[cfg(feature = "test-util")]
+pub mod conformance;
+pub mod embedded;
+
+pub use embedded::EmbeddedStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Another process holds the embedded store's file.
+    #[error("the store {0} is in use by another process (a running `ferry serve`?)")]
+    Locked(String),
+    /// The backend failed or is unreachable; callers answer `451 4.3.0`.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Tenants and applications.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// Fails with [`StoreError::AlreadyExists`] when the name is taken.
+    async fn create_tenant(&self, tenant: Tenant) -> Result<()>;
+    async fn tenant(&self, name: &str) -> Result<Option<Tenant>>;
+    async fn tenants(&self) -> Result<Vec<Tenant>>;
+    /// Fails with [`StoreError::AlreadyExists`] when the username is taken
+    /// and [`StoreError::NotFound`] when its tenant does not exist.
+    async fn create_app(&self, app: Application) -> Result<()>;
+    /// Replaces an existing application; [`StoreError::NotFound`] if there is none.
+    async fn update_app(&self, app: Application) -> Result<()>;
+    async fn app(&self, username: &str) -> Result<Option<Application>>;
+    /// All applications, or those of one tenant.
+    async fn apps(&self, tenant: Option<&str>) -> Result<Vec<Application>>;
+}
+
+/// The shared queue of spooled messages.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Stores envelope and content together and makes the message due now.
+    /// Returns only once the write is durable (synced): the caller may then
+    /// answer 250. Concurrent calls share one sync.
+    async fn enqueue(&self, message: QueuedMessage) -> Result<()>;
+    /// Takes up to `max` due messages, reserving each until `now_ms + lease_ms`;
+    /// a message not completed or rescheduled by then is due again.
+    async fn lease(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<QueuedMessage>>;
+    /// Removes a delivered (or finally failed) message.
+    async fn complete(&self, id: &QueueId) -> Result<()>;
+    /// Makes a message due again at `due_ms`, recording one more attempt.
+    async fn reschedule(&self, id: &QueueId, due_ms: u64) -> Result<()>;
+    /// Messages in the queue (due, leased or waiting).
+    async fn depth(&self) -> Result<usize>;
+}
+
+/// A complete backend.
+pub trait Store: Directory + Queue {}
+impl<T: Directory + Queue> Store for T {}

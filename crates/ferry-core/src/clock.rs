@@ -1,0 +1,36 @@
+//! Time as a dependency: production uses the system clock, tests a fixed one.
+
+/// Milliseconds since the Unix epoch.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> u64;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+/// A clock that stands still unless moved: for tests of time-based rules.
+#[derive(Debug, Default)]
+pub struct FixedClock(pub std::sync::atomic::AtomicU64);
+
+impl FixedClock {
+    pub fn at(ms: u64) -> Self {
+        FixedClock(std::sync::atomic::AtomicU64::new(ms))
+    }
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for FixedClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,176 @@
+//! Who may send as whom: the login checks after a password matched, and the
+//! envelope and header sender checks. Each refusal is a typed reason; the
+//! relay maps each to its SMTP reply in one place.
+
+use std::net::IpAddr;
+
+use crate::tenant::{Application, Tenant};
+
+/// Why a login with a correct password is still refused. The client sees
+/// the same `535 5.7.8` as for a wrong password; the reason goes to the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginRefusal {
+    #[error("application is disabled")]
+    Disabled,
+    #[error("application expired on {0}")]
+    Expired(jiff::civil::Date),
+    #[error("source address {0} is not allowed for this application")]
+    SourceNotAllowed(IpAddr),
+    #[error("tenant {0} does not exist")]
+    NoTenant(String),
+}
+
+/// Why a sender address is refused (`550 5.7.1`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SenderRefusal {
+    #[error("sender <{0}> is not authorised for this application")]
+    NotAuthorised(String),
+    #[error("sender domain of <{0}> is not one of the tenant's domains")]
+    ForeignDomain(String),
+    #[error("message has no From header")]
+    NoFromHeader,
+}
+
+/// Checks that run after the password matched.
+pub fn check_login(
+    app: &Application,
+    tenant: Option<&Tenant>,
+    ip: IpAddr,
+    today: jiff::civil::Date,
+) -> Result<(), LoginRefusal> {
+    if !app.enabled {
+        return Err(LoginRefusal::Disabled);
+    }
+    if let Some(expires) = app.expires
+        && today > expires
+    {
+        return Err(LoginRefusal::Expired(expires));
+    }
+    let ip = canonical_ip(ip);
+    if !app.allowed_networks.iter().any(|net| net.contains(&ip)) {
+        return Err(LoginRefusal::SourceNotAllowed(ip));
+    }
+    if tenant.is_none() {
+        return Err(LoginRefusal::NoTenant(app.tenant.clone()));
+    }
+    Ok(())
+}
+
+/// IPv4-mapped IPv6 addresses (from dual-stack sockets) compare as IPv4.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The envelope sender must be one of the application's exact addresses,
+/// in one of its tenant's domains.
+pub fn check_envelope_from(app: &Application, tenant: &Tenant, from: &str) -> Result<(), SenderRefusal> {
+    check_address(&app.envelope_from, tenant, from)
+}
+
+/// Every address in the header From must be authorised for the application.
+pub fn check_header_from(app: &Application, tenant: &Tenant, from: &[String]) -> Result<(), SenderRefusal> {
+    if from.is_empty() {
+        return Err(SenderRefusal::NoFromHeader);
+    }
+    from.iter()
+        .try_for_each(|addr| check_address(app.header_from_allowed(), tenant, addr))
+}
+
+fn check_address(allowed: &[String], tenant: &Tenant, addr: &str) -> Result<(), SenderRefusal> {
+    let lower = addr.to_lowercase();
+    if !allowed.iter().any(|a| *a == lower) {
+        return Err(SenderRefusal::NotAuthorised(addr.to_string()));
+    }
+    let domain = lower.rsplit_once('@').map_or("", |(_, d)| d);
+    if !tenant.owns_domain(domain) {
+        return Err(SenderRefusal::ForeignDomain(addr.to_string()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::AppLimits;
+
+    fn app() -> Application {
+        Application {
+            username: "payroll".into(),
+            tenant: "hr".into(),
+            password_hash: String::new(),
+            envelope_from: vec!["payroll@hr.example.edu".into(), "x@other.test".into()],
+            header_from: vec![],
+            allowed_networks: vec!["10.0.0.0/8".parse().unwrap(), "127.0.0.1/32".parse().unwrap()],
+            limits: AppLimits::default(),
+            expires: Some(jiff::civil::date(2026, 12, 31)),
+            enabled: true,
+            created_ms: 0,
+            credential_version: 0,
+        }
+    }
+
+    fn tenant() -> Tenant {
+        Tenant {
+            name: "hr".into(),
+            domains: vec!["example.edu".into()],
+            subdomains_only: true,
+            contact: None,
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn login_checks() {
+        let today = jiff::civil::date(2026, 6, 1);
+        let ok: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(check_login(&app(), Some(&tenant()), ok, today), Ok(()));
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(check_login(&app(), Some(&tenant()), mapped, today), Ok(()));
+        let bad: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            check_login(&app(), Some(&tenant()), bad, today),
+            Err(LoginRefusal::SourceNotAllowed(bad))
+        );
+        let later = jiff::civil::date(2027, 1, 1);
+        assert!(matches!(
+            check_login(&app(), Some(&tenant()), ok, later),
+            Err(LoginRefusal::Expired(_))
+        ));
+        let disabled = Application {
+            enabled: false,
+            ..app()
+        };
+        assert_eq!(
+            check_login(&disabled, Some(&tenant()), ok, today),
+            Err(LoginRefusal::Disabled)
+        );
+    }
+
+    #[test]
+    fn sender_checks() {
+        assert_eq!(check_envelope_from(&app(), &tenant(), "Payroll@HR.example.edu"), Ok(()));
+        assert!(matches!(
+            check_envelope_from(&app(), &tenant(), "boss@hr.example.edu"),
+            Err(SenderRefusal::NotAuthorised(_))
+        ));
+        assert!(matches!(
+            check_envelope_from(&app(), &tenant(), "x@other.test"),
+            Err(SenderRefusal::ForeignDomain(_))
+        ));
+        assert!(matches!(
+            check_envelope_from(&app(), &tenant(), ""),
+            Err(SenderRefusal::NotAuthorised(_))
+        ));
+        assert_eq!(
+            check_header_from(&app(), &tenant(), &["payroll@hr.example.edu".into()]),
+            Ok(())
+        );
+        assert_eq!(
+            check_header_from(&app(), &tenant(), &[]),
+            Err(SenderRefusal::NoFromHeader)
+        );
+    }
+}

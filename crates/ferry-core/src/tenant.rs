@@ -1,0 +1,124 @@
+//! The onboarding data model: an organisation's tenants and their applications.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The most envelope-From addresses one application may send as.
+pub const MAX_ENVELOPE_FROM: usize = 10;
+
+/// A department or group; owns applications and the domains they send from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub name: String,
+    /// Domains the tenant's applications may send from, lower case.
+    pub domains: Vec<String>,
+    /// When true, only subdomains of each domain are allowed, never the apex
+    /// (a campus policy: `dept.example.edu` yes, `example.edu` no).
+    pub subdomains_only: bool,
+    /// Who is told about this tenant's usage.
+    pub contact: Option<String>,
+    pub created_ms: u64,
+}
+
+impl Tenant {
+    /// Whether `domain` is one of the tenant's sender domains under its policy.
+    pub fn owns_domain(&self, domain: &str) -> bool {
+        let domain = domain.to_ascii_lowercase();
+        self.domains.iter().any(|own| {
+            let sub = domain.len() > own.len()
+                && domain.ends_with(own.as_str())
+                && domain.as_bytes()[domain.len() - own.len() - 1] == b'.';
+            sub || (!self.subdomains_only && domain == *own)
+        })
+    }
+}
+
+/// Per-application limits, enforced by the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppLimits {
+    pub max_message_bytes: usize,
+    pub max_messages_per_session: u32,
+    pub max_recipients: usize,
+}
+
+impl Default for AppLimits {
+    fn default() -> Self {
+        AppLimits {
+            max_message_bytes: 5_000_000,
+            max_messages_per_session: 100,
+            max_recipients: 50,
+        }
+    }
+}
+
+/// One set of SMTP credentials for one application of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Application {
+    /// The SMTP AUTH username: not an e-mail address.
+    pub username: String,
+    pub tenant: String,
+    /// argon2id PHC string; never the password.
+    pub password_hash: String,
+    /// Exact envelope-From addresses (at most [`MAX_ENVELOPE_FROM`]), lower case.
+    pub envelope_from: Vec<String>,
+    /// Header-From addresses; empty means the same as `envelope_from`.
+    pub header_from: Vec<String>,
+    /// Source networks the application may connect from.
+    pub allowed_networks: Vec<IpNet>,
+    pub limits: AppLimits,
+    /// Relay permission ends after this day (UTC), renewed yearly.
+    pub expires: Option<jiff::civil::Date>,
+    pub enabled: bool,
+    pub created_ms: u64,
+    /// Bumped on every password change or disable: invalidates cached logins.
+    pub credential_version: u32,
+}
+
+impl Application {
+    pub fn header_from_allowed(&self) -> &[String] {
+        if self.header_from.is_empty() {
+            &self.envelope_from
+        } else {
+            &self.header_from
+        }
+    }
+}
+
+/// Checks a username for onboarding: short, printable, and not an address.
+pub fn valid_username(name: &str) -> bool {
+    (3..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(subdomains_only: bool) -> Tenant {
+        Tenant {
+            name: "doit".into(),
+            domains: vec!["example.edu".into()],
+            subdomains_only,
+            contact: None,
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn domain_rules() {
+        assert!(tenant(false).owns_domain("example.edu"));
+        assert!(tenant(false).owns_domain("Dept.Example.edu"));
+        assert!(!tenant(true).owns_domain("example.edu"));
+        assert!(tenant(true).owns_domain("dept.example.edu"));
+        assert!(!tenant(false).owns_domain("badexample.edu"));
+        assert!(!tenant(false).owns_domain("example.edu.evil.test"));
+    }
+
+    #[test]
+    fn usernames_are_not_addresses() {
+        assert!(valid_username("payroll-notices"));
+        assert!(!valid_username("payroll@example.edu"));
+        assert!(!valid_username("ab"));
+    }
+}

@@ -1,0 +1,113 @@
+//! The conformance suite: the behaviour every store backend must show,
+//! written once and run against each (embedded now, Redis later).
+
+use ferry_core::{AppLimits, Application, QueueId, QueuedMessage, Tenant};
+
+use crate::{Store, StoreError};
+
+pub fn tenant(name: &str) -> Tenant {
+    Tenant {
+        name: name.into(),
+        domains: vec!["example.test".into()],
+        subdomains_only: false,
+        contact: None,
+        created_ms: 1,
+    }
+}
+
+pub fn app(username: &str, tenant: &str) -> Application {
+    Application {
+        username: username.into(),
+        tenant: tenant.into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        envelope_from: vec![format!("{username}@example.test")],
+        header_from: vec![],
+        allowed_networks: vec!["127.0.0.0/8".parse().expect("literal network")],
+        limits: AppLimits::default(),
+        expires: None,
+        enabled: true,
+        created_ms: 1,
+        credential_version: 0,
+    }
+}
+
+pub fn message(content: &[u8], received_ms: u64) -> QueuedMessage {
+    QueuedMessage {
+        id: QueueId::generate(),
+        tenant: "t".into(),
+        app: "a".into(),
+        mail_from: "a@example.test".into(),
+        recipients: vec!["r@example.net".into()],
+        received_ms,
+        attempts: 0,
+        content: content.to_vec(),
+    }
+}
+
+pub async fn directory_round_trip(store: &dyn Store) {
+    store.create_tenant(tenant("hr")).await.expect("create tenant");
+    assert!(matches!(
+        store.create_tenant(tenant("hr")).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        store.create_app(app("payroll", "nope")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.create_app(app("payroll", "hr")).await.expect("create app");
+    assert!(matches!(
+        store.create_app(app("payroll", "hr")).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let mut stored = store.app("payroll").await.expect("read").expect("present");
+    assert_eq!(stored, app("payroll", "hr"));
+    stored.enabled = false;
+    store.update_app(stored.clone()).await.expect("update");
+    assert!(!store.app("payroll").await.expect("read").expect("present").enabled);
+    assert!(matches!(
+        store.update_app(app("ghost", "hr")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.tenants().await.expect("list").len(), 1);
+    assert_eq!(store.apps(Some("hr")).await.expect("list").len(), 1);
+    assert_eq!(store.apps(Some("other")).await.expect("list").len(), 0);
+}
+
+pub async fn queue_lease_complete_and_expiry(store: &dyn Store) {
+    let m = message(b"Subject: x\r\n\r\nbody\r\n", 1_000);
+    store.enqueue(m.clone()).await.expect("enqueue");
+    assert_eq!(store.depth().await.expect("depth"), 1);
+    // Not due before it was received.
+    assert!(store.lease(999, 60_000, 10).await.expect("lease").is_empty());
+    let leased = store.lease(1_000, 60_000, 10).await.expect("lease");
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].content, m.content);
+    assert_eq!(leased[0].recipients, m.recipients);
+    // Leased: nobody else gets it until the lease runs out.
+    assert!(store.lease(30_000, 60_000, 10).await.expect("lease").is_empty());
+    let again = store.lease(61_000, 60_000, 10).await.expect("lease");
+    assert_eq!(again.len(), 1, "an expired lease makes the message due again");
+    store.reschedule(&m.id, 200_000).await.expect("reschedule");
+    assert!(store.lease(199_999, 60_000, 10).await.expect("lease").is_empty());
+    let retried = store.lease(200_000, 60_000, 10).await.expect("lease");
+    assert_eq!(retried[0].attempts, 1);
+    store.complete(&m.id).await.expect("complete");
+    assert_eq!(store.depth().await.expect("depth"), 0);
+    assert!(store.lease(u64::MAX - 1, 1, 10).await.expect("lease").is_empty());
+}
+
+pub async fn concurrent_enqueues_all_land(store: std::sync::Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..200u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.enqueue(message(format!("m{i}").as_bytes(), i)).await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("enqueue");
+    }
+    assert_eq!(store.depth().await.expect("depth"), 200);
+    let leased = store.lease(1_000, 1_000, 500).await.expect("lease");
+    assert_eq!(leased.len(), 200);
+}

@@ -1,0 +1,404 @@
+//! The embedded backend: one redb file (ACID, fsync on commit).
+//!
+//! All writes go through one writer thread that takes every request waiting
+//! at that moment and commits them in one transaction: group commit, so a
+//! hundred sessions finishing DATA together share one fsync instead of
+//! paying one each. Reads run on tokio's blocking pool against redb's MVCC
+//! snapshots and never wait for the writer.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Directory, Queue, Result, StoreError};
+
+const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
+const ENVELOPES: TableDefinition<&str, &[u8]> = TableDefinition::new("envelopes");
+const CONTENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contents");
+/// (due time, id): the queue in due order.
+const SCHEDULE: TableDefinition<(u64, &str), ()> = TableDefinition::new("schedule");
+/// id → due time, to find a message's schedule entry.
+const DUE: TableDefinition<&str, u64> = TableDefinition::new("due");
+
+/// Requests served by the writer thread; the largest batch it commits at once.
+const MAX_BATCH: usize = 512;
+
+enum WriteOp {
+    CreateTenant(Tenant),
+    CreateApp(Application),
+    UpdateApp(Application),
+    Enqueue(QueuedMessage),
+    Lease { now_ms: u64, lease_ms: u64, max: usize },
+    Complete(QueueId),
+    Reschedule(QueueId, u64),
+}
+
+impl WriteOp {
+    /// Whether the caller relies on the write surviving a crash. Leases and
+    /// completions may be lost: the message is then simply due again.
+    fn needs_sync(&self) -> bool {
+        !matches!(
+            self,
+            WriteOp::Lease { .. } | WriteOp::Complete(_) | WriteOp::Reschedule(..)
+        )
+    }
+}
+
+enum Outcome {
+    Done,
+    Leased(Vec<QueuedMessage>),
+}
+
+struct Job {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<Outcome>>,
+}
+
+/// The embedded store. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    writer: mpsc::UnboundedSender<Job>,
+}
+
+fn backend(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Unavailable(e.into().to_string())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Unavailable(format!("corrupt record: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own plain data types cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        }
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
+            other => StoreError::Unavailable(format!("{}: {other}", path.display())),
+        })?;
+        let txn = db.begin_write().map_err(backend)?;
+        {
+            txn.open_table(TENANTS).map_err(backend)?;
+            txn.open_table(APPS).map_err(backend)?;
+            txn.open_table(ENVELOPES).map_err(backend)?;
+            txn.open_table(CONTENTS).map_err(backend)?;
+            txn.open_table(SCHEDULE).map_err(backend)?;
+            txn.open_table(DUE).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        let db = Arc::new(db);
+        let (writer, jobs) = mpsc::unbounded_channel();
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("ferry-store-writer".into())
+            .spawn(move || write_loop(&writer_db, jobs))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        Ok(EmbeddedStore { db, writer })
+    }
+
+    async fn write(&self, op: WriteOp) -> Result<Outcome> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Job { op, reply })
+            .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db.begin_read().map_err(backend)?))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+}
+
+fn write_loop(db: &Database, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(db, batch);
+    }
+}
+
+/// Applies every job in one transaction. A job's own refusal (a name
+/// taken) fails that job alone; a storage failure fails them all, and no
+/// caller is told "done" before the commit returned.
+fn commit_batch(db: &Database, batch: Vec<Job>) {
+    let sync = batch.iter().any(|j| j.op.needs_sync());
+    let (ops, replies): (Vec<WriteOp>, Vec<_>) = batch.into_iter().map(|j| (j.op, j.reply)).unzip();
+    let result = (|| -> Result<Vec<Result<Outcome>>> {
+        let mut txn = db.begin_write().map_err(backend)?;
+        txn.set_durability(if sync { Durability::Immediate } else { Durability::None });
+        let outcomes = ops.iter().map(|op| apply(&txn, op)).collect::<Result<Vec<_>>>()?;
+        txn.commit().map_err(backend)?;
+        Ok(outcomes)
+    })();
+    match result {
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, jobs = replies.len(), "store commit failed");
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+            }
+        }
+    }
+}
+
+/// One operation inside the batch transaction. The outer error is a storage
+/// failure (abort everything); the inner one is this job's own answer.
+fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> {
+    match op {
+        WriteOp::CreateTenant(t) => {
+            let mut table = txn.open_table(TENANTS).map_err(backend)?;
+            if table.get(t.name.as_str()).map_err(backend)?.is_some() {
+                return Ok(Err(StoreError::AlreadyExists(format!("tenant {}", t.name))));
+            }
+            table.insert(t.name.as_str(), encode(t).as_slice()).map_err(backend)?;
+        }
+        WriteOp::CreateApp(app) | WriteOp::UpdateApp(app) => {
+            let creating = matches!(op, WriteOp::CreateApp(_));
+            if txn
+                .open_table(TENANTS)
+                .map_err(backend)?
+                .get(app.tenant.as_str())
+                .map_err(backend)?
+                .is_none()
+            {
+                return Ok(Err(StoreError::NotFound(format!("tenant {}", app.tenant))));
+            }
+            let mut table = txn.open_table(APPS).map_err(backend)?;
+            let exists = table.get(app.username.as_str()).map_err(backend)?.is_some();
+            if creating && exists {
+                return Ok(Err(StoreError::AlreadyExists(format!("application {}", app.username))));
+            }
+            if !creating && !exists {
+                return Ok(Err(StoreError::NotFound(format!("application {}", app.username))));
+            }
+            table
+                .insert(app.username.as_str(), encode(app).as_slice())
+                .map_err(backend)?;
+        }
+        WriteOp::Enqueue(m) => {
+            let id = m.id.as_str();
+            txn.open_table(ENVELOPES)
+                .map_err(backend)?
+                .insert(id, encode(m).as_slice())
+                .map_err(backend)?;
+            txn.open_table(CONTENTS)
+                .map_err(backend)?
+                .insert(id, m.content.as_slice())
+                .map_err(backend)?;
+            schedule(txn, id, m.received_ms)?;
+        }
+        WriteOp::Lease { now_ms, lease_ms, max } => {
+            return lease(txn, *now_ms, *lease_ms, *max).map(|l| Ok(Outcome::Leased(l)));
+        }
+        WriteOp::Complete(id) => {
+            unschedule(txn, id.as_str())?;
+            txn.open_table(ENVELOPES)
+                .map_err(backend)?
+                .remove(id.as_str())
+                .map_err(backend)?;
+            txn.open_table(CONTENTS)
+                .map_err(backend)?
+                .remove(id.as_str())
+                .map_err(backend)?;
+        }
+        WriteOp::Reschedule(id, due_ms) => {
+            let mut envelopes = txn.open_table(ENVELOPES).map_err(backend)?;
+            let Some(bytes) = envelopes.get(id.as_str()).map_err(backend)?.map(|v| v.value().to_vec()) else {
+                return Ok(Err(StoreError::NotFound(format!("message {id}"))));
+            };
+            let mut m: QueuedMessage = decode(&bytes)?;
+            m.attempts += 1;
+            envelopes.insert(id.as_str(), encode(&m).as_slice()).map_err(backend)?;
+            drop(envelopes);
+            unschedule(txn, id.as_str())?;
+            schedule(txn, id.as_str(), *due_ms)?;
+        }
+    }
+    Ok(Ok(Outcome::Done))
+}
+
+fn schedule(txn: &redb::WriteTransaction, id: &str, due_ms: u64) -> Result<()> {
+    txn.open_table(SCHEDULE)
+        .map_err(backend)?
+        .insert((due_ms, id), ())
+        .map_err(backend)?;
+    txn.open_table(DUE)
+        .map_err(backend)?
+        .insert(id, due_ms)
+        .map_err(backend)?;
+    Ok(())
+}
+
+fn unschedule(txn: &redb::WriteTransaction, id: &str) -> Result<()> {
+    let due = txn
+        .open_table(DUE)
+        .map_err(backend)?
+        .remove(id)
+        .map_err(backend)?
+        .map(|v| v.value());
+    if let Some(due) = due {
+        txn.open_table(SCHEDULE)
+            .map_err(backend)?
+            .remove((due, id))
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// A lease is the schedule moved forward: the message is due again when the
+/// lease runs out, so a worker that dies loses nothing.
+fn lease(txn: &redb::WriteTransaction, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<QueuedMessage>> {
+    let due: Vec<String> = {
+        let table = txn.open_table(SCHEDULE).map_err(backend)?;
+        let range = table
+            .range((0u64, "")..(now_ms.saturating_add(1), ""))
+            .map_err(backend)?;
+        let mut ids = Vec::new();
+        for entry in range.take(max) {
+            let (key, _) = entry.map_err(backend)?;
+            ids.push(key.value().1.to_string());
+        }
+        ids
+    };
+    let mut leased = Vec::with_capacity(due.len());
+    for id in due {
+        unschedule(txn, &id)?;
+        schedule(txn, &id, now_ms.saturating_add(lease_ms))?;
+        leased.push(load_message(
+            &txn.open_table(ENVELOPES).map_err(backend)?,
+            &txn.open_table(CONTENTS).map_err(backend)?,
+            &id,
+        )?);
+    }
+    Ok(leased)
+}
+
+fn load_message(
+    envelopes: &impl ReadableTable<&'static str, &'static [u8]>,
+    contents: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<QueuedMessage> {
+    let envelope = envelopes
+        .get(id)
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
+    let mut m: QueuedMessage = decode(envelope.value())?;
+    m.content = contents
+        .get(id)
+        .map_err(backend)?
+        .map(|c| c.value().to_vec())
+        .unwrap_or_default();
+    Ok(m)
+}
+
+fn list<T: serde::de::DeserializeOwned>(
+    txn: &redb::ReadTransaction,
+    def: TableDefinition<&str, &[u8]>,
+) -> Result<Vec<T>> {
+    let table = txn.open_table(def).map_err(backend)?;
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(backend)? {
+        let (_, value) = entry.map_err(backend)?;
+        out.push(decode(value.value())?);
+    }
+    Ok(out)
+}
+
+fn get<T: serde::de::DeserializeOwned>(
+    txn: &redb::ReadTransaction,
+    def: TableDefinition<&str, &[u8]>,
+    key: &str,
+) -> Result<Option<T>> {
+    let table = txn.open_table(def).map_err(backend)?;
+    let value = table.get(key).map_err(backend)?;
+    value.map(|v| decode(v.value())).transpose()
+}
+
+fn done(outcome: Result<Outcome>) -> Result<()> {
+    outcome.map(|_| ())
+}
+
+#[async_trait]
+impl Directory for EmbeddedStore {
+    async fn create_tenant(&self, tenant: Tenant) -> Result<()> {
+        done(self.write(WriteOp::CreateTenant(tenant)).await)
+    }
+    async fn tenant(&self, name: &str) -> Result<Option<Tenant>> {
+        let name = name.to_string();
+        self.read(move |txn| get(txn, TENANTS, &name)).await
+    }
+    async fn tenants(&self) -> Result<Vec<Tenant>> {
+        self.read(|txn| list(txn, TENANTS)).await
+    }
+    async fn create_app(&self, app: Application) -> Result<()> {
+        done(self.write(WriteOp::CreateApp(app)).await)
+    }
+    async fn update_app(&self, app: Application) -> Result<()> {
+        done(self.write(WriteOp::UpdateApp(app)).await)
+    }
+    async fn app(&self, username: &str) -> Result<Option<Application>> {
+        let username = username.to_string();
+        self.read(move |txn| get(txn, APPS, &username)).await
+    }
+    async fn apps(&self, tenant: Option<&str>) -> Result<Vec<Application>> {
+        let tenant = tenant.map(str::to_string);
+        let apps: Vec<Application> = self.read(|txn| list(txn, APPS)).await?;
+        Ok(apps
+            .into_iter()
+            .filter(|a| tenant.as_ref().is_none_or(|t| *t == a.tenant))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Queue for EmbeddedStore {
+    async fn enqueue(&self, message: QueuedMessage) -> Result<()> {
+        done(self.write(WriteOp::Enqueue(message)).await)
+    }
+    async fn lease(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<QueuedMessage>> {
+        match self.write(WriteOp::Lease { now_ms, lease_ms, max }).await? {
+            Outcome::Leased(messages) => Ok(messages),
+            Outcome::Done => Ok(Vec::new()),
+        }
+    }
+    async fn complete(&self, id: &QueueId) -> Result<()> {
+        done(self.write(WriteOp::Complete(id.clone())).await)
+    }
+    async fn reschedule(&self, id: &QueueId, due_ms: u64) -> Result<()> {
+        done(self.write(WriteOp::Reschedule(id.clone(), due_ms)).await)
+    }
+    async fn depth(&self) -> Result<usize> {
+        self.read(|txn| Ok(txn.open_table(ENVELOPES).map_err(backend)?.len().map_err(backend)? as usize))
+            .await
+    }
+}

@@ -1,0 +1,54 @@
+//! The conformance suite against the embedded backend, plus what only a
+//! file store can show: data survives reopening, and the file is locked.
+
+use std::sync::Arc;
+
+use ferry_store::conformance;
+use ferry_store::{EmbeddedStore, Queue, StoreError};
+
+fn open() -> (tempfile::TempDir, EmbeddedStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(&dir.path().join("ferry.redb")).expect("open");
+    (dir, store)
+}
+
+#[tokio::test]
+async fn directory_round_trip() {
+    let (_dir, store) = open();
+    conformance::directory_round_trip(&store).await;
+}
+
+#[tokio::test]
+async fn queue_lease_complete_and_expiry() {
+    let (_dir, store) = open();
+    conformance::queue_lease_complete_and_expiry(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_all_land() {
+    let (_dir, store) = open();
+    conformance::concurrent_enqueues_all_land(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn messages_survive_reopen_and_the_file_is_locked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ferry.redb");
+    let message = conformance::message(b"kept", 5);
+    {
+        let store = EmbeddedStore::open(&path).expect("open");
+        store.enqueue(message.clone()).await.expect("enqueue");
+        assert!(matches!(EmbeddedStore::open(&path), Err(StoreError::Locked(_))));
+    }
+    // The writer thread holds the database until its channel closes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let store = loop {
+        match EmbeddedStore::open(&path) {
+            Ok(store) => break store,
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => tokio::task::yield_now().await,
+            Err(e) => panic!("reopen: {e}"),
+        }
+    };
+    let leased = store.lease(10, 1, 10).await.expect("lease");
+    assert_eq!(leased[0].content, b"kept");
+}
