@@ -202,6 +202,12 @@ impl Session {
         matches!(self.phase, Phase::Data(_) | Phase::Bdat { .. })
     }
 
+    /// Waiting for a command outside a mail transaction: a draining node may
+    /// close the session here without cutting a message in half.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Command) && self.txn.mail.is_none() && self.input.is_empty()
+    }
+
     pub fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)
     }

@@ -1,1 +1,126 @@
-fn main() {}
+//! The `ferry` binary: command line, configuration loading, logging, signal
+//! handling and the wiring of store, relay and routes. The only crate that
+//! uses `anyhow`.
+
+mod cli;
+mod onboard;
+mod settings;
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use ferry_core::SystemClock;
+use ferry_core::config::{Config, LogFormat};
+use ferry_relay::Relay;
+use ferry_store::{EmbeddedStore, Store};
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let config = match settings::load(cli.config.as_deref(), &env) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::CheckConfig = cli.command {
+        print!("{}", settings::render_masked(&config));
+        eprintln!("ferry: configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&config, matches!(cli.command, Command::Serve(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config, serving: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Onboarding commands print their results; only warnings go to the log there.
+    let filter = if serving {
+        filter
+    } else {
+        tracing_subscriber::EnvFilter::new("warn")
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let path = config.store_path();
+    let store = EmbeddedStore::open(&path).with_context(|| format!("store.path {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(_) => serve(config).await,
+        Command::Tenant(c) => onboard::tenant(open_store(&config)?.as_ref(), c).await,
+        Command::App(c) => onboard::app(open_store(&config)?.as_ref(), c).await,
+        Command::CheckConfig => Ok(()),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let tls = tls_config(&config)?;
+    let store = open_store(&config)?;
+    let relay = Relay::start(&config, store, Arc::new(SystemClock), Some(tls)).await?;
+    tracing::info!(hostname = %config.server.hostname, store = %config.store_path().display(), capture = %config.capture_dir().display(), "ferry ready");
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining sessions");
+    relay.drain().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn tls_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let (cert, key) = match (&config.tls.certificate, &config.tls.key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        _ => {
+            let dir = config.server.data_dir.join("tls");
+            let pair = ferry_relay::tls::development_certificate(&dir, &config.server.hostname)?;
+            tracing::warn!(
+                certificate = %pair.0.display(),
+                "no tls.certificate configured: using a self-signed development certificate; set tls.certificate and tls.key for production"
+            );
+            pair
+        }
+    };
+    Ok(ferry_relay::tls::server_config(&cert, &key)?)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

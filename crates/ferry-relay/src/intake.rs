@@ -1,0 +1,182 @@
+//! The end of DATA: header checks, the headers the relay adds, and the
+//! durable enqueue that must succeed before the client hears 250.
+
+use std::sync::Arc;
+
+use ferry_core::policy::{SenderRefusal, check_header_from};
+use ferry_core::{Application, Clock, QueueId, QueuedMessage, Tenant};
+use ferry_smtp::{Envelope, Reply};
+use ferry_store::Queue;
+
+use crate::tls::TlsInfo;
+
+/// Who handed over the message, for the Received header and the log.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub helo: String,
+    pub ip: std::net::IpAddr,
+    pub tls: Option<TlsInfo>,
+}
+
+/// The result of intake, for the reply and the message log.
+pub struct Intake {
+    pub reply: Reply,
+    pub queue_id: Option<QueueId>,
+    pub size: usize,
+    pub reason: Option<String>,
+}
+
+pub struct MessageIntake {
+    pub queue: Arc<dyn Queue>,
+    pub clock: Arc<dyn Clock>,
+    pub hostname: String,
+    /// Woken after each enqueue so delivery starts at once.
+    pub delivery_wakeup: Arc<tokio::sync::Notify>,
+}
+
+impl MessageIntake {
+    pub async fn accept(&self, envelope: Envelope, app: &Application, tenant: &Tenant, origin: &Origin) -> Intake {
+        let size = envelope.content.len();
+        let headers = header_facts(&envelope.content);
+        if let Err(refusal) = check_header_from(app, tenant, &headers.from) {
+            let reason = refusal.to_string();
+            let reply = match refusal {
+                SenderRefusal::NoFromHeader => Reply::new(550, "5.6.0", "Message has no From header"),
+                _ => Reply::new(550, "5.7.1", format!("Header From not authorised: {reason}")),
+            };
+            return Intake {
+                reply,
+                queue_id: None,
+                size,
+                reason: Some(reason),
+            };
+        }
+        let id = QueueId::generate();
+        let now = self.clock.now_ms();
+        let mut content = self.added_headers(&id, &envelope, app, origin, &headers, now);
+        content.extend_from_slice(&envelope.content);
+        let message = QueuedMessage {
+            id: id.clone(),
+            tenant: tenant.name.clone(),
+            app: app.username.clone(),
+            mail_from: envelope.mail_from,
+            recipients: envelope.recipients,
+            received_ms: now,
+            attempts: 0,
+            content,
+        };
+        match self.queue.enqueue(message).await {
+            Ok(()) => {
+                self.delivery_wakeup.notify_one();
+                Intake {
+                    reply: Reply::new(250, "2.0.0", format!("Ok: queued as {id}")),
+                    queue_id: Some(id),
+                    size,
+                    reason: None,
+                }
+            }
+            Err(e) => Intake {
+                reply: Reply::new(451, "4.3.0", "Temporary storage failure; try again later"),
+                queue_id: None,
+                size,
+                reason: Some(e.to_string()),
+            },
+        }
+    }
+
+    /// `Received:` (RFC 5321 §4.4) always; `Message-ID:` and `Date:` when the
+    /// client left them out (RFC 6409 §8).
+    fn added_headers(
+        &self,
+        id: &QueueId,
+        env: &Envelope,
+        app: &Application,
+        origin: &Origin,
+        facts: &HeaderFacts,
+        now: u64,
+    ) -> Vec<u8> {
+        let date = rfc5322_date(now);
+        let with = if origin.tls.is_some() { "ESMTPSA" } else { "ESMTPA" };
+        let tls = origin.tls.as_ref().map_or(String::new(), |t| {
+            format!("\r\n\t(version={} cipher={})", t.version, t.cipher)
+        });
+        let rcpt = match env.recipients.as_slice() {
+            [one] => format!("\r\n\tfor <{one}>"),
+            _ => String::new(),
+        };
+        let mut out = format!(
+            "Received: from {} ([{}])\r\n\tby {} (Ferry) with {with} id {id}{tls}\r\n\t(authenticated as {}){rcpt};\r\n\t{date}\r\n",
+            sanitize(&origin.helo),
+            origin.ip,
+            self.hostname,
+            app.username
+        );
+        if !facts.has_message_id {
+            out.push_str(&format!("Message-ID: <{id}@{}>\r\n", self.hostname));
+        }
+        if !facts.has_date {
+            out.push_str(&format!("Date: {date}\r\n"));
+        }
+        out.into_bytes()
+    }
+}
+
+/// The HELO name goes into a header: keep it to one printable token.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '(' && *c != ')')
+        .take(255)
+        .collect()
+}
+
+fn rfc5322_date(now_ms: u64) -> String {
+    let ts = jiff::Timestamp::from_millisecond(now_ms as i64).unwrap_or_default();
+    jiff::fmt::rfc2822::to_string(&ts.to_zoned(jiff::tz::TimeZone::UTC)).unwrap_or_default()
+}
+
+#[derive(Debug, Default)]
+pub struct HeaderFacts {
+    pub from: Vec<String>,
+    pub has_message_id: bool,
+    pub has_date: bool,
+}
+
+/// Reads the header section only; the body is never parsed here.
+pub fn header_facts(content: &[u8]) -> HeaderFacts {
+    let end = content
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(content.len(), |p| p + 4);
+    let Some(parsed) = mail_parser::MessageParser::default().parse_headers(&content[..end]) else {
+        return HeaderFacts::default();
+    };
+    let from = parsed
+        .from()
+        .map(|a| a.iter().filter_map(|addr| addr.address().map(str::to_string)).collect())
+        .unwrap_or_default();
+    HeaderFacts {
+        from,
+        has_message_id: parsed.message_id().is_some(),
+        has_date: parsed.date().is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_facts_reads_from_and_presence() {
+        let facts = header_facts(b"From: App <app@example.test>, b@example.test\r\nSubject: x\r\n\r\nFrom: body@x\r\n");
+        assert_eq!(facts.from, ["app@example.test", "b@example.test"]);
+        assert!(!facts.has_message_id && !facts.has_date);
+        let facts = header_facts(b"Message-ID: <a@b>\r\nDate: Tue, 24 Nov 2026 05:00:00 +0000\r\n\r\n");
+        assert!(facts.has_message_id && facts.has_date);
+        assert!(facts.from.is_empty());
+    }
+
+    #[test]
+    fn dates_are_rfc5322() {
+        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
+    }
+}

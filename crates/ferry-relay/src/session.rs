@@ -1,0 +1,263 @@
+//! The session actor: one per connection. It owns the socket and drives the
+//! pure [`ferry_smtp::Session`], answering its decisions with the
+//! authenticator, the sender policy and the intake.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::policy::{SenderRefusal, check_envelope_from};
+use ferry_smtp::{Action, AppLimits, Envelope, Reply, Session, SessionConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::{Authenticator, Login};
+use crate::intake::{MessageIntake, Origin};
+use crate::stream::Stream;
+use crate::tls::TlsInfo;
+
+/// What every session of a node shares.
+pub struct SessionContext {
+    pub smtp: SessionConfig,
+    pub tls: Option<TlsAcceptor>,
+    pub auth: Authenticator,
+    pub intake: MessageIntake,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    /// Turns true when the node drains: idle sessions are told 421 and closed.
+    pub draining: watch::Receiver<bool>,
+}
+
+/// Why the read loop stopped.
+enum ReadOutcome {
+    Bytes(usize),
+    Eof,
+    Timeout,
+    Draining,
+}
+
+struct Connection {
+    stream: Option<Stream>,
+    peer: SocketAddr,
+    tls: Option<TlsInfo>,
+    login: Option<Login>,
+}
+
+/// Runs one SMTP session to its end. `implicit_tls` is set on RFC 8314 listeners.
+pub async fn run(
+    ctx: Arc<SessionContext>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    config: SessionConfig,
+    implicit_tls: bool,
+) {
+    let mut conn = Connection {
+        stream: Some(Stream::Plain(tcp)),
+        peer,
+        tls: None,
+        login: None,
+    };
+    if implicit_tls && !conn.start_tls(&ctx).await {
+        return;
+    }
+    let mut session = Session::new(config);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut draining = ctx.draining.clone();
+    loop {
+        let action = session.next();
+        let step = match action {
+            Action::NeedInput => conn.read_more(&ctx, &mut session, &mut buf, &mut draining).await,
+            Action::Authenticate(credentials) => {
+                conn.authenticate(&ctx, &mut session, credentials).await;
+                true
+            }
+            Action::Mail(request) => {
+                session.mail_result(conn.check_sender(&request.from));
+                true
+            }
+            Action::Rcpt(_) => {
+                session.rcpt_result(Ok(()));
+                true
+            }
+            Action::Message(envelope) => {
+                let reply = conn.deliver(&ctx, &session, envelope).await;
+                session.message_result(reply);
+                true
+            }
+            Action::StartTls => {
+                conn.flush(&mut session, ctx.command_timeout).await && conn.start_tls(&ctx).await && {
+                    session.tls_started();
+                    true
+                }
+            }
+            Action::Close => {
+                conn.flush(&mut session, ctx.command_timeout).await;
+                false
+            }
+        };
+        if !step {
+            break;
+        }
+    }
+    if let Some(mut stream) = conn.stream.take() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.shutdown()).await;
+    }
+}
+
+impl Connection {
+    fn stream(&mut self) -> Option<&mut Stream> {
+        self.stream.as_mut()
+    }
+
+    /// Writes what the session has queued, in one write. False if the peer is gone.
+    async fn flush(&mut self, session: &mut Session, timeout: Duration) -> bool {
+        let out = session.take_output();
+        if out.is_empty() {
+            return true;
+        }
+        let Some(stream) = self.stream() else { return false };
+        matches!(
+            tokio::time::timeout(timeout, async {
+                stream.write_all(&out).await?;
+                stream.flush().await
+            })
+            .await,
+            Ok(Ok(()))
+        )
+    }
+
+    async fn read_more(
+        &mut self,
+        ctx: &SessionContext,
+        session: &mut Session,
+        buf: &mut [u8],
+        draining: &mut watch::Receiver<bool>,
+    ) -> bool {
+        if !self.flush(session, ctx.command_timeout).await {
+            return false;
+        }
+        let timeout = if session.in_content() {
+            ctx.data_timeout
+        } else {
+            ctx.command_timeout
+        };
+        let idle = session.is_idle();
+        let Some(stream) = self.stream.as_mut() else {
+            return false;
+        };
+        let outcome = tokio::select! {
+            read = tokio::time::timeout(timeout, stream.read(buf)) => match read {
+                Ok(Ok(0)) | Ok(Err(_)) => ReadOutcome::Eof,
+                Ok(Ok(n)) => ReadOutcome::Bytes(n),
+                Err(_) => ReadOutcome::Timeout,
+            },
+            _ = draining.wait_for(|d| *d), if idle => ReadOutcome::Draining,
+        };
+        match outcome {
+            ReadOutcome::Bytes(n) => {
+                session.receive(&buf[..n]);
+                true
+            }
+            ReadOutcome::Eof => false,
+            ReadOutcome::Timeout => {
+                session.close_with(Reply::new(421, "4.4.2", "Timeout waiting for client input; closing"));
+                true
+            }
+            ReadOutcome::Draining => {
+                session.close_with(Reply::new(421, "4.3.2", "Service shutting down; try again later"));
+                true
+            }
+        }
+    }
+
+    async fn start_tls(&mut self, ctx: &SessionContext) -> bool {
+        let (Some(acceptor), Some(Stream::Plain(tcp))) = (ctx.tls.clone(), self.stream.take()) else {
+            return false;
+        };
+        match tokio::time::timeout(ctx.command_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                self.tls = Some(TlsInfo::of(tls.get_ref().1));
+                self.stream = Some(Stream::Tls(Box::new(tls)));
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::info!(peer = %self.peer, error = %e, "TLS handshake failed");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    async fn authenticate(
+        &mut self,
+        ctx: &SessionContext,
+        session: &mut Session,
+        credentials: ferry_smtp::Credentials,
+    ) {
+        match ctx.auth.authenticate(&credentials, self.peer.ip()).await {
+            Ok(login) => {
+                let l = login.app.limits;
+                let limits = AppLimits {
+                    max_message_bytes: l.max_message_bytes,
+                    max_recipients: l.max_recipients,
+                    max_messages_per_session: l.max_messages_per_session,
+                };
+                tracing::info!(peer = %self.peer, user = %credentials.username, tenant = %login.tenant.name, "authenticated");
+                session.auth_accepted(credentials.username, limits);
+                self.login = Some(login);
+            }
+            Err(failure) => {
+                tracing::warn!(peer = %self.peer, user = %credentials.username, reason = %failure, "authentication refused");
+                session.auth_refused(failure.reply());
+            }
+        }
+    }
+
+    fn check_sender(&self, from: &str) -> Result<(), Reply> {
+        let Some(login) = &self.login else {
+            return Err(Reply::new(530, "5.7.0", "Authentication required"));
+        };
+        check_envelope_from(&login.app, &login.tenant, from).map_err(|refusal| {
+            tracing::info!(peer = %self.peer, user = %login.app.username, from, reason = %refusal, "sender refused");
+            match refusal {
+                SenderRefusal::ForeignDomain(_) => {
+                    Reply::new(550, "5.7.1", format!("Sender <{from}> is outside the tenant's domains"))
+                }
+                _ => Reply::new(
+                    550,
+                    "5.7.1",
+                    format!("Sender <{from}> not authorised for this application"),
+                ),
+            }
+        })
+    }
+
+    async fn deliver(&self, ctx: &SessionContext, session: &Session, envelope: Envelope) -> Reply {
+        let Some(login) = &self.login else {
+            return Reply::new(530, "5.7.0", "Authentication required");
+        };
+        let origin = Origin {
+            helo: session.helo_name().unwrap_or("unknown").to_string(),
+            ip: self.peer.ip(),
+            tls: self.tls.clone(),
+        };
+        let (from, rcpts) = (envelope.mail_from.clone(), envelope.recipients.len());
+        let intake = ctx.intake.accept(envelope, &login.app, &login.tenant, &origin).await;
+        tracing::info!(
+            target: "ferry::message",
+            queue_id = intake.queue_id.as_ref().map(|id| id.as_str()).unwrap_or("-"),
+            tenant = %login.tenant.name,
+            app = %login.app.username,
+            from = %from,
+            recipients = rcpts,
+            size = intake.size,
+            tls = self.tls.as_ref().map_or("none", |t| t.version.as_str()),
+            result = %intake.reply,
+            reason = intake.reason.as_deref().unwrap_or(""),
+            "message"
+        );
+        intake.reply
+    }
+}

@@ -1,0 +1,131 @@
+//! TLS for the listeners: rustls with TLS 1.2 and 1.3 only, ECDHE key
+//! exchange and AEAD suites only; the certificate from PEM files, or a
+//! self-signed development certificate when none is configured.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::crypto::{CryptoProvider, ring};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A TLS setting that cannot be used; names the configuration key.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct TlsError {
+    pub key: &'static str,
+    pub problem: String,
+}
+
+fn tls_error(key: &'static str, problem: impl Into<String>) -> TlsError {
+    TlsError {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// The suites Ferry offers: every one AEAD with ephemeral (EC)DHE. rustls
+/// has no CBC or static-RSA suites at all; listing ours keeps that a
+/// decision rather than a default.
+fn provider() -> CryptoProvider {
+    use ring::cipher_suite::*;
+    CryptoProvider {
+        cipher_suites: vec![
+            TLS13_AES_256_GCM_SHA384,
+            TLS13_AES_128_GCM_SHA256,
+            TLS13_CHACHA20_POLY1305_SHA256,
+            TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        ..ring::default_provider()
+    }
+}
+
+/// Builds the server configuration from a PEM chain and key.
+pub fn server_config(certificate: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| tls_error("tls.certificate", format!("{}: {e}", certificate.display())))?;
+    if chain.is_empty() {
+        return Err(tls_error(
+            "tls.certificate",
+            format!("{}: no certificate in the file", certificate.display()),
+        ));
+    }
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| tls_error("tls.key", format!("{}: {e}", key.display())))?;
+    let config = ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| tls_error("tls", e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| tls_error("tls.key", format!("does not match tls.certificate or is unusable: {e}")))?;
+    Ok(Arc::new(config))
+}
+
+/// Creates (once) a self-signed certificate for `hostname`, `localhost` and
+/// 127.0.0.1 under `dir`, and returns the certificate and key paths.
+pub fn development_certificate(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), TlsError> {
+    let cert_path = dir.join("dev-certificate.pem");
+    let key_path = dir.join("dev-key.pem");
+    if cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    let names = vec![hostname.to_string(), "localhost".into(), "127.0.0.1".into()];
+    let generated = rcgen::generate_simple_self_signed(names).map_err(|e| {
+        tls_error(
+            "tls.certificate",
+            format!("cannot generate a development certificate: {e}"),
+        )
+    })?;
+    let write = |path: &Path, text: String| -> Result<(), TlsError> {
+        std::fs::create_dir_all(dir)
+            .and_then(|()| write_private(path, text.as_bytes()))
+            .map_err(|e| tls_error("server.data_dir", format!("{}: {e}", path.display())))
+    };
+    write(&key_path, generated.key_pair.serialize_pem())?;
+    write(&cert_path, generated.cert.pem())?;
+    Ok((cert_path, key_path))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// What the Received header and message log say about a session's TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    pub version: String,
+    pub cipher: String,
+}
+
+impl TlsInfo {
+    pub fn of(conn: &rustls::ServerConnection) -> Self {
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLS1.3".to_string(),
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLS1.2".to_string(),
+            Some(other) => format!("{other:?}"),
+            None => "unknown".into(),
+        };
+        let cipher = conn
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .unwrap_or("unknown")
+            .to_string();
+        TlsInfo { version, cipher }
+    }
+}

@@ -1,0 +1,141 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Ferry: an authenticated SMTP relay for applications, metered per tenant"
+)]
+pub struct Cli {
+    /// TOML configuration file; the environment (FERRY__SECTION__KEY) overrides it.
+    #[arg(long, short, global = true, env = "FERRY_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the relay.
+    Serve(ServeArgs),
+    /// Validate the configuration and print it, secrets masked.
+    CheckConfig,
+    /// Onboard and inspect tenants (departments, groups).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Onboard and manage applications (one set of SMTP credentials each).
+    #[command(subcommand)]
+    App(AppCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Sessions and delivery in one process (the single-machine default).
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Which parts of the relay this process runs.
+    #[arg(long, value_enum, default_value_t = Role::All)]
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Add a tenant with the domains its applications may send from.
+    Add {
+        name: String,
+        /// A sender domain (repeat for several).
+        #[arg(long = "domain", required = true)]
+        domains: Vec<String>,
+        /// Allow only subdomains of each domain, never the domain itself.
+        #[arg(long)]
+        subdomains_only: bool,
+        /// Who hears about this tenant's usage.
+        #[arg(long)]
+        contact: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// List tenants.
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show one tenant and its applications.
+    Show {
+        name: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AppAddArgs {
+    /// The SMTP username (letters, digits, - _ .; not an e-mail address).
+    pub username: String,
+    #[arg(long)]
+    pub tenant: String,
+    /// An authorised envelope-From address (repeat, at most 10).
+    #[arg(long = "from", required = true)]
+    pub from: Vec<String>,
+    /// An authorised header-From address (repeat); default: the --from list.
+    #[arg(long = "header-from")]
+    pub header_from: Vec<String>,
+    /// A source network the application connects from, e.g. 10.1.2.0/24 (repeat).
+    #[arg(long = "allow", required = true)]
+    pub allow: Vec<String>,
+    /// Largest message in bytes.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub max_message_bytes: usize,
+    #[arg(long, default_value_t = 100)]
+    pub max_messages_per_session: u32,
+    #[arg(long, default_value_t = 50)]
+    pub max_recipients: usize,
+    /// Last day of the relay permission (YYYY-MM-DD); default: one year from today.
+    #[arg(long)]
+    pub expires: Option<String>,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Add an application; its password is generated and shown once.
+    Add(Box<AppAddArgs>),
+    /// List applications.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show one application (never its password).
+    Show {
+        username: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Stop an application from authenticating.
+    Disable { username: String },
+    /// Let a disabled application authenticate again.
+    Enable { username: String },
+    /// Generate a new password, shown once; the old one stops working.
+    RotatePassword {
+        username: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+}

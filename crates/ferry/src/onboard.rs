@@ -1,0 +1,259 @@
+//! Onboarding commands: tenants and applications, against the store.
+
+use anyhow::{Context, bail};
+use ferry_core::tenant::{MAX_ENVELOPE_FROM, valid_username};
+use ferry_core::{AppLimits, Application, Clock, SystemClock, Tenant};
+use ferry_relay::auth::{hash_password, random_secret};
+use ferry_smtp::address::validate_mailbox;
+use ferry_store::Store;
+use serde_json::json;
+
+use crate::cli::{AppAddArgs, AppCommand, Output, TenantCommand};
+
+fn print(output: Output, text: String, value: serde_json::Value) {
+    match output {
+        Output::Text => println!("{text}"),
+        Output::Json => println!("{value}"),
+    }
+}
+
+pub async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::Add {
+            name,
+            domains,
+            subdomains_only,
+            contact,
+            output,
+        } => {
+            if !valid_username(&name) {
+                bail!("tenant name {name:?}: use 3-64 letters, digits, '-', '_' or '.'");
+            }
+            let domains: Vec<String> = domains
+                .iter()
+                .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+                .collect();
+            if let Some(bad) = domains
+                .iter()
+                .find(|d| !d.contains('.') || d.contains('@') || d.contains(char::is_whitespace))
+            {
+                bail!("--domain {bad:?}: not a domain name");
+            }
+            let tenant = Tenant {
+                name,
+                domains,
+                subdomains_only,
+                contact,
+                created_ms: SystemClock.now_ms(),
+            };
+            store.create_tenant(tenant.clone()).await?;
+            print(
+                output,
+                format!("tenant {} added: domains {}", tenant.name, tenant.domains.join(", ")),
+                json!(tenant),
+            );
+        }
+        TenantCommand::List { output } => {
+            let tenants = store.tenants().await?;
+            let text = tenants
+                .iter()
+                .map(|t| format!("{}\t{}", t.name, t.domains.join(",")))
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(output, text, json!(tenants));
+        }
+        TenantCommand::Show { name, output } => {
+            let tenant = store
+                .tenant(&name)
+                .await?
+                .with_context(|| format!("no tenant {name}"))?;
+            let apps: Vec<String> = store.apps(Some(&name)).await?.into_iter().map(|a| a.username).collect();
+            let text = format!(
+                "tenant: {}\ndomains: {}\nsubdomains only: {}\ncontact: {}\napplications: {}",
+                tenant.name,
+                tenant.domains.join(", "),
+                tenant.subdomains_only,
+                tenant.contact.as_deref().unwrap_or("-"),
+                apps.join(", ")
+            );
+            print(output, text, json!({"tenant": tenant, "applications": apps}));
+        }
+    }
+    Ok(())
+}
+
+pub async fn app(store: &dyn Store, command: AppCommand) -> anyhow::Result<()> {
+    match command {
+        AppCommand::Add(args) => add_app(store, *args).await?,
+        AppCommand::List { tenant, output } => {
+            let apps = store.apps(tenant.as_deref()).await?;
+            let text = apps
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{}\t{}\t{}\t{}",
+                        a.username,
+                        a.tenant,
+                        if a.enabled { "enabled" } else { "disabled" },
+                        a.envelope_from.join(",")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(output, text, json!(apps.iter().map(public).collect::<Vec<_>>()));
+        }
+        AppCommand::Show { username, output } => {
+            let app = find(store, &username).await?;
+            print(output, describe(&app), public(&app));
+        }
+        AppCommand::Disable { username } => set_enabled(store, &username, false).await?,
+        AppCommand::Enable { username } => set_enabled(store, &username, true).await?,
+        AppCommand::RotatePassword { username, output } => {
+            let mut app = find(store, &username).await?;
+            let password = random_secret();
+            app.password_hash = hash_password(&password).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+            app.credential_version += 1;
+            store.update_app(app).await?;
+            print(
+                output,
+                format!(
+                    "username: {username}\npassword: {password}\n(shown once: store it now; the old password no longer works)"
+                ),
+                json!({"username": username, "password": password}),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn find(store: &dyn Store, username: &str) -> anyhow::Result<Application> {
+    store
+        .app(username)
+        .await?
+        .with_context(|| format!("no application {username}"))
+}
+
+async fn set_enabled(store: &dyn Store, username: &str, enabled: bool) -> anyhow::Result<()> {
+    let mut app = find(store, username).await?;
+    app.enabled = enabled;
+    app.credential_version += 1;
+    store.update_app(app).await?;
+    println!(
+        "application {username} {}",
+        if enabled { "enabled" } else { "disabled" }
+    );
+    Ok(())
+}
+
+async fn add_app(store: &dyn Store, a: AppAddArgs) -> anyhow::Result<()> {
+    if !valid_username(&a.username) {
+        bail!(
+            "username {:?}: use 3-64 letters, digits, '-', '_' or '.' (not an e-mail address)",
+            a.username
+        );
+    }
+    let tenant = store
+        .tenant(&a.tenant)
+        .await?
+        .with_context(|| format!("--tenant {}: no such tenant", a.tenant))?;
+    let envelope_from = addresses("--from", &a.from, &tenant)?;
+    if envelope_from.len() > MAX_ENVELOPE_FROM {
+        bail!("--from: at most {MAX_ENVELOPE_FROM} addresses per application");
+    }
+    let header_from = addresses("--header-from", &a.header_from, &tenant)?;
+    let allowed_networks = a
+        .allow
+        .iter()
+        .map(|n| {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .context("--allow: expected an address or network such as 10.1.2.0/24")?;
+    let today = jiff::Zoned::now().date();
+    let expires = match &a.expires {
+        Some(day) => day
+            .parse::<jiff::civil::Date>()
+            .with_context(|| format!("--expires {day}: expected YYYY-MM-DD"))?,
+        None => today.checked_add(jiff::Span::new().years(1)).context("date overflow")?,
+    };
+    let password = random_secret();
+    let app = Application {
+        username: a.username.clone(),
+        tenant: tenant.name,
+        password_hash: hash_password(&password).map_err(|e| anyhow::anyhow!("hashing: {e}"))?,
+        envelope_from,
+        header_from,
+        allowed_networks,
+        limits: AppLimits {
+            max_message_bytes: a.max_message_bytes,
+            max_messages_per_session: a.max_messages_per_session,
+            max_recipients: a.max_recipients,
+        },
+        expires: Some(expires),
+        enabled: true,
+        created_ms: SystemClock.now_ms(),
+        credential_version: 0,
+    };
+    store.create_app(app.clone()).await?;
+    let text = format!("{}\npassword: {password}\n(shown once: store it now)", describe(&app));
+    let mut value = public(&app);
+    value["password"] = json!(password);
+    print(a.output, text, value);
+    Ok(())
+}
+
+/// Lower-cases and checks each address against the tenant's domain rules.
+fn addresses(flag: &str, list: &[String], tenant: &Tenant) -> anyhow::Result<Vec<String>> {
+    list.iter()
+        .map(|addr| {
+            let addr = addr.trim().to_lowercase();
+            let domain = addr
+                .rsplit_once('@')
+                .map(|(_, d)| d)
+                .with_context(|| format!("{flag} {addr}: not an address"))?;
+            if validate_mailbox(&addr).is_ok() && tenant.owns_domain(domain) {
+                Ok(addr)
+            } else {
+                bail!(
+                    "{flag} {addr}: the domain is not one of tenant {}'s domains ({}{})",
+                    tenant.name,
+                    tenant.domains.join(", "),
+                    if tenant.subdomains_only {
+                        ", subdomains only"
+                    } else {
+                        ""
+                    }
+                )
+            }
+        })
+        .collect()
+}
+
+fn public(app: &Application) -> serde_json::Value {
+    let mut v = json!(app);
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("password_hash");
+    }
+    v
+}
+
+fn describe(app: &Application) -> String {
+    format!(
+        "username: {}\ntenant: {}\nenabled: {}\nexpires: {}\nenvelope from: {}\nheader from: {}\nallowed networks: {}\nlimits: {} bytes/message, {} messages/session, {} recipients/message",
+        app.username,
+        app.tenant,
+        app.enabled,
+        app.expires.map_or("never".into(), |d| d.to_string()),
+        app.envelope_from.join(", "),
+        app.header_from_allowed().join(", "),
+        app.allowed_networks
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        app.limits.max_message_bytes,
+        app.limits.max_messages_per_session,
+        app.limits.max_recipients
+    )
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `make run`: onboard a demo tenant and application (a fresh password each
+# time), print how to send a first message, then run the relay.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${FERRY_BIN:-target/release/ferry}
+export FERRY_CONFIG=${FERRY_CONFIG:-dev/ferry.toml}
+
+"$bin" check-config >/dev/null
+"$bin" tenant show demo >/dev/null 2>&1 ||
+    "$bin" tenant add demo --domain demo.example --contact platform@demo.example >/dev/null
+if "$bin" app show demo-app >/dev/null 2>&1; then
+    out=$("$bin" app rotate-password demo-app)
+else
+    out=$("$bin" app add demo-app --tenant demo --from app@demo.example \
+        --allow 127.0.0.0/8 --allow ::1/128)
+fi
+password=$(printf '%s\n' "$out" | sed -n 's/^password: //p')
+port=$("$bin" check-config 2>/dev/null | sed -n 's/^submission = "[^"]*:\([0-9]*\)"$/\1/p')
+
+cat <<MSG
+
+  Ferry is starting with a demo tenant "demo" and application "demo-app".
+  Send a first message (STARTTLS + AUTH on the submission port):
+
+    swaks --server 127.0.0.1:${port:-2587} --tls --auth PLAIN \\
+          --auth-user demo-app --auth-password '$password' \\
+          --from app@demo.example --to someone@example.net
+
+  Captured mail lands in var/capture/ (one .eml and one .json per message).
+  Stop with Ctrl-C.
+
+MSG
+exec "$bin" serve
