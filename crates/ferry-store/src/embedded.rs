@@ -24,6 +24,8 @@ const CONTENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contents");
 const SCHEDULE: TableDefinition<(u64, &str), ()> = TableDefinition::new("schedule");
 /// id → due time, to find a message's schedule entry.
 const DUE: TableDefinition<&str, u64> = TableDefinition::new("due");
+/// id → the due time a leased message had before it was taken.
+const LEASES: TableDefinition<&str, u64> = TableDefinition::new("leases");
 
 /// Requests served by the writer thread; the largest batch it commits at once.
 const MAX_BATCH: usize = 512;
@@ -97,6 +99,7 @@ impl EmbeddedStore {
             txn.open_table(CONTENTS).map_err(backend)?;
             txn.open_table(SCHEDULE).map_err(backend)?;
             txn.open_table(DUE).map_err(backend)?;
+            release_leases(&txn)?;
         }
         txn.commit().map_err(backend)?;
         let db = Arc::new(db);
@@ -247,6 +250,31 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
     Ok(Ok(Outcome::Done))
 }
 
+/// The file lock means no other process can hold a lease on this store, so
+/// every lease found at open belonged to a process that died: its messages
+/// are due again at once instead of when the lease would have run out.
+fn release_leases(txn: &redb::WriteTransaction) -> Result<()> {
+    let leased: Vec<(String, u64)> = {
+        let table = txn.open_table(LEASES).map_err(backend)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(backend)? {
+            let (id, due) = entry.map_err(backend)?;
+            out.push((id.value().to_string(), due.value()));
+        }
+        out
+    };
+    for (id, due) in &leased {
+        unschedule(txn, id)?;
+        schedule(txn, id, *due)?;
+    }
+    if !leased.is_empty() {
+        tracing::info!(messages = leased.len(), "released the leases of a previous process");
+    }
+    txn.delete_table(LEASES).map_err(backend)?;
+    txn.open_table(LEASES).map_err(backend)?;
+    Ok(())
+}
+
 fn schedule(txn: &redb::WriteTransaction, id: &str, due_ms: u64) -> Result<()> {
     txn.open_table(SCHEDULE)
         .map_err(backend)?
@@ -260,6 +288,7 @@ fn schedule(txn: &redb::WriteTransaction, id: &str, due_ms: u64) -> Result<()> {
 }
 
 fn unschedule(txn: &redb::WriteTransaction, id: &str) -> Result<()> {
+    txn.open_table(LEASES).map_err(backend)?.remove(id).map_err(backend)?;
     let due = txn
         .open_table(DUE)
         .map_err(backend)?
@@ -292,8 +321,12 @@ fn lease(txn: &redb::WriteTransaction, now_ms: u64, lease_ms: u64, max: usize) -
     };
     let mut leased = Vec::with_capacity(due.len());
     for id in due {
+        let previous = txn.open_table(DUE).map_err(backend)?.get(id.as_str()).map_err(backend)?.map(|v| v.value());
         unschedule(txn, &id)?;
         schedule(txn, &id, now_ms.saturating_add(lease_ms))?;
+        if let Some(previous) = previous {
+            txn.open_table(LEASES).map_err(backend)?.insert(id.as_str(), previous).map_err(backend)?;
+        }
         leased.push(load_message(
             &txn.open_table(ENVELOPES).map_err(backend)?,
             &txn.open_table(CONTENTS).map_err(backend)?,
