@@ -321,11 +321,19 @@ fn lease(txn: &redb::WriteTransaction, now_ms: u64, lease_ms: u64, max: usize) -
     };
     let mut leased = Vec::with_capacity(due.len());
     for id in due {
-        let previous = txn.open_table(DUE).map_err(backend)?.get(id.as_str()).map_err(backend)?.map(|v| v.value());
+        let previous = txn
+            .open_table(DUE)
+            .map_err(backend)?
+            .get(id.as_str())
+            .map_err(backend)?
+            .map(|v| v.value());
         unschedule(txn, &id)?;
         schedule(txn, &id, now_ms.saturating_add(lease_ms))?;
         if let Some(previous) = previous {
-            txn.open_table(LEASES).map_err(backend)?.insert(id.as_str(), previous).map_err(backend)?;
+            txn.open_table(LEASES)
+                .map_err(backend)?
+                .insert(id.as_str(), previous)
+                .map_err(backend)?;
         }
         leased.push(load_message(
             &txn.open_table(ENVELOPES).map_err(backend)?,

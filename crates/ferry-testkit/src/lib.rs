@@ -1,1 +1,306 @@
-//! placeholder
+//! Test harness: starts the real `ferry` binary in a temporary directory on
+//! free ports (it binds port 0 and logs what it bound), with a test CA and
+//! certificate; runs real SMTP clients against it; polls with deadlines.
+//!
+//! Layout:
+//! - [`Ferry`]: one relay process, its directory, its ports, its log.
+//! - [`pki`]: a test certificate authority and a server certificate.
+//! - [`client`]: a raw SMTP client (plaintext or TLS) for byte-exact dialogues.
+//! - [`wait_for`]: polling with a deadline instead of sleeping.
+
+pub mod client;
+pub mod pki;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Polls `check` until it returns Some or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `ferry` binary built by `cargo build` (or `FERRY_BIN`).
+pub fn binary() -> PathBuf {
+    if let Ok(bin) = std::env::var("FERRY_BIN") {
+        return bin.into();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let bin = target.join("debug/ferry");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bin ferry` first (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The demo tenant and application every relay is prepared with.
+pub const TENANT: &str = "acme";
+pub const DOMAIN: &str = "acme.test";
+pub const USER: &str = "billing";
+pub const SENDER: &str = "billing@acme.test";
+
+/// One relay process and everything it owns.
+pub struct Ferry {
+    pub dir: tempfile::TempDir,
+    pub pki: pki::TestPki,
+    child: Option<Child>,
+    log: Arc<Mutex<Vec<String>>>,
+    pub smtp: Option<SocketAddr>,
+    pub submission: Option<SocketAddr>,
+    pub submissions: Option<SocketAddr>,
+    /// The demo application's password.
+    pub password: String,
+    extra_config: String,
+}
+
+impl Ferry {
+    /// A prepared (not yet started) relay with the demo tenant and an app
+    /// allowed from loopback. `extra_config` is appended to the TOML file.
+    pub fn prepare(extra_config: &str) -> Ferry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = pki::TestPki::create(dir.path());
+        let mut ferry = Ferry {
+            dir,
+            pki,
+            child: None,
+            log: Arc::default(),
+            smtp: None,
+            submission: None,
+            submissions: None,
+            password: String::new(),
+            extra_config: extra_config.to_string(),
+        };
+        ferry.write_config();
+        ferry.cli_ok(&["tenant", "add", TENANT, "--domain", DOMAIN]);
+        ferry.password = ferry.add_app(USER, &["--from", SENDER, "--allow", "127.0.0.0/8"]);
+        ferry
+    }
+
+    /// Prepared and started.
+    pub fn start(extra_config: &str) -> Ferry {
+        let mut ferry = Ferry::prepare(extra_config);
+        ferry.launch();
+        ferry
+    }
+
+    fn write_config(&self) {
+        let dir = self.dir.path();
+        let config = format!(
+            "[server]\nhostname = \"relay.test\"\ndata_dir = \"{data}\"\n\
+             [listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\nsubmissions = \"127.0.0.1:0\"\n\
+             [tls]\ncertificate = \"{cert}\"\nkey = \"{key}\"\n\
+             [log]\nformat = \"json\"\nlevel = \"info\"\n{extra}\n",
+            data = dir.join("data").display(),
+            cert = self.pki.cert.display(),
+            key = self.pki.key.display(),
+            extra = self.extra_config,
+        );
+        std::fs::write(self.config_path(), config).expect("write config");
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("ferry.toml")
+    }
+
+    pub fn capture_dir(&self) -> PathBuf {
+        self.dir.path().join("data/capture")
+    }
+
+    /// Runs `ferry --config … ARGS` to completion (the relay must be stopped:
+    /// the embedded store is locked while it runs).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(binary())
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .output()
+            .expect("run ferry")
+    }
+
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "ferry {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Adds an application and returns its password.
+    pub fn add_app(&self, username: &str, args: &[&str]) -> String {
+        let mut all = vec!["app", "add", username, "--tenant", TENANT];
+        all.extend_from_slice(args);
+        let out = self.cli_ok(&all);
+        out.lines()
+            .find_map(|l| l.strip_prefix("password: "))
+            .expect("password line")
+            .to_string()
+    }
+
+    /// Starts `ferry serve` and waits until all three listeners are bound.
+    pub fn launch(&mut self) {
+        let mut child = Command::new(binary())
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("serve")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ferry");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        self.log = log;
+        self.child = Some(child);
+        let addresses = wait_for("ferry to listen", Duration::from_secs(30), || {
+            self.assert_running();
+            let found: Vec<(String, SocketAddr)> = self
+                .log_events()
+                .iter()
+                .filter(|e| e["message"] == "listening")
+                .filter_map(|e| {
+                    Some((
+                        e["listener"].as_str()?.to_string(),
+                        e["address"].as_str()?.parse().ok()?,
+                    ))
+                })
+                .collect();
+            (found.len() == 3).then_some(found)
+        });
+        for (kind, addr) in addresses {
+            match kind.as_str() {
+                "smtp" => self.smtp = Some(addr),
+                "submission" => self.submission = Some(addr),
+                _ => self.submissions = Some(addr),
+            }
+        }
+    }
+
+    fn assert_running(&mut self) {
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!("ferry exited with {status}; log:\n{}", self.log_text());
+        }
+    }
+
+    /// Every JSON log line so far.
+    pub fn log_events(&self) -> Vec<serde_json::Value> {
+        self.log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Waits for a log event with this message whose fields contain `needle`.
+    pub fn wait_for_log(&self, message: &str, needle: &str) -> serde_json::Value {
+        wait_for(
+            &format!("log {message:?} with {needle:?}"),
+            Duration::from_secs(10),
+            || {
+                self.log_events()
+                    .into_iter()
+                    .find(|e| e["message"] == message && e.to_string().contains(needle))
+            },
+        )
+    }
+
+    /// SIGKILL: no drain, no cleanup.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        wait_for("ferry to exit", Duration::from_secs(30), || {
+            child.try_wait().ok().flatten()
+        })
+    }
+
+    /// Captured messages: (queue id, .eml bytes).
+    pub fn captured(&self) -> Vec<(String, Vec<u8>)> {
+        let Ok(entries) = std::fs::read_dir(self.capture_dir()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, Vec<u8>)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let id = name.strip_suffix(".eml")?.to_string();
+                (!id.starts_with('.')).then(|| Some((id, std::fs::read(e.path()).ok()?)))?
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Waits until at least `n` messages are captured.
+    pub fn wait_captured(&self, n: usize) -> Vec<(String, Vec<u8>)> {
+        wait_for(&format!("{n} captured messages"), Duration::from_secs(20), || {
+            let c = self.captured();
+            (c.len() >= n).then_some(c)
+        })
+    }
+}
+
+impl Drop for Ferry {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Splits a captured message into the headers Ferry added and the rest,
+/// which must be byte-identical to what the client sent.
+pub fn strip_added_headers(captured: &[u8]) -> &[u8] {
+    let mut pos = 0;
+    loop {
+        let rest = &captured[pos..];
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").map_or(rest.len(), |p| p + 2);
+        let line = &rest[..line_end];
+        let added = line.starts_with(b"Received: ")
+            || line.starts_with(b"Message-ID: <") && pos > 0
+            || line.starts_with(b"Date: ") && pos > 0;
+        let continuation = pos > 0 && (line.starts_with(b"\t") || line.starts_with(b" "));
+        if !(added || continuation) || line_end == 0 {
+            return rest;
+        }
+        pos += line_end;
+    }
+}
