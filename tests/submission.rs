@@ -36,7 +36,7 @@ fn captured_with(ferry: &Ferry, subject: &str) -> Vec<u8> {
 
 #[test]
 fn swaks_over_starttls_with_auth_plain() {
-    let ferry = Ferry::start("");
+    let ferry = Ferry::start(&[]);
     let content = message("swaks-starttls");
     let file = write_message(&ferry, "m.eml", &content);
     let port = ferry.submission.expect("submission").port().to_string();
@@ -69,7 +69,7 @@ fn swaks_over_starttls_with_auth_plain() {
 
 #[test]
 fn swaks_over_implicit_tls_with_auth_login() {
-    let ferry = Ferry::start("");
+    let ferry = Ferry::start(&[]);
     let port = ferry.submissions.expect("submissions").port().to_string();
     let out = Command::new("swaks")
         .args(["--server", "127.0.0.1", "--port", &port, "--tlsc", "--auth", "LOGIN"])
@@ -134,7 +134,7 @@ fn smtplib(ferry: &Ferry, mode: &str, mechanism: &str, file: &std::path::Path, c
 
 #[test]
 fn python_smtplib_over_both_tls_styles() {
-    let ferry = Ferry::start("");
+    let ferry = Ferry::start(&[]);
     for (mode, mechanism) in [("starttls", "LOGIN"), ("implicit", "PLAIN")] {
         let subject = format!("python-{mode}");
         let content = message(&subject);
@@ -155,7 +155,7 @@ fn python_smtplib_over_both_tls_styles() {
 
 #[test]
 fn curl_over_starttls_and_smtps() {
-    let ferry = Ferry::start("");
+    let ferry = Ferry::start(&[]);
     for (scheme, addr) in [("smtp", ferry.submission), ("smtps", ferry.submissions)] {
         let subject = format!("curl-{scheme}");
         let content = message(&subject);
@@ -187,7 +187,7 @@ fn curl_over_starttls_and_smtps() {
 
 #[test]
 fn message_id_and_date_are_added_when_missing() {
-    let ferry = Ferry::start("");
+    let ferry = Ferry::start(&[]);
     let mut smtp = ferry_testkit::client::Smtp::submission(ferry.submission.expect("submission"), &ferry.pki.ca_der);
     assert!(smtp.auth_plain(USER, &ferry.password).starts_with("235"));
     let content = format!("From: {SENDER}\r\nSubject: bare\r\n\r\nno id, no date\r\n");

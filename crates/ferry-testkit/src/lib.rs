@@ -68,13 +68,15 @@ pub struct Ferry {
     pub submissions: Option<SocketAddr>,
     /// The demo application's password.
     pub password: String,
-    extra_config: String,
+    /// Settings beyond the defaults, passed as `FERRY__SECTION__KEY` variables.
+    settings: Vec<(String, String)>,
 }
 
 impl Ferry {
     /// A prepared (not yet started) relay with the demo tenant and an app
-    /// allowed from loopback. `extra_config` is appended to the TOML file.
-    pub fn prepare(extra_config: &str) -> Ferry {
+    /// allowed from loopback. `settings` are (`section.key`, value) pairs,
+    /// given to every `ferry` command through the environment.
+    pub fn prepare(settings: &[(&str, &str)]) -> Ferry {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = pki::TestPki::create(dir.path());
         let mut ferry = Ferry {
@@ -86,7 +88,15 @@ impl Ferry {
             submission: None,
             submissions: None,
             password: String::new(),
-            extra_config: extra_config.to_string(),
+            settings: settings
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        format!("FERRY__{}", k.replace('.', "__").to_ascii_uppercase()),
+                        v.to_string(),
+                    )
+                })
+                .collect(),
         };
         ferry.write_config();
         ferry.cli_ok(&["tenant", "add", TENANT, "--domain", DOMAIN]);
@@ -95,8 +105,8 @@ impl Ferry {
     }
 
     /// Prepared and started.
-    pub fn start(extra_config: &str) -> Ferry {
-        let mut ferry = Ferry::prepare(extra_config);
+    pub fn start(settings: &[(&str, &str)]) -> Ferry {
+        let mut ferry = Ferry::prepare(settings);
         ferry.launch();
         ferry
     }
@@ -107,11 +117,10 @@ impl Ferry {
             "[server]\nhostname = \"relay.test\"\ndata_dir = \"{data}\"\n\
              [listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\nsubmissions = \"127.0.0.1:0\"\n\
              [tls]\ncertificate = \"{cert}\"\nkey = \"{key}\"\n\
-             [log]\nformat = \"json\"\nlevel = \"info\"\n{extra}\n",
+             [log]\nformat = \"json\"\nlevel = \"info\"\n",
             data = dir.join("data").display(),
             cert = self.pki.cert.display(),
             key = self.pki.key.display(),
-            extra = self.extra_config,
         );
         std::fs::write(self.config_path(), config).expect("write config");
     }
@@ -133,6 +142,15 @@ impl Ferry {
             .args(args)
             .output()
             .expect("run ferry")
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(binary());
+        command
+            .arg("--config")
+            .arg(self.config_path())
+            .envs(self.settings.iter().map(|(k, v)| (k, v)));
+        command
     }
 
     pub fn cli_ok(&self, args: &[&str]) -> String {
@@ -158,9 +176,8 @@ impl Ferry {
 
     /// Starts `ferry serve` and waits until all three listeners are bound.
     pub fn launch(&mut self) {
-        let mut child = Command::new(binary())
-            .arg("--config")
-            .arg(self.config_path())
+        let mut child = self
+            .command()
             .arg("serve")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())

@@ -35,7 +35,7 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config
     let raw = builder
         .add_source(environment)
         .build()
-        .map_err(|e| ConfigError(format!("{e}{}", origin_hint(file))))?;
+        .map_err(|e| ConfigError(e.to_string()))?;
     let config: Config = serde_path_to_error::deserialize(raw).map_err(|e| {
         let key = e.path().to_string();
         let origin = env_origin(&key, &ferry_env).unwrap_or_else(|| origin_hint(file));

@@ -1,0 +1,130 @@
+//! Hostile and broken input against the running relay: SMTP smuggling,
+//! STARTTLS command injection, slow clients, too many sessions; and many
+//! honest sessions at once.
+
+use ferry_testkit::client::Smtp;
+use ferry_testkit::{Ferry, SENDER, USER};
+
+fn authed(ferry: &Ferry) -> Smtp {
+    let mut smtp = Smtp::submission(ferry.submission.expect("submission"), &ferry.pki.ca_der);
+    let reply = smtp.auth_plain(USER, &ferry.password);
+    assert!(reply.starts_with("235"), "{reply}");
+    smtp
+}
+
+#[test]
+fn smuggling_variants_never_become_a_second_message() {
+    let ferry = Ferry::start(&[]);
+    let smuggled = format!(
+        "MAIL FROM:<{SENDER}>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\nFrom: {SENDER}\r\nSubject: smuggled\r\n\r\nevil\r\n"
+    );
+    for end in ["\n.\n", "\n.\r\n", "\r.\r", "\r.\r\n", "\r\n.\r"] {
+        let mut smtp = authed(&ferry);
+        assert!(smtp.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
+        assert!(smtp.cmd("RCPT TO:<a@example.net>").starts_with("250"));
+        assert!(smtp.cmd("DATA").starts_with("354"));
+        smtp.send(format!("From: {SENDER}\r\nSubject: first\r\n\r\nbody{end}{smuggled}.\r\n").as_bytes());
+        let reply = smtp.read_reply();
+        assert!(reply.starts_with("550 5.5.2"), "{end:?}: {reply}");
+        assert!(
+            smtp.cmd("NOOP").starts_with("250 2.0.0"),
+            "{end:?}: the session stays in step"
+        );
+    }
+    // A last honest message proves the queue works; nothing else was captured.
+    let mut smtp = authed(&ferry);
+    let ok = smtp.send_message(
+        SENDER,
+        &["a@example.net"],
+        format!("From: {SENDER}\r\nSubject: honest\r\n\r\nok\r\n").as_bytes(),
+    );
+    assert!(ok.starts_with("250"), "{ok}");
+    let captured = ferry.wait_captured(1);
+    assert_eq!(captured.len(), 1);
+    assert!(String::from_utf8_lossy(&captured[0].1).contains("Subject: honest"));
+}
+
+#[test]
+fn plaintext_injected_after_starttls_is_discarded() {
+    let ferry = Ferry::start(&[]);
+    let (mut smtp, _) = Smtp::connect(ferry.submission.expect("submission"));
+    assert!(smtp.cmd("EHLO client.test").starts_with("250"));
+    smtp.send(b"STARTTLS\r\nRSET\r\nMAIL FROM:<billing@acme.test>\r\n");
+    let reply = smtp.read_reply();
+    assert_eq!(reply, "220 2.0.0 Ready to start TLS\r\n");
+    smtp.upgrade(&ferry.pki.ca_der);
+    // The first thing said inside TLS answers our EHLO, not the injected RSET.
+    let reply = smtp.cmd("EHLO client.test");
+    assert!(reply.starts_with("250-relay.test"), "{reply}");
+    assert!(smtp.cmd("STARTTLS").starts_with("554 5.5.1"));
+}
+
+#[test]
+fn a_bare_lf_command_is_refused_and_closed() {
+    let ferry = Ferry::start(&[]);
+    let (mut smtp, _) = Smtp::connect(ferry.smtp.expect("smtp"));
+    smtp.send(b"NOOP\n");
+    assert!(smtp.read_reply().starts_with("550 5.5.2"));
+    assert!(smtp.is_closed());
+}
+
+#[test]
+fn idle_clients_time_out_with_421() {
+    let ferry = Ferry::start(&[("smtp.command_timeout_secs", "1")]);
+    let (mut smtp, _) = Smtp::connect(ferry.smtp.expect("smtp"));
+    smtp.send(b"EHLO slow");
+    let reply = smtp.read_reply();
+    assert!(reply.starts_with("421 4.4.2"), "{reply}");
+    assert!(smtp.is_closed());
+}
+
+#[test]
+fn sessions_beyond_the_per_address_cap_get_421() {
+    let ferry = Ferry::start(&[("server.max_sessions_per_ip", "2")]);
+    let addr = ferry.smtp.expect("smtp");
+    let (_a, first) = Smtp::connect(addr);
+    let (_b, second) = Smtp::connect(addr);
+    let (mut c, third) = Smtp::connect(addr);
+    assert!(first.starts_with("220") && second.starts_with("220"));
+    assert!(third.starts_with("421 4.7.0"), "{third}");
+    assert!(c.is_closed());
+    drop(_a);
+    let again = ferry_testkit::wait_for("a free slot", std::time::Duration::from_secs(10), || {
+        let (_s, greeting) = Smtp::connect(addr);
+        greeting.starts_with("220").then_some(greeting)
+    });
+    assert!(again.starts_with("220"));
+}
+
+#[test]
+fn twenty_concurrent_sessions_all_land() {
+    let ferry = Ferry::start(&[]);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let ferry = &ferry;
+                scope.spawn(move || {
+                    let mut smtp = authed(ferry);
+                    let content = format!("From: {SENDER}\r\nSubject: concurrent {i}\r\n\r\nbody {i}\r\n");
+                    smtp.send_message(SENDER, &["r@example.net"], content.as_bytes())
+                })
+            })
+            .collect();
+        for h in handles {
+            let reply = h.join().expect("client thread");
+            assert!(reply.starts_with("250 2.0.0"), "{reply}");
+        }
+    });
+    let captured = ferry.wait_captured(20);
+    assert_eq!(captured.len(), 20);
+    for i in 0..20 {
+        let needle = format!("Subject: concurrent {i}\r\n");
+        assert_eq!(
+            captured
+                .iter()
+                .filter(|(_, eml)| String::from_utf8_lossy(eml).contains(&needle))
+                .count(),
+            1
+        );
+    }
+}
