@@ -81,7 +81,7 @@ pub fn check_header_from(app: &Application, tenant: &Tenant, from: &[String]) ->
 
 fn check_address(allowed: &[String], tenant: &Tenant, addr: &str) -> Result<(), SenderRefusal> {
     let lower = addr.to_lowercase();
-    if !allowed.iter().any(|a| *a == lower) {
+    if !allowed.contains(&lower) {
         return Err(SenderRefusal::NotAuthorised(addr.to_string()));
     }
     let domain = lower.rsplit_once('@').map_or("", |(_, d)| d);

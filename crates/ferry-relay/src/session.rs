@@ -66,7 +66,7 @@ pub async fn run(
     let mut buf = vec![0u8; 16 * 1024];
     let mut draining = ctx.draining.clone();
     loop {
-        let action = session.next();
+        let action = session.advance();
         let step = match action {
             Action::NeedInput => conn.read_more(&ctx, &mut session, &mut buf, &mut draining).await,
             Action::Authenticate(credentials) => {

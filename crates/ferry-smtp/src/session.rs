@@ -219,7 +219,7 @@ impl Session {
     }
 
     /// Advances the dialogue as far as the buffered input allows.
-    pub fn next(&mut self) -> Action {
+    pub fn advance(&mut self) -> Action {
         loop {
             let step = match &mut self.phase {
                 Phase::Closed => return Action::Close,

@@ -64,7 +64,7 @@ impl Driver {
 
     fn run(&mut self) {
         loop {
-            match self.session.next() {
+            match self.session.advance() {
                 Action::NeedInput => break self.flush(),
                 Action::Close => {
                     self.closed = true;

@@ -254,6 +254,11 @@ impl Ferry {
         )
     }
 
+    /// The relay's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: no drain, no cleanup.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
