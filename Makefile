@@ -1,5 +1,6 @@
 # The commands the README gives. `make run` and `make test` must work on a fresh machine.
 CARGO ?= cargo
+SHELL := bash
 
 .PHONY: run test test-deps build lint fmt bench
 
@@ -15,7 +16,9 @@ test-deps:
 
 test: test-deps
 	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace
+	mkdir -p target
+	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee target/test.log
+	./scripts/test-summary.sh target/test.log
 
 lint:
 	$(CARGO) fmt --all -- --check
