@@ -34,3 +34,9 @@ impl Clock for FixedClock {
         self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// An RFC 5322 date (`Tue, 24 Nov 2026 05:00:00 +0000`) for a header.
+pub fn rfc5322_date(ms: u64) -> String {
+    let ts = jiff::Timestamp::from_millisecond(ms as i64).unwrap_or_default();
+    jiff::fmt::rfc2822::to_string(&ts.to_zoned(jiff::tz::TimeZone::UTC)).unwrap_or_default()
+}

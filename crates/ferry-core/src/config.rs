@@ -141,18 +141,51 @@ pub struct Store {
 pub enum RouteKind {
     /// Write each message as an `.eml` file with a JSON envelope beside it.
     Capture,
+    /// Look up each recipient domain's MX (then A/AAAA) and deliver there.
+    Mx,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Delivery {
+    /// The route of tenants that have none of their own.
     pub default_route: RouteKind,
     /// Where the capture route writes; default `<data_dir>/capture`.
     pub capture_dir: Option<PathBuf>,
+    /// DNS servers (`host:port`) for MX and address lookups; empty: the system's.
+    pub resolver: Vec<SocketAddr>,
+    /// The port outbound SMTP connects to.
+    pub port: u16,
+    /// PEM files trusted, besides the system roots, when TLS is required.
+    pub extra_ca_files: Vec<PathBuf>,
+    /// Recipient domains whose MX hosts must offer STARTTLS with a valid certificate.
+    pub tls_required_domains: Vec<String>,
+    /// Name sent in EHLO; default `server.hostname`.
+    pub helo_name: Option<String>,
     /// How long a taken message is reserved for one worker before another may take it.
     pub lease_secs: u64,
     /// Messages handled at once by this node's delivery workers.
     pub concurrency: usize,
+    /// Connections at once to one destination (domain or smart host).
+    pub max_connections_per_destination: usize,
+    /// Messages per second to one destination; 0 means no limit.
+    pub max_messages_per_second_per_destination: u32,
+    /// Messages sent over one connection before it is closed.
+    pub max_messages_per_connection: u32,
+    /// An idle outbound connection is kept this long for the next message.
+    pub idle_connection_secs: u64,
+    pub connect_timeout_secs: u64,
+    /// Waiting for any reply of the next hop.
+    pub command_timeout_secs: u64,
+    /// First retry delay; each further one doubles, with jitter.
+    pub retry_base_secs: u64,
+    pub retry_max_interval_secs: u64,
+    /// A message still undelivered after this long bounces (default 5 days).
+    pub max_age_secs: u64,
+    /// After this many failed connections in a row a destination is left
+    /// alone for `destination_backoff_secs`.
+    pub destination_failure_limit: u32,
+    pub destination_backoff_secs: u64,
 }
 
 impl Default for Delivery {
@@ -160,8 +193,24 @@ impl Default for Delivery {
         Delivery {
             default_route: RouteKind::Capture,
             capture_dir: None,
+            resolver: Vec::new(),
+            port: 25,
+            extra_ca_files: Vec::new(),
+            tls_required_domains: Vec::new(),
+            helo_name: None,
             lease_secs: 300,
-            concurrency: 4,
+            concurrency: 16,
+            max_connections_per_destination: 8,
+            max_messages_per_second_per_destination: 0,
+            max_messages_per_connection: 100,
+            idle_connection_secs: 30,
+            connect_timeout_secs: 30,
+            command_timeout_secs: 300,
+            retry_base_secs: 300,
+            retry_max_interval_secs: 4 * 3600,
+            max_age_secs: 5 * 86_400,
+            destination_failure_limit: 5,
+            destination_backoff_secs: 300,
         }
     }
 }
@@ -230,6 +279,23 @@ impl Config {
             ("auth.lockout_failures", self.auth.lockout_failures as u64),
             ("delivery.concurrency", self.delivery.concurrency as u64),
             ("delivery.lease_secs", self.delivery.lease_secs),
+            ("delivery.port", self.delivery.port as u64),
+            (
+                "delivery.max_connections_per_destination",
+                self.delivery.max_connections_per_destination as u64,
+            ),
+            (
+                "delivery.max_messages_per_connection",
+                self.delivery.max_messages_per_connection as u64,
+            ),
+            ("delivery.connect_timeout_secs", self.delivery.connect_timeout_secs),
+            ("delivery.command_timeout_secs", self.delivery.command_timeout_secs),
+            ("delivery.retry_base_secs", self.delivery.retry_base_secs),
+            ("delivery.max_age_secs", self.delivery.max_age_secs),
+            (
+                "delivery.destination_failure_limit",
+                self.delivery.destination_failure_limit as u64,
+            ),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(invalid(key, "must be greater than 0"));

@@ -7,14 +7,18 @@
 //! - [`policy`]: login and sender checks, each refusal a typed reason.
 //! - [`message`]: [`QueueId`] and the [`QueuedMessage`] that sits in the spool.
 //! - [`config`]: the configuration tree, its defaults and validation.
+//! - [`retry`]: the retry schedule (exponential backoff, jitter, maximum age).
+//! - [`dsn`]: delivery status notifications (RFC 3464) for failed recipients.
 //! - [`clock`]: the [`Clock`] trait, so time can be injected.
 
 pub mod clock;
 pub mod config;
+pub mod dsn;
 pub mod message;
 pub mod policy;
+pub mod retry;
 pub mod tenant;
 
 pub use clock::{Clock, SystemClock};
-pub use message::{QueueId, QueuedMessage};
-pub use tenant::{AppLimits, Application, Tenant};
+pub use message::{DeliveryAttempt, QueueId, QueuedMessage, RecipientOutcome};
+pub use tenant::{AppLimits, Application, Route, SmartHost, Tenant};

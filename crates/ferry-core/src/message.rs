@@ -1,5 +1,7 @@
 //! What sits in the spool: a message's envelope and bytes, under one id.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// A queue id: time-ordered (UUIDv7), 32 hex digits, safe as a file name.
@@ -35,14 +37,87 @@ pub struct QueuedMessage {
     pub id: QueueId,
     pub tenant: String,
     pub app: String,
-    /// Empty for the null sender.
+    /// Empty for the null sender (bounces).
     pub mail_from: String,
     pub recipients: Vec<String>,
     pub received_ms: u64,
     pub attempts: u32,
+    /// The content needs 8BITMIME from the next hop.
+    #[serde(default)]
+    pub eight_bit: bool,
+    /// The envelope needs SMTPUTF8 from the next hop.
+    #[serde(default)]
+    pub smtputf8: bool,
+    /// Final answers, per recipient; a recipient without one is still pending.
+    #[serde(default)]
+    pub outcomes: BTreeMap<String, RecipientOutcome>,
+    /// Delivery attempts, oldest first (the last [`MAX_HISTORY`] are kept).
+    #[serde(default)]
+    pub history: Vec<DeliveryAttempt>,
     /// The message with the headers the relay added, CRLF line endings.
     #[serde(skip)]
     pub content: Vec<u8>,
+}
+
+/// How many delivery attempts a message remembers.
+pub const MAX_HISTORY: usize = 50;
+
+/// The final answer for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RecipientOutcome {
+    Delivered {
+        at_ms: u64,
+        reply: String,
+    },
+    /// A permanent failure (or a temporary one that outlived the retry
+    /// period); the sender gets a DSN.
+    Failed {
+        at_ms: u64,
+        status: String,
+        reply: String,
+        remote: Option<String>,
+    },
+}
+
+/// One try at handing recipients to a next hop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryAttempt {
+    pub at_ms: u64,
+    /// The route or host tried, e.g. `mx1.example.net` or `capture`.
+    pub destination: String,
+    /// The address connected to, when there was a connection.
+    pub address: Option<String>,
+    /// The TLS version and cipher, when the hop was encrypted.
+    pub tls: Option<String>,
+    pub recipients: Vec<String>,
+    /// The answer (or why there was none).
+    pub reply: String,
+}
+
+impl QueuedMessage {
+    /// Recipients without a final answer yet.
+    pub fn pending(&self) -> Vec<String> {
+        self.recipients
+            .iter()
+            .filter(|r| !self.outcomes.contains_key(*r))
+            .cloned()
+            .collect()
+    }
+
+    pub fn failed(&self) -> Vec<(&String, &RecipientOutcome)> {
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, RecipientOutcome::Failed { .. }))
+            .collect()
+    }
+
+    pub fn record_attempt(&mut self, attempt: DeliveryAttempt) {
+        self.history.push(attempt);
+        if self.history.len() > MAX_HISTORY {
+            self.history.remove(0);
+        }
+    }
 }
 
 #[cfg(test)]

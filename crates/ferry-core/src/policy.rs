@@ -119,6 +119,7 @@ mod tests {
             subdomains_only: true,
             contact: None,
             created_ms: 0,
+            route: Default::default(),
         }
     }
 

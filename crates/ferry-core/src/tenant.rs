@@ -18,6 +18,47 @@ pub struct Tenant {
     /// Who is told about this tenant's usage.
     pub contact: Option<String>,
     pub created_ms: u64,
+    /// Where this tenant's mail goes; `Default` follows `delivery.default_route`.
+    #[serde(default)]
+    pub route: Route,
+}
+
+/// A tenant's route to the outside world.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Route {
+    #[default]
+    Default,
+    /// MX lookup per recipient domain.
+    Mx,
+    /// Write files instead of delivering (development).
+    Capture,
+    /// Everything through one relay host.
+    SmartHost(SmartHost),
+}
+
+/// A relay host a tenant's mail goes through.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmartHost {
+    pub host: String,
+    pub port: u16,
+    /// Refuse to send unless STARTTLS succeeds with a verified certificate.
+    pub tls_required: bool,
+    pub username: Option<String>,
+    /// Needed in clear to authenticate to the smart host.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for SmartHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmartHost")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls_required", &self.tls_required)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Tenant {
@@ -102,6 +143,7 @@ mod tests {
             subdomains_only,
             contact: None,
             created_ms: 0,
+            route: Route::Default,
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use ferry_core::clock::rfc5322_date;
 use ferry_core::policy::{SenderRefusal, check_header_from};
 use ferry_core::{Application, Clock, QueueId, QueuedMessage, Tenant};
 use ferry_smtp::{Envelope, Reply};
@@ -63,6 +64,10 @@ impl MessageIntake {
             recipients: envelope.recipients,
             received_ms: now,
             attempts: 0,
+            eight_bit: envelope.eight_bit,
+            smtputf8: envelope.smtputf8,
+            outcomes: Default::default(),
+            history: Vec::new(),
             content,
         };
         match self.queue.enqueue(message).await {
@@ -127,11 +132,6 @@ fn sanitize(s: &str) -> String {
         .filter(|c| c.is_ascii_graphic() && *c != '(' && *c != ')')
         .take(255)
         .collect()
-}
-
-fn rfc5322_date(now_ms: u64) -> String {
-    let ts = jiff::Timestamp::from_millisecond(now_ms as i64).unwrap_or_default();
-    jiff::fmt::rfc2822::to_string(&ts.to_zoned(jiff::tz::TimeZone::UTC)).unwrap_or_default()
 }
 
 #[derive(Debug, Default)]

@@ -16,6 +16,7 @@ pub mod capture;
 mod delivery;
 pub mod intake;
 pub mod listener;
+pub mod outbound;
 mod session;
 mod stream;
 pub mod tls;
@@ -37,7 +38,11 @@ use crate::capture::CaptureRoute;
 use crate::delivery::DeliveryWorker;
 use crate::intake::MessageIntake;
 use crate::listener::{ListenerKind, SessionLimits, accept_loop};
+use crate::outbound::destinations::{DestinationLimits, Destinations};
+use crate::outbound::resolve::Resolver;
+use crate::outbound::{Outbound, OutboundSettings};
 use crate::session::SessionContext;
+use ferry_core::retry::RetrySchedule;
 
 /// A relay that could not start; names the configuration key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,17 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error("delivery.capture_dir: {0}")]
     Capture(std::io::Error),
+    #[error("{0}")]
+    Resolver(String),
+}
+
+/// Which halves of the relay this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Listeners and session actors.
+    pub ingress: bool,
+    /// Delivery workers draining the shared queue.
+    pub delivery: bool,
 }
 
 /// A running relay: its bound addresses, and the switch that drains it.
@@ -71,32 +87,19 @@ impl Relay {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         tls: Option<Arc<rustls::ServerConfig>>,
+        roles: Roles,
     ) -> Result<Relay, StartError> {
-        let mut bound = Vec::new();
-        for (kind, addr) in [
-            (ListenerKind::Smtp, config.listen.smtp),
-            (ListenerKind::Submission, config.listen.submission),
-            (ListenerKind::Submissions, config.listen.submissions),
-        ] {
-            let Some(addr) = addr else { continue };
-            let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
-                kind: kind.name(),
-                addr,
-                source,
-            })?;
-            bound.push((kind, listener));
-        }
-        let route = CaptureRoute::new(config.capture_dir()).map_err(StartError::Capture)?;
+        let bound = if roles.ingress { bind(config).await? } else { Vec::new() };
+        let worker = if roles.delivery {
+            Some(delivery_worker(config, store.clone(), clock.clone())?)
+        } else {
+            None
+        };
         let (drain, draining) = watch::channel(false);
-        let wakeup = Arc::new(Notify::new());
-        let ctx = Arc::new(session_context(
-            config,
-            store.clone(),
-            clock.clone(),
-            tls,
-            wakeup.clone(),
-            draining.clone(),
-        ));
+        let wakeup = worker
+            .as_ref()
+            .map_or_else(|| Arc::new(Notify::new()), |w| w.wakeup.clone());
+        let ctx = Arc::new(session_context(config, store, clock, tls, wakeup, draining.clone()));
         let limits = Arc::new(SessionLimits::new(
             config.server.max_sessions,
             config.server.max_sessions_per_ip,
@@ -109,27 +112,16 @@ impl Relay {
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
             tasks: Vec::new(),
         };
-        for (kind, listener) in bound {
-            let local = listener.local_addr().map_err(|source| StartError::Bind {
-                kind: kind.name(),
-                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                source,
-            })?;
+        for (kind, listener, local) in bound {
             tracing::info!(listener = kind.name(), address = %local, "listening");
             relay.addresses.push((kind, local));
             relay
                 .tasks
                 .push(tokio::spawn(accept_loop(listener, kind, ctx.clone(), limits.clone())));
         }
-        let worker = DeliveryWorker {
-            queue: store,
-            clock,
-            route,
-            lease: Duration::from_secs(config.delivery.lease_secs),
-            concurrency: config.delivery.concurrency,
-            wakeup,
-        };
-        relay.tasks.push(tokio::spawn(worker.run(draining)));
+        if let Some(worker) = worker {
+            relay.tasks.push(tokio::spawn(worker.run(draining)));
+        }
         Ok(relay)
     }
 
@@ -148,6 +140,71 @@ impl Relay {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
     }
+}
+
+async fn bind(config: &Config) -> Result<Vec<(ListenerKind, TcpListener, SocketAddr)>, StartError> {
+    let mut bound = Vec::new();
+    for (kind, addr) in [
+        (ListenerKind::Smtp, config.listen.smtp),
+        (ListenerKind::Submission, config.listen.submission),
+        (ListenerKind::Submissions, config.listen.submissions),
+    ] {
+        let Some(addr) = addr else { continue };
+        let fail = |source| StartError::Bind {
+            kind: kind.name(),
+            addr,
+            source,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(fail)?;
+        let local = listener.local_addr().map_err(fail)?;
+        bound.push((kind, listener, local));
+    }
+    Ok(bound)
+}
+
+fn delivery_worker(
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> Result<DeliveryWorker, StartError> {
+    let d = &config.delivery;
+    let limits = DestinationLimits {
+        max_connections: d.max_connections_per_destination,
+        min_interval: (d.max_messages_per_second_per_destination > 0)
+            .then(|| Duration::from_secs(1) / d.max_messages_per_second_per_destination),
+        failure_limit: d.destination_failure_limit,
+        backoff: Duration::from_secs(d.destination_backoff_secs),
+        idle: Duration::from_secs(d.idle_connection_secs),
+    };
+    let outbound = Outbound {
+        resolver: Resolver::new(&d.resolver).map_err(StartError::Resolver)?,
+        tls: tls::client_tls(&d.extra_ca_files)?,
+        destinations: Destinations::new(limits),
+        settings: OutboundSettings {
+            port: d.port,
+            helo: d.helo_name.clone().unwrap_or_else(|| config.server.hostname.clone()),
+            tls_required_domains: d.tls_required_domains.clone(),
+            connect_timeout: Duration::from_secs(d.connect_timeout_secs),
+            command_timeout: Duration::from_secs(d.command_timeout_secs),
+            max_messages_per_connection: d.max_messages_per_connection,
+        },
+    };
+    Ok(DeliveryWorker {
+        store,
+        clock,
+        capture: CaptureRoute::new(config.capture_dir()).map_err(StartError::Capture)?,
+        outbound,
+        default_route: d.default_route,
+        retry: RetrySchedule {
+            base_ms: d.retry_base_secs * 1000,
+            max_interval_ms: d.retry_max_interval_secs * 1000,
+            max_age_ms: d.max_age_secs * 1000,
+        },
+        hostname: config.server.hostname.clone(),
+        lease: Duration::from_secs(d.lease_secs),
+        concurrency: d.concurrency,
+        wakeup: Arc::new(Notify::new()),
+    })
 }
 
 fn session_context(

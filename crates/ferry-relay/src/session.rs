@@ -15,7 +15,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Authenticator, Login};
 use crate::intake::{MessageIntake, Origin};
-use crate::stream::Stream;
+use crate::stream::{ServerStream, Stream};
 use crate::tls::TlsInfo;
 
 /// What every session of a node shares.
@@ -39,7 +39,7 @@ enum ReadOutcome {
 }
 
 struct Connection {
-    stream: Option<Stream>,
+    stream: Option<ServerStream>,
     peer: SocketAddr,
     tls: Option<TlsInfo>,
     login: Option<Login>,
@@ -107,7 +107,7 @@ pub async fn run(
 }
 
 impl Connection {
-    fn stream(&mut self) -> Option<&mut Stream> {
+    fn stream(&mut self) -> Option<&mut ServerStream> {
         self.stream.as_mut()
     }
 

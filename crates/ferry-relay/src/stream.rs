@@ -1,4 +1,5 @@
-//! A connection that starts in plaintext and may be upgraded to TLS.
+//! A connection that starts in plaintext and may be upgraded to TLS; the
+//! same shape serves inbound sessions and the outbound client.
 
 use std::io;
 use std::pin::Pin;
@@ -6,14 +7,15 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
-
-pub enum Stream {
+pub enum Stream<T> {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<T>),
 }
 
-impl AsyncRead for Stream {
+pub type ServerStream = Stream<tokio_rustls::server::TlsStream<TcpStream>>;
+pub type ClientStream = Stream<tokio_rustls::client::TlsStream<TcpStream>>;
+
+impl<T: AsyncRead + Unpin> AsyncRead for Stream<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
@@ -22,7 +24,7 @@ impl AsyncRead for Stream {
     }
 }
 
-impl AsyncWrite for Stream {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Stream<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),

@@ -115,17 +115,105 @@ pub struct TlsInfo {
 
 impl TlsInfo {
     pub fn of(conn: &rustls::ServerConnection) -> Self {
-        let version = match conn.protocol_version() {
+        Self::from_parts(conn.protocol_version(), conn.negotiated_cipher_suite())
+    }
+
+    pub fn of_client(conn: &rustls::ClientConnection) -> Self {
+        Self::from_parts(conn.protocol_version(), conn.negotiated_cipher_suite())
+    }
+
+    fn from_parts(version: Option<rustls::ProtocolVersion>, suite: Option<rustls::SupportedCipherSuite>) -> Self {
+        let version = match version {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLS1.3".to_string(),
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLS1.2".to_string(),
             Some(other) => format!("{other:?}"),
             None => "unknown".into(),
         };
-        let cipher = conn
-            .negotiated_cipher_suite()
-            .and_then(|s| s.suite().as_str())
-            .unwrap_or("unknown")
-            .to_string();
+        let cipher = suite.and_then(|s| s.suite().as_str()).unwrap_or("unknown").to_string();
         TlsInfo { version, cipher }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.version, self.cipher)
+    }
+}
+
+/// The two client configurations of the outbound side: opportunistic (any
+/// certificate: RFC 7435, better than plaintext) and verified (system roots
+/// plus `delivery.extra_ca_files`).
+pub struct ClientTls {
+    pub opportunistic: Arc<rustls::ClientConfig>,
+    pub verified: Arc<rustls::ClientConfig>,
+}
+
+pub fn client_tls(extra_ca_files: &[PathBuf]) -> Result<ClientTls, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    for file in extra_ca_files {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
+            .and_then(|c| c.collect::<Result<_, _>>())
+            .map_err(|e| tls_error("delivery.extra_ca_files", format!("{}: {e}", file.display())))?;
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| tls_error("delivery.extra_ca_files", format!("{}: {e}", file.display())))?;
+        }
+    }
+    let provider = Arc::new(provider());
+    let builder = || {
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| tls_error("tls", e.to_string()))
+    };
+    let verified = builder()?.with_root_certificates(roots).with_no_client_auth();
+    let opportunistic = builder()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider.clone())))
+        .with_no_client_auth();
+    Ok(ClientTls {
+        opportunistic: Arc::new(opportunistic),
+        verified: Arc::new(verified),
+    })
+}
+
+/// Accepts any certificate, but still checks the handshake signatures:
+/// opportunistic TLS protects against passive eavesdropping only, which is
+/// what MTA-to-MTA STARTTLS without DANE or MTA-STS can promise.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -1,9 +1,9 @@
 //! The conformance suite: the behaviour every store backend must show,
 //! written once and run against each (embedded now, Redis later).
 
-use ferry_core::{AppLimits, Application, QueueId, QueuedMessage, Tenant};
+use ferry_core::{AppLimits, Application, QueueId, QueuedMessage, RecipientOutcome, Tenant};
 
-use crate::{Store, StoreError};
+use crate::{Next, Store, StoreError};
 
 pub fn tenant(name: &str) -> Tenant {
     Tenant {
@@ -12,6 +12,7 @@ pub fn tenant(name: &str) -> Tenant {
         subdomains_only: false,
         contact: None,
         created_ms: 1,
+        route: Default::default(),
     }
 }
 
@@ -40,6 +41,10 @@ pub fn message(content: &[u8], received_ms: u64) -> QueuedMessage {
         recipients: vec!["r@example.net".into()],
         received_ms,
         attempts: 0,
+        eight_bit: false,
+        smtputf8: false,
+        outcomes: Default::default(),
+        history: Vec::new(),
         content: content.to_vec(),
     }
 }
@@ -69,6 +74,14 @@ pub async fn directory_round_trip(store: &dyn Store) {
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.tenants().await.expect("list").len(), 1);
+    let mut routed = tenant("hr");
+    routed.route = ferry_core::Route::Mx;
+    store.update_tenant(routed.clone()).await.expect("update tenant");
+    assert_eq!(store.tenant("hr").await.expect("read"), Some(routed));
+    assert!(matches!(
+        store.update_tenant(tenant("ghost")).await,
+        Err(StoreError::NotFound(_))
+    ));
     assert_eq!(store.apps(Some("hr")).await.expect("list").len(), 1);
     assert_eq!(store.apps(Some("other")).await.expect("list").len(), 0);
 }
@@ -87,11 +100,34 @@ pub async fn queue_lease_complete_and_expiry(store: &dyn Store) {
     assert!(store.lease(30_000, 60_000, 10).await.expect("lease").is_empty());
     let again = store.lease(61_000, 60_000, 10).await.expect("lease");
     assert_eq!(again.len(), 1, "an expired lease makes the message due again");
-    store.reschedule(&m.id, 200_000).await.expect("reschedule");
+    let mut progress = again[0].clone();
+    progress.outcomes.insert(
+        "r@example.net".into(),
+        RecipientOutcome::Delivered {
+            at_ms: 61_000,
+            reply: "250 ok".into(),
+        },
+    );
+    store.record(&progress, Next::Continue).await.expect("record progress");
+    store
+        .record(&progress, Next::RetryAt(200_000))
+        .await
+        .expect("reschedule");
     assert!(store.lease(199_999, 60_000, 10).await.expect("lease").is_empty());
+    let listed = store.list(10).await.expect("list");
+    assert_eq!((listed[0].due_ms, listed[0].size), (200_000, m.content.len()));
     let retried = store.lease(200_000, 60_000, 10).await.expect("lease");
     assert_eq!(retried[0].attempts, 1);
-    store.complete(&m.id).await.expect("complete");
+    assert!(retried[0].pending().is_empty(), "a delivered recipient stays delivered");
+    assert_eq!(retried[0].content, m.content, "recording state keeps the content");
+    store.retry_now(&m.id, 210_000).await.expect("retry now");
+    assert_eq!(store.lease(210_000, 60_000, 10).await.expect("lease").len(), 1);
+    assert_eq!(
+        store.get(&m.id).await.expect("get").expect("present").content,
+        m.content
+    );
+    store.record(&retried[0], Next::Done).await.expect("done");
+    assert!(store.get(&m.id).await.expect("get").is_none());
     assert_eq!(store.depth().await.expect("depth"), 0);
     assert!(store.lease(u64::MAX - 1, 1, 10).await.expect("lease").is_empty());
 }

@@ -14,7 +14,7 @@ use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Directory, Queue, Result, StoreError};
+use crate::{Directory, Next, Queue, QueueEntry, Result, StoreError};
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
@@ -32,12 +32,14 @@ const MAX_BATCH: usize = 512;
 
 enum WriteOp {
     CreateTenant(Tenant),
+    UpdateTenant(Tenant),
     CreateApp(Application),
     UpdateApp(Application),
     Enqueue(QueuedMessage),
     Lease { now_ms: u64, lease_ms: u64, max: usize },
     Complete(QueueId),
-    Reschedule(QueueId, u64),
+    Record(Box<QueuedMessage>, Next),
+    RetryNow(QueueId, u64),
 }
 
 impl WriteOp {
@@ -46,7 +48,7 @@ impl WriteOp {
     fn needs_sync(&self) -> bool {
         !matches!(
             self,
-            WriteOp::Lease { .. } | WriteOp::Complete(_) | WriteOp::Reschedule(..)
+            WriteOp::Lease { .. } | WriteOp::Complete(_) | WriteOp::RetryNow(..)
         )
     }
 }
@@ -178,10 +180,15 @@ fn commit_batch(db: &Database, batch: Vec<Job>) {
 /// failure (abort everything); the inner one is this job's own answer.
 fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> {
     match op {
-        WriteOp::CreateTenant(t) => {
+        WriteOp::CreateTenant(t) | WriteOp::UpdateTenant(t) => {
+            let creating = matches!(op, WriteOp::CreateTenant(_));
             let mut table = txn.open_table(TENANTS).map_err(backend)?;
-            if table.get(t.name.as_str()).map_err(backend)?.is_some() {
+            let exists = table.get(t.name.as_str()).map_err(backend)?.is_some();
+            if creating && exists {
                 return Ok(Err(StoreError::AlreadyExists(format!("tenant {}", t.name))));
+            }
+            if !creating && !exists {
+                return Ok(Err(StoreError::NotFound(format!("tenant {}", t.name))));
             }
             table.insert(t.name.as_str(), encode(t).as_slice()).map_err(backend)?;
         }
@@ -223,28 +230,44 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
         WriteOp::Lease { now_ms, lease_ms, max } => {
             return lease(txn, *now_ms, *lease_ms, *max).map(|l| Ok(Outcome::Leased(l)));
         }
-        WriteOp::Complete(id) => {
-            unschedule(txn, id.as_str())?;
-            txn.open_table(ENVELOPES)
-                .map_err(backend)?
-                .remove(id.as_str())
-                .map_err(backend)?;
-            txn.open_table(CONTENTS)
-                .map_err(backend)?
-                .remove(id.as_str())
-                .map_err(backend)?;
-        }
-        WriteOp::Reschedule(id, due_ms) => {
+        WriteOp::Complete(id) => remove_message(txn, id.as_str())?,
+        WriteOp::Record(message, next) => {
+            let id = message.id.as_str();
             let mut envelopes = txn.open_table(ENVELOPES).map_err(backend)?;
-            let Some(bytes) = envelopes.get(id.as_str()).map_err(backend)?.map(|v| v.value().to_vec()) else {
+            if envelopes.get(id).map_err(backend)?.is_none() {
                 return Ok(Err(StoreError::NotFound(format!("message {id}"))));
-            };
-            let mut m: QueuedMessage = decode(&bytes)?;
-            m.attempts += 1;
-            envelopes.insert(id.as_str(), encode(&m).as_slice()).map_err(backend)?;
-            drop(envelopes);
+            }
+            let mut saved = (**message).clone();
+            match next {
+                Next::Done => {
+                    drop(envelopes);
+                    remove_message(txn, id)?;
+                    return Ok(Ok(Outcome::Done));
+                }
+                Next::RetryAt(due_ms) => {
+                    saved.attempts += 1;
+                    envelopes.insert(id, encode(&saved).as_slice()).map_err(backend)?;
+                    drop(envelopes);
+                    unschedule(txn, id)?;
+                    schedule(txn, id, *due_ms)?;
+                }
+                Next::Continue => {
+                    envelopes.insert(id, encode(&saved).as_slice()).map_err(backend)?;
+                }
+            }
+        }
+        WriteOp::RetryNow(id, now_ms) => {
+            if txn
+                .open_table(DUE)
+                .map_err(backend)?
+                .get(id.as_str())
+                .map_err(backend)?
+                .is_none()
+            {
+                return Ok(Err(StoreError::NotFound(format!("message {id}"))));
+            }
             unschedule(txn, id.as_str())?;
-            schedule(txn, id.as_str(), *due_ms)?;
+            schedule(txn, id.as_str(), *now_ms)?;
         }
     }
     Ok(Ok(Outcome::Done))
@@ -272,6 +295,16 @@ fn release_leases(txn: &redb::WriteTransaction) -> Result<()> {
     }
     txn.delete_table(LEASES).map_err(backend)?;
     txn.open_table(LEASES).map_err(backend)?;
+    Ok(())
+}
+
+fn remove_message(txn: &redb::WriteTransaction, id: &str) -> Result<()> {
+    unschedule(txn, id)?;
+    txn.open_table(ENVELOPES)
+        .map_err(backend)?
+        .remove(id)
+        .map_err(backend)?;
+    txn.open_table(CONTENTS).map_err(backend)?.remove(id).map_err(backend)?;
     Ok(())
 }
 
@@ -394,6 +427,9 @@ impl Directory for EmbeddedStore {
     async fn create_tenant(&self, tenant: Tenant) -> Result<()> {
         done(self.write(WriteOp::CreateTenant(tenant)).await)
     }
+    async fn update_tenant(&self, tenant: Tenant) -> Result<()> {
+        done(self.write(WriteOp::UpdateTenant(tenant)).await)
+    }
     async fn tenant(&self, name: &str) -> Result<Option<Tenant>> {
         let name = name.to_string();
         self.read(move |txn| get(txn, TENANTS, &name)).await
@@ -432,11 +468,52 @@ impl Queue for EmbeddedStore {
             Outcome::Done => Ok(Vec::new()),
         }
     }
+    async fn record(&self, message: &QueuedMessage, next: Next) -> Result<()> {
+        let mut state = message.clone();
+        state.content = Vec::new();
+        done(self.write(WriteOp::Record(Box::new(state), next)).await)
+    }
+    async fn get(&self, id: &QueueId) -> Result<Option<QueuedMessage>> {
+        let id = id.clone();
+        self.read(move |txn| {
+            let envelopes = txn.open_table(ENVELOPES).map_err(backend)?;
+            let contents = txn.open_table(CONTENTS).map_err(backend)?;
+            match load_message(&envelopes, &contents, id.as_str()) {
+                Ok(m) => Ok(Some(m)),
+                Err(StoreError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+    async fn list(&self, limit: usize) -> Result<Vec<QueueEntry>> {
+        self.read(move |txn| {
+            let schedule = txn.open_table(SCHEDULE).map_err(backend)?;
+            let envelopes = txn.open_table(ENVELOPES).map_err(backend)?;
+            let contents = txn.open_table(CONTENTS).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in schedule.iter().map_err(backend)?.take(limit) {
+                let (key, _) = entry.map_err(backend)?;
+                let (due_ms, id) = key.value();
+                let Some(envelope) = envelopes.get(id).map_err(backend)? else {
+                    continue;
+                };
+                let size = contents.get(id).map_err(backend)?.map_or(0, |c| c.value().len());
+                out.push(QueueEntry {
+                    message: decode(envelope.value())?,
+                    due_ms,
+                    size,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+    async fn retry_now(&self, id: &QueueId, now_ms: u64) -> Result<()> {
+        done(self.write(WriteOp::RetryNow(id.clone(), now_ms)).await)
+    }
     async fn complete(&self, id: &QueueId) -> Result<()> {
         done(self.write(WriteOp::Complete(id.clone())).await)
-    }
-    async fn reschedule(&self, id: &QueueId, due_ms: u64) -> Result<()> {
-        done(self.write(WriteOp::Reschedule(id.clone(), due_ms)).await)
     }
     async fn depth(&self) -> Result<usize> {
         self.read(|txn| Ok(txn.open_table(ENVELOPES).map_err(backend)?.len().map_err(backend)? as usize))

@@ -41,6 +41,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub trait Directory: Send + Sync {
     /// Fails with [`StoreError::AlreadyExists`] when the name is taken.
     async fn create_tenant(&self, tenant: Tenant) -> Result<()>;
+    /// Replaces an existing tenant; [`StoreError::NotFound`] if there is none.
+    async fn update_tenant(&self, tenant: Tenant) -> Result<()>;
     async fn tenant(&self, name: &str) -> Result<Option<Tenant>>;
     async fn tenants(&self) -> Result<Vec<Tenant>>;
     /// Fails with [`StoreError::AlreadyExists`] when the username is taken
@@ -53,6 +55,25 @@ pub trait Directory: Send + Sync {
     async fn apps(&self, tenant: Option<&str>) -> Result<Vec<Application>>;
 }
 
+/// What happens to a message after a delivery attempt was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Every recipient has a final answer: remove the message.
+    Done,
+    /// Some recipients are pending: due again at this time, one more attempt counted.
+    RetryAt(u64),
+    /// Progress within an attempt: keep the lease, save the answers so far.
+    Continue,
+}
+
+/// A queued message as listed: envelope and state without content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    pub message: QueuedMessage,
+    pub due_ms: u64,
+    pub size: usize,
+}
+
 /// The shared queue of spooled messages.
 #[async_trait]
 pub trait Queue: Send + Sync {
@@ -61,12 +82,19 @@ pub trait Queue: Send + Sync {
     /// answer 250. Concurrent calls share one sync.
     async fn enqueue(&self, message: QueuedMessage) -> Result<()>;
     /// Takes up to `max` due messages, reserving each until `now_ms + lease_ms`;
-    /// a message not completed or rescheduled by then is due again.
+    /// a message not recorded as done or rescheduled by then is due again.
     async fn lease(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<QueuedMessage>>;
-    /// Removes a delivered (or finally failed) message.
+    /// Durably saves the message's outcomes and history, then applies `next`.
+    /// Recipients recorded as delivered are never handed out as pending again.
+    async fn record(&self, message: &QueuedMessage, next: Next) -> Result<()>;
+    /// One message with its content.
+    async fn get(&self, id: &QueueId) -> Result<Option<QueuedMessage>>;
+    /// Up to `limit` messages in due order, without content.
+    async fn list(&self, limit: usize) -> Result<Vec<QueueEntry>>;
+    /// Makes a message due now (an operator's retry).
+    async fn retry_now(&self, id: &QueueId, now_ms: u64) -> Result<()>;
+    /// Removes a message (delivered, or deleted by an operator).
     async fn complete(&self, id: &QueueId) -> Result<()>;
-    /// Makes a message due again at `due_ms`, recording one more attempt.
-    async fn reschedule(&self, id: &QueueId, due_ms: u64) -> Result<()>;
     /// Messages in the queue (due, leased or waiting).
     async fn depth(&self) -> Result<usize>;
 }

@@ -30,12 +30,40 @@ pub enum Command {
     /// Onboard and manage applications (one set of SMTP credentials each).
     #[command(subcommand)]
     App(AppCommand),
+    /// Inspect and manage the delivery queue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Messages in the queue, in due order.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// One message: envelope, per-recipient state and every delivery attempt.
+    Show {
+        id: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Make a message due now.
+    Retry { id: String },
+    /// Remove a message without delivering it (no bounce).
+    Delete { id: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
     /// Sessions and delivery in one process (the single-machine default).
     All,
+    /// Listeners and sessions only: accept, check and spool.
+    Ingress,
+    /// Delivery workers only: drain the shared queue.
+    Delivery,
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +108,34 @@ pub enum TenantCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Choose where a tenant's mail goes.
+    Route(Box<RouteArgs>),
+}
+
+#[derive(Debug, Args)]
+#[group(id = "target", required = true, multiple = false, args = ["default", "mx", "capture", "smarthost"])]
+pub struct RouteArgs {
+    pub name: String,
+    /// Follow delivery.default_route.
+    #[arg(long)]
+    pub default: bool,
+    /// MX lookup per recipient domain.
+    #[arg(long)]
+    pub mx: bool,
+    /// Write files instead of delivering.
+    #[arg(long)]
+    pub capture: bool,
+    /// Everything through this relay host (host:port).
+    #[arg(long)]
+    pub smarthost: Option<String>,
+    /// With --smarthost: refuse to send without verified TLS.
+    #[arg(long, requires = "smarthost")]
+    pub tls_required: bool,
+    /// With --smarthost: authenticate as this user (password from --auth-password-file).
+    #[arg(long, requires_all = ["smarthost", "auth_password_file"])]
+    pub auth_user: Option<String>,
+    #[arg(long, requires = "auth_user")]
+    pub auth_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 
 mod cli;
 mod onboard;
+mod queue;
 mod settings;
 
 use std::collections::HashMap;
@@ -14,10 +15,10 @@ use anyhow::Context;
 use clap::Parser;
 use ferry_core::SystemClock;
 use ferry_core::config::{Config, LogFormat};
-use ferry_relay::Relay;
+use ferry_relay::{Relay, Roles};
 use ferry_store::{EmbeddedStore, Store};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Role};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -78,18 +79,33 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve(_) => serve(config).await,
+        Command::Serve(args) => serve(config, args.role).await,
+        Command::Queue(c) => queue::run(open_store(&config)?.as_ref(), c).await,
         Command::Tenant(c) => onboard::tenant(open_store(&config)?.as_ref(), c).await,
         Command::App(c) => onboard::app(open_store(&config)?.as_ref(), c).await,
         Command::CheckConfig => Ok(()),
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let tls = tls_config(&config)?;
+async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
+    let roles = Roles {
+        ingress: role != Role::Delivery,
+        delivery: role != Role::Ingress,
+    };
+    let tls = if roles.ingress {
+        Some(tls_config(&config)?)
+    } else {
+        None
+    };
     let store = open_store(&config)?;
-    let relay = Relay::start(&config, store, Arc::new(SystemClock), Some(tls)).await?;
-    tracing::info!(hostname = %config.server.hostname, store = %config.store_path().display(), capture = %config.capture_dir().display(), "ferry ready");
+    let relay = Relay::start(&config, store, Arc::new(SystemClock), tls, roles).await?;
+    tracing::info!(
+        hostname = %config.server.hostname,
+        role = ?role,
+        store = %config.store_path().display(),
+        default_route = ?config.delivery.default_route,
+        "ferry ready"
+    );
     shutdown_signal().await;
     tracing::info!("shutting down: draining sessions");
     relay.drain().await;

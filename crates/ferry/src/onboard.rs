@@ -2,13 +2,13 @@
 
 use anyhow::{Context, bail};
 use ferry_core::tenant::{MAX_ENVELOPE_FROM, valid_username};
-use ferry_core::{AppLimits, Application, Clock, SystemClock, Tenant};
+use ferry_core::{AppLimits, Application, Clock, Route, SmartHost, SystemClock, Tenant};
 use ferry_relay::auth::{hash_password, random_secret};
 use ferry_smtp::address::validate_mailbox;
 use ferry_store::Store;
 use serde_json::json;
 
-use crate::cli::{AppAddArgs, AppCommand, Output, TenantCommand};
+use crate::cli::{AppAddArgs, AppCommand, Output, RouteArgs, TenantCommand};
 
 fn print(output: Output, text: String, value: serde_json::Value) {
     match output {
@@ -45,12 +45,13 @@ pub async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result
                 subdomains_only,
                 contact,
                 created_ms: SystemClock.now_ms(),
+                route: Route::Default,
             };
             store.create_tenant(tenant.clone()).await?;
             print(
                 output,
                 format!("tenant {} added: domains {}", tenant.name, tenant.domains.join(", ")),
-                json!(tenant),
+                public_tenant(&tenant),
             );
         }
         TenantCommand::List { output } => {
@@ -60,8 +61,13 @@ pub async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result
                 .map(|t| format!("{}\t{}", t.name, t.domains.join(",")))
                 .collect::<Vec<_>>()
                 .join("\n");
-            print(output, text, json!(tenants));
+            print(
+                output,
+                text,
+                json!(tenants.iter().map(public_tenant).collect::<Vec<_>>()),
+            );
         }
+        TenantCommand::Route(args) => set_route(store, *args).await?,
         TenantCommand::Show { name, output } => {
             let tenant = store
                 .tenant(&name)
@@ -69,16 +75,70 @@ pub async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result
                 .with_context(|| format!("no tenant {name}"))?;
             let apps: Vec<String> = store.apps(Some(&name)).await?.into_iter().map(|a| a.username).collect();
             let text = format!(
-                "tenant: {}\ndomains: {}\nsubdomains only: {}\ncontact: {}\napplications: {}",
+                "tenant: {}\ndomains: {}\nsubdomains only: {}\ncontact: {}\nroute: {:?}\napplications: {}",
                 tenant.name,
                 tenant.domains.join(", "),
                 tenant.subdomains_only,
                 tenant.contact.as_deref().unwrap_or("-"),
+                tenant.route,
                 apps.join(", ")
             );
-            print(output, text, json!({"tenant": tenant, "applications": apps}));
+            print(
+                output,
+                text,
+                json!({"tenant": public_tenant(&tenant), "applications": apps}),
+            );
         }
     }
+    Ok(())
+}
+
+async fn set_route(store: &dyn Store, a: RouteArgs) -> anyhow::Result<()> {
+    let mut tenant = store
+        .tenant(&a.name)
+        .await?
+        .with_context(|| format!("no tenant {}", a.name))?;
+    tenant.route = if a.mx {
+        Route::Mx
+    } else if a.capture {
+        Route::Capture
+    } else if let Some(target) = &a.smarthost {
+        let (host, port) = target
+            .rsplit_once(':')
+            .with_context(|| format!("--smarthost {target}: expected host:port"))?;
+        let port: u16 = port
+            .parse()
+            .with_context(|| format!("--smarthost {target}: bad port"))?;
+        let password = match &a.auth_password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("--auth-password-file {}", path.display()))?
+                    .trim_end()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Route::SmartHost(SmartHost {
+            host: host.trim_matches(['[', ']']).to_string(),
+            port,
+            tls_required: a.tls_required,
+            username: a.auth_user.clone(),
+            password,
+        })
+    } else {
+        Route::Default
+    };
+    store.update_tenant(tenant.clone()).await?;
+    let shown = match &tenant.route {
+        Route::SmartHost(s) => format!(
+            "smart host {}:{} (TLS {})",
+            s.host,
+            s.port,
+            if s.tls_required { "required" } else { "opportunistic" }
+        ),
+        other => format!("{other:?}").to_lowercase(),
+    };
+    println!("tenant {} now routes via {shown}", tenant.name);
     Ok(())
 }
 
@@ -228,6 +288,17 @@ fn addresses(flag: &str, list: &[String], tenant: &Tenant) -> anyhow::Result<Vec
             }
         })
         .collect()
+}
+
+/// A tenant as shown: a smart host's password never leaves the store.
+fn public_tenant(tenant: &Tenant) -> serde_json::Value {
+    let mut v = json!(tenant);
+    if let Some(password) = v.pointer_mut("/route/password")
+        && !password.is_null()
+    {
+        *password = json!("********");
+    }
+    v
 }
 
 fn public(app: &Application) -> serde_json::Value {

@@ -31,6 +31,10 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config
         .prefix_separator("__")
         .separator("__")
         .try_parsing(true)
+        .list_separator(",")
+        .with_list_parse_key("delivery.resolver")
+        .with_list_parse_key("delivery.extra_ca_files")
+        .with_list_parse_key("delivery.tls_required_domains")
         .source(Some(ferry_env.clone()));
     let raw = builder
         .add_source(environment)
