@@ -43,13 +43,10 @@ enum WriteOp {
 }
 
 impl WriteOp {
-    /// Whether the caller relies on the write surviving a crash. Leases and
-    /// completions may be lost: the message is then simply due again.
+    /// Whether the caller relies on the write surviving a crash. A lost
+    /// lease only makes a message due again sooner.
     fn needs_sync(&self) -> bool {
-        !matches!(
-            self,
-            WriteOp::Lease { .. } | WriteOp::Complete(_) | WriteOp::RetryNow(..)
-        )
+        !matches!(self, WriteOp::Lease { .. })
     }
 }
 

@@ -6,10 +6,12 @@
 //! - [`Ferry`]: one relay process, its directory, its ports, its log.
 //! - [`pki`]: a test certificate authority and a server certificate.
 //! - [`client`]: a raw SMTP client (plaintext or TLS) for byte-exact dialogues.
+//! - [`servers`]: dnsmasq for MX records, receiving SMTP servers.
 //! - [`wait_for`]: polling with a deadline instead of sleeping.
 
 pub mod client;
 pub mod pki;
+pub mod servers;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -102,6 +104,16 @@ impl Ferry {
         ferry.cli_ok(&["tenant", "add", TENANT, "--domain", DOMAIN]);
         ferry.password = ferry.add_app(USER, &["--from", SENDER, "--allow", "127.0.0.0/8"]);
         ferry
+    }
+
+    /// Adds settings (for the next launch and CLI calls).
+    pub fn set(&mut self, settings: &[(&str, &str)]) {
+        self.settings.extend(settings.iter().map(|(k, v)| {
+            (
+                format!("FERRY__{}", k.replace('.', "__").to_ascii_uppercase()),
+                v.to_string(),
+            )
+        }));
     }
 
     /// Prepared and started.

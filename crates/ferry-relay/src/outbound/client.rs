@@ -411,7 +411,7 @@ mod tests {
         let (reply, used) = parse_reply(b"250-mx.test\r\n250-PIPELINING\r\n250 SIZE 1000\r\nextra").expect("complete");
         let reply = reply.expect("valid");
         assert_eq!(reply.code, 250);
-        assert_eq!(used, 41);
+        assert_eq!(used, 44);
         let caps = Capabilities::parse(&reply);
         assert!(caps.pipelining && caps.size == Some(1000) && !caps.starttls);
         assert!(parse_reply(b"250-partial\r\n").is_none());
