@@ -14,6 +14,7 @@ struct World {
     ferry: Ferry,
     tls_sink: Sink,
     plain_sink: Sink,
+    port: u16,
     _dns: Dns,
 }
 
@@ -58,11 +59,11 @@ impl World {
             },
         );
         let plain_sink = Sink::start(&[format!("127.0.0.4:{port}")], SinkOptions::default());
-        let (resolver, port, ca) = (dns.address(), port.to_string(), ferry.pki.ca.display().to_string());
+        let (resolver, port_text, ca) = (dns.address(), port.to_string(), ferry.pki.ca.display().to_string());
         let mut all: Vec<(&str, &str)> = vec![
             ("delivery.default_route", "mx"),
             ("delivery.resolver", &resolver),
-            ("delivery.port", &port),
+            ("delivery.port", &port_text),
             ("delivery.extra_ca_files", &ca),
             ("delivery.tls_required_domains", "plain.test"),
             ("delivery.retry_base_secs", "1"),
@@ -76,6 +77,7 @@ impl World {
             ferry,
             tls_sink,
             plain_sink,
+            port,
             _dns: dns,
         }
     }
@@ -294,4 +296,33 @@ fn one_connection_carries_several_messages() {
         .map(|m| m["peer"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(peers.len(), 1, "three messages, one connection: {peers:?}");
+}
+
+#[test]
+fn a_tenant_smart_host_takes_all_its_mail() {
+    let mut w = World::start(&[]);
+    w.ferry.stop();
+    let port = w.port;
+    w.ferry.cli_ok(&[
+        "tenant",
+        "route",
+        ferry_testkit::TENANT,
+        "--smarthost",
+        &format!("127.0.0.4:{port}"),
+    ]);
+    let shown = w.ferry.cli_ok(&["tenant", "show", ferry_testkit::TENANT]);
+    assert!(shown.contains("SmartHost"), "{shown}");
+    w.ferry.launch();
+    w.send_billing(&["someone@dest.test", "other@example.net"], "via smart host");
+    let got = w.plain_sink.wait_for_rcpt("someone@dest.test", 1);
+    assert_eq!(
+        got[0]["rcpts"].as_array().map(Vec::len),
+        Some(2),
+        "one transaction for both: {got:?}"
+    );
+    assert_eq!(
+        got[0]["tls"], false,
+        "the smart host offers no STARTTLS; opportunistic TLS goes on without"
+    );
+    assert!(w.tls_sink.received_for("someone@dest.test").is_empty());
 }

@@ -113,20 +113,20 @@ pub enum TenantCommand {
 }
 
 #[derive(Debug, Args)]
-#[group(id = "target", required = true, multiple = false, args = ["default", "mx", "capture", "smarthost"])]
+#[command(group(clap::ArgGroup::new("target").required(true).multiple(false)))]
 pub struct RouteArgs {
     pub name: String,
     /// Follow delivery.default_route.
-    #[arg(long)]
+    #[arg(long, group = "target")]
     pub default: bool,
     /// MX lookup per recipient domain.
-    #[arg(long)]
+    #[arg(long, group = "target")]
     pub mx: bool,
     /// Write files instead of delivering.
-    #[arg(long)]
+    #[arg(long, group = "target")]
     pub capture: bool,
     /// Everything through this relay host (host:port).
-    #[arg(long)]
+    #[arg(long, group = "target")]
     pub smarthost: Option<String>,
     /// With --smarthost: refuse to send without verified TLS.
     #[arg(long, requires = "smarthost")]
