@@ -9,15 +9,21 @@
 //! - [`config`]: the configuration tree, its defaults and validation.
 //! - [`retry`]: the retry schedule (exponential backoff, jitter, maximum age).
 //! - [`dsn`]: delivery status notifications (RFC 3464) for failed recipients.
+//! - [`contract`]: the contract, contract years in their zone, prices in exact micro-units.
+//! - [`usage`]: what is counted, for which scope, in which hour.
+//! - [`chargeback`]: usage reports and the split of excess cost among tenants.
 //! - [`clock`]: the [`Clock`] trait, so time can be injected.
 
+pub mod chargeback;
 pub mod clock;
+pub mod contract;
 pub mod config;
 pub mod dsn;
 pub mod message;
 pub mod policy;
 pub mod retry;
 pub mod tenant;
+pub mod usage;
 
 pub use clock::{Clock, SystemClock};
 pub use message::{DeliveryAttempt, QueueId, QueuedMessage, RecipientOutcome};
