@@ -98,26 +98,40 @@ impl Hours<'_> {
     }
 
     fn in_range(&self, from_ms: u64, to_ms: u64) -> impl Iterator<Item = &HourUsage> {
-        self.rows.iter().filter(move |r| r.hour * HOUR_MS >= from_ms && r.hour * HOUR_MS < to_ms)
+        self.rows
+            .iter()
+            .filter(move |r| r.hour * HOUR_MS >= from_ms && r.hour * HOUR_MS < to_ms)
     }
 
     fn peak(&self, scope: &Scope, from_ms: u64, to_ms: u64) -> Peak {
         self.in_range(from_ms, to_ms)
             .filter(|r| &r.scope == scope)
-            .map(|r| Peak { hour_start_ms: r.hour * HOUR_MS, units: r.usage.units(self.terms.unit) })
+            .map(|r| Peak {
+                hour_start_ms: r.hour * HOUR_MS,
+                units: r.usage.units(self.terms.unit),
+            })
             .fold(Peak::default(), |best, p| if p.units > best.units { p } else { best })
     }
 }
 
 /// Builds the report for [from, to). `rows` must hold every hour bucket from
 /// the start of the contract year containing `from` up to `to`.
-pub fn report(terms: &Terms, allocations: &BTreeMap<String, Allocation>, rows: &[HourUsage], from_ms: u64, to_ms: u64) -> UsageReport {
+pub fn report(
+    terms: &Terms,
+    allocations: &BTreeMap<String, Allocation>,
+    rows: &[HourUsage],
+    from_ms: u64,
+    to_ms: u64,
+) -> UsageReport {
     let hours = Hours { terms, rows };
     let tenants: Vec<String> = {
-        let mut t: Vec<String> = rows.iter().filter_map(|r| match &r.scope {
-            Scope::Tenant(t) => Some(t.clone()),
-            _ => None,
-        }).collect();
+        let mut t: Vec<String> = rows
+            .iter()
+            .filter_map(|r| match &r.scope {
+                Scope::Tenant(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
         t.sort();
         t.dedup();
         t
@@ -125,8 +139,16 @@ pub fn report(terms: &Terms, allocations: &BTreeMap<String, Allocation>, rows: &
     let org_units = hours.units(&Scope::Org, from_ms, to_ms);
     let row = |scope: &Scope| {
         let usage = hours.usage(scope, from_ms, to_ms);
-        let share = if org_units == 0 { 0.0 } else { usage.units(terms.unit) as f64 / org_units as f64 };
-        ScopeRow { usage, peak: hours.peak(scope, from_ms, to_ms), share }
+        let share = if org_units == 0 {
+            0.0
+        } else {
+            usage.units(terms.unit) as f64 / org_units as f64
+        };
+        ScopeRow {
+            usage,
+            peak: hours.peak(scope, from_ms, to_ms),
+            share,
+        }
     };
     let mut yearly = Charge::default();
     let mut peak = Charge::default();
@@ -152,7 +174,10 @@ pub fn report(terms: &Terms, allocations: &BTreeMap<String, Allocation>, rows: &
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .map(|app| {
-                    let scope = Scope::App { tenant: t.clone(), app: app.clone() };
+                    let scope = Scope::App {
+                        tenant: t.clone(),
+                        app: app.clone(),
+                    };
                     (app, row(&scope))
                 })
                 .collect();
@@ -207,8 +232,17 @@ impl Charge {
     }
 }
 
-fn yearly_charge(h: &Hours<'_>, alloc: &BTreeMap<String, Allocation>, tenants: &[String], year: ContractYear, from: u64, to: u64) -> Charge {
-    let Some(total) = h.terms.yearly_total else { return Charge::default() };
+fn yearly_charge(
+    h: &Hours<'_>,
+    alloc: &BTreeMap<String, Allocation>,
+    tenants: &[String],
+    year: ContractYear,
+    from: u64,
+    to: u64,
+) -> Charge {
+    let Some(total) = h.terms.yearly_total else {
+        return Charge::default();
+    };
     let excess_at = |t: u64| h.units(&Scope::Org, year.start_ms, t).saturating_sub(total);
     let (before, after) = (excess_at(from), excess_at(to));
     let cost = h.terms.yearly_excess_cost(after).0 - h.terms.yearly_excess_cost(before).0;
@@ -229,13 +263,30 @@ fn yearly_charge(h: &Hours<'_>, alloc: &BTreeMap<String, Allocation>, tenants: &
         .collect();
     let by_use = !any_allocation || weights.values().all(|w| *w == 0);
     if by_use && any_allocation {
-        weights = tenants.iter().map(|t| (t.clone(), h.units(&Scope::Tenant(t.clone()), from, to))).collect();
+        weights = tenants
+            .iter()
+            .map(|t| (t.clone(), h.units(&Scope::Tenant(t.clone()), from, to)))
+            .collect();
     }
-    split(crate::contract::Micros(cost).to_cents(), after - before, weights, by_use)
+    split(
+        crate::contract::Micros(cost).to_cents(),
+        after - before,
+        weights,
+        by_use,
+    )
 }
 
-fn peak_charge(h: &Hours<'_>, alloc: &BTreeMap<String, Allocation>, tenants: &[String], year: ContractYear, from: u64, to: u64) -> Charge {
-    let Some(contracted) = h.terms.hourly_peak else { return Charge::default() };
+fn peak_charge(
+    h: &Hours<'_>,
+    alloc: &BTreeMap<String, Allocation>,
+    tenants: &[String],
+    year: ContractYear,
+    from: u64,
+    to: u64,
+) -> Charge {
+    let Some(contracted) = h.terms.hourly_peak else {
+        return Charge::default();
+    };
     let excess_at = |t: u64| h.peak(&Scope::Org, year.start_ms, t).units.saturating_sub(contracted);
     let (before, after) = (excess_at(from), excess_at(to));
     let cost = h.terms.peak_excess_cost(after).0 - h.terms.peak_excess_cost(before).0;
@@ -246,21 +297,44 @@ fn peak_charge(h: &Hours<'_>, alloc: &BTreeMap<String, Allocation>, tenants: &[S
         .map(|r| r.hour)
         .collect();
     let weight = |t: &String, by_use: bool| -> u64 {
-        let own = if by_use { 0 } else { alloc.get(t).and_then(|a| a.hourly).unwrap_or(0) };
-        over_hours.iter().map(|hour| h.units(&Scope::Tenant(t.clone()), hour * HOUR_MS, (hour + 1) * HOUR_MS).saturating_sub(own)).sum()
+        let own = if by_use {
+            0
+        } else {
+            alloc.get(t).and_then(|a| a.hourly).unwrap_or(0)
+        };
+        over_hours
+            .iter()
+            .map(|hour| {
+                h.units(&Scope::Tenant(t.clone()), hour * HOUR_MS, (hour + 1) * HOUR_MS)
+                    .saturating_sub(own)
+            })
+            .sum()
     };
-    let mut weights: BTreeMap<String, u64> = tenants.iter().map(|t| (t.clone(), weight(t, !any_allocation))).collect();
+    let mut weights: BTreeMap<String, u64> = tenants
+        .iter()
+        .map(|t| (t.clone(), weight(t, !any_allocation)))
+        .collect();
     let by_use = !any_allocation || weights.values().all(|w| *w == 0);
     if by_use && any_allocation {
         weights = tenants.iter().map(|t| (t.clone(), weight(t, true))).collect();
     }
-    split(crate::contract::Micros(cost).to_cents(), after - before, weights, by_use)
+    split(
+        crate::contract::Micros(cost).to_cents(),
+        after - before,
+        weights,
+        by_use,
+    )
 }
 
 /// Largest-remainder split of `cents` by `weights`.
 fn split(cents: u128, excess_units: u64, weights: BTreeMap<String, u64>, by_use: bool) -> Charge {
     let total_weight: u128 = weights.values().map(|w| *w as u128).sum();
-    let mut out = Charge { excess_units, total_cents: cents, by_use, ..Charge::default() };
+    let mut out = Charge {
+        excess_units,
+        total_cents: cents,
+        by_use,
+        ..Charge::default()
+    };
     if cents == 0 || total_weight == 0 {
         out.total_cents = if total_weight == 0 { 0 } else { cents };
         out.weights = weights;
@@ -294,14 +368,20 @@ fn reason(tenant: &str, yearly: &Charge, peak: &Charge, alloc: Option<&Allocatio
         let all: u64 = c.weights.values().sum();
         let pct = if all == 0 { 0.0 } else { 100.0 * w as f64 / all as f64 };
         Some(match (c.by_use, own) {
-            (false, Some(own)) => format!("{what}: {w} units over its allocation of {own} ({pct:.1} % of the tenants' excess)"),
+            (false, Some(own)) => {
+                format!("{what}: {w} units over its allocation of {own} ({pct:.1} % of the tenants' excess)")
+            }
             (false, None) => format!("{what}: {w} units with no allocation ({pct:.1} % of the tenants' excess)"),
             (true, _) => format!("{what}: {pct:.1} % of the use while the organisation was over its contract"),
         })
     };
     parts.extend(describe(yearly, "yearly total exceeded", alloc.and_then(|a| a.yearly)));
     parts.extend(describe(peak, "hourly peak exceeded", alloc.and_then(|a| a.hourly)));
-    if parts.is_empty() { "not charged: within its allocation, or the organisation within its contract".into() } else { parts.join("; ") }
+    if parts.is_empty() {
+        "not charged: within its allocation, or the organisation within its contract".into()
+    } else {
+        parts.join("; ")
+    }
 }
 
 #[cfg(test)]
@@ -324,8 +404,15 @@ mod tests {
     }
 
     fn hour(hour: u64, tenant: &str, app: &str, messages: u64) -> Vec<HourUsage> {
-        let usage = Usage { messages, recipients: messages * 2, bytes: messages * 1000 };
-        Scope::of_message(tenant, app).into_iter().map(|scope| HourUsage { hour, scope, usage }).collect()
+        let usage = Usage {
+            messages,
+            recipients: messages * 2,
+            bytes: messages * 1000,
+        };
+        Scope::of_message(tenant, app)
+            .into_iter()
+            .map(|scope| HourUsage { hour, scope, usage })
+            .collect()
     }
 
     fn merge(parts: Vec<Vec<HourUsage>>) -> Vec<HourUsage> {
@@ -333,7 +420,9 @@ mod tests {
         for r in parts.into_iter().flatten() {
             map.entry((r.hour, r.scope)).or_default().add(r.usage);
         }
-        map.into_iter().map(|((hour, scope), usage)| HourUsage { hour, scope, usage }).collect()
+        map.into_iter()
+            .map(|((hour, scope), usage)| HourUsage { hour, scope, usage })
+            .collect()
     }
 
     fn year_start() -> u64 {
@@ -342,12 +431,31 @@ mod tests {
 
     #[test]
     fn usage_peak_and_share() {
-        let rows = merge(vec![hour(H0, "hr", "payroll", 30), hour(H0 + 1, "hr", "payroll", 50), hour(H0 + 1, "it", "alerts", 20)]);
-        let r = report(&terms(None, None), &BTreeMap::new(), &rows, year_start(), (H0 + 2) * HOUR_MS);
+        let rows = merge(vec![
+            hour(H0, "hr", "payroll", 30),
+            hour(H0 + 1, "hr", "payroll", 50),
+            hour(H0 + 1, "it", "alerts", 20),
+        ]);
+        let r = report(
+            &terms(None, None),
+            &BTreeMap::new(),
+            &rows,
+            year_start(),
+            (H0 + 2) * HOUR_MS,
+        );
         assert_eq!(r.organisation.usage.messages, 100);
-        assert_eq!(r.organisation.peak, Peak { hour_start_ms: (H0 + 1) * HOUR_MS, units: 70 });
+        assert_eq!(
+            r.organisation.peak,
+            Peak {
+                hour_start_ms: (H0 + 1) * HOUR_MS,
+                units: 70
+            }
+        );
         let hr = &r.tenants[0];
-        assert_eq!((hr.tenant.as_str(), hr.row.usage.recipients, hr.row.share), ("hr", 160, 0.8));
+        assert_eq!(
+            (hr.tenant.as_str(), hr.row.usage.recipients, hr.row.share),
+            ("hr", 160, 0.8)
+        );
         assert_eq!(hr.applications["payroll"].usage.bytes, 80_000);
         assert_eq!(r.cost_cents, 0);
     }
@@ -358,14 +466,30 @@ mod tests {
         // excess 30 units = 30 cents, all of it hr's (40 over), none of it it's.
         let rows = merge(vec![hour(H0, "hr", "a", 90), hour(H0, "it", "b", 40)]);
         let alloc = BTreeMap::from([
-            ("hr".to_string(), Allocation { yearly: Some(50), hourly: None }),
-            ("it".to_string(), Allocation { yearly: Some(60), hourly: None }),
+            (
+                "hr".to_string(),
+                Allocation {
+                    yearly: Some(50),
+                    hourly: None,
+                },
+            ),
+            (
+                "it".to_string(),
+                Allocation {
+                    yearly: Some(60),
+                    hourly: None,
+                },
+            ),
         ]);
         let r = report(&terms(None, Some(100)), &alloc, &rows, year_start(), (H0 + 1) * HOUR_MS);
         assert_eq!((r.yearly_excess_units, r.yearly_cost_cents), (30, 30));
         assert_eq!(r.tenants[0].charge_cents, 30);
         assert_eq!(r.tenants[1].charge_cents, 0);
-        assert!(r.tenants[0].reason.contains("40 units over its allocation of 50"), "{}", r.tenants[0].reason);
+        assert!(
+            r.tenants[0].reason.contains("40 units over its allocation of 50"),
+            "{}",
+            r.tenants[0].reason
+        );
         assert!(r.tenants[1].reason.starts_with("not charged"));
     }
 
@@ -373,8 +497,18 @@ mod tests {
     fn proportional_split_sums_to_the_cent() {
         // Peak 10/hour at 0.333333 per unit; three tenants at 7 each in one hour:
         // 11 units over = 366.6663 cents → 367; thirds by largest remainder.
-        let rows = merge(vec![hour(H0, "a", "x", 7), hour(H0, "b", "x", 7), hour(H0, "c", "x", 7)]);
-        let r = report(&terms(Some(10), None), &BTreeMap::new(), &rows, year_start(), (H0 + 1) * HOUR_MS);
+        let rows = merge(vec![
+            hour(H0, "a", "x", 7),
+            hour(H0, "b", "x", 7),
+            hour(H0, "c", "x", 7),
+        ]);
+        let r = report(
+            &terms(Some(10), None),
+            &BTreeMap::new(),
+            &rows,
+            year_start(),
+            (H0 + 1) * HOUR_MS,
+        );
         assert_eq!(r.peak_excess_units, 11);
         assert_eq!(r.peak_cost_cents, 367);
         let charges: Vec<u128> = r.tenants.iter().map(|t| t.charge_cents).collect();
@@ -384,7 +518,11 @@ mod tests {
 
     #[test]
     fn periods_add_up_to_the_year() {
-        let rows = merge(vec![hour(H0, "hr", "a", 80), hour(H0 + 5, "hr", "a", 30), hour(H0 + 9, "it", "b", 40)]);
+        let rows = merge(vec![
+            hour(H0, "hr", "a", 80),
+            hour(H0 + 5, "hr", "a", 30),
+            hour(H0 + 9, "it", "b", 40),
+        ]);
         let t = terms(None, Some(100));
         let none = BTreeMap::new();
         let whole = report(&t, &none, &rows, year_start(), (H0 + 10) * HOUR_MS);
@@ -394,6 +532,9 @@ mod tests {
         assert_eq!(first.cost_cents + second.cost_cents, whole.cost_cents);
         assert_eq!(first.cost_cents, 10, "the year went over by 10 in the first part");
         // Without allocations the second part's 40 excess units are split by use: all it's.
-        assert_eq!(second.tenants.iter().find(|r| r.tenant == "it").map(|r| r.charge_cents), Some(40));
+        assert_eq!(
+            second.tenants.iter().find(|r| r.tenant == "it").map(|r| r.charge_cents),
+            Some(40)
+        );
     }
 }

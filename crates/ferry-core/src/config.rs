@@ -18,7 +18,54 @@ pub struct Config {
     pub auth: Auth,
     pub store: Store,
     pub delivery: Delivery,
+    pub contract: crate::contract::Contract,
+    pub alerts: Alerts,
+    pub admin: Admin,
     pub log: Log,
+}
+
+/// Charge-back alerts: which thresholds, and where alerts go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Alerts {
+    /// Percentages of the yearly total (organisation) and of each tenant's
+    /// yearly allocation that raise an alert when crossed.
+    pub yearly_percent: Vec<u32>,
+    /// An alert for any hour above the contracted peak (and above a tenant's hourly allocation).
+    pub hourly_over_peak: bool,
+    /// Percentages of the yearly total that raise an alert when the
+    /// year-end projection at the current rate crosses them.
+    pub forecast_percent: Vec<u32>,
+    /// No forecast before this many days of the contract year have passed.
+    pub forecast_min_days: u32,
+    /// Alerts are POSTed here as JSON (with Idempotency-Key and X-Ferry-Signature headers).
+    pub webhook_url: Option<String>,
+    /// The HMAC-SHA256 key of the X-Ferry-Signature header.
+    pub webhook_secret: Option<String>,
+    /// Longest wait between two delivery tries of one alert.
+    pub retry_max_secs: u64,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts {
+            yearly_percent: vec![50, 80, 100],
+            hourly_over_peak: true,
+            forecast_percent: vec![100],
+            forecast_min_days: 14,
+            webhook_url: None,
+            webhook_secret: None,
+            retry_max_secs: 300,
+        }
+    }
+}
+
+/// The admin HTTP endpoint: `/metrics` and `/health` for now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Absent: not opened.
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -304,6 +351,33 @@ impl Config {
             return Err(invalid(
                 "smtp.command_timeout_secs",
                 "timeouts must be at least 1 second",
+            ));
+        }
+        self.contract.terms().map_err(|e| invalid(e.key, e.problem))?;
+        if let Some(pct) = self
+            .alerts
+            .yearly_percent
+            .iter()
+            .chain(&self.alerts.forecast_percent)
+            .find(|p| **p == 0 || **p > 1000)
+        {
+            return Err(invalid(
+                "alerts.yearly_percent",
+                format!("{pct} is not a percentage between 1 and 1000"),
+            ));
+        }
+        if self
+            .alerts
+            .webhook_url
+            .as_deref()
+            .is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return Err(invalid("alerts.webhook_url", "must be an http:// or https:// URL"));
+        }
+        if self.alerts.webhook_url.is_some() && self.alerts.webhook_secret.is_none() {
+            return Err(invalid(
+                "alerts.webhook_secret",
+                "a webhook needs a secret to sign its requests",
             ));
         }
         if self.listen.smtp.is_none() && self.listen.submission.is_none() && self.listen.submissions.is_none() {

@@ -32,7 +32,10 @@ impl Micros {
     pub fn parse(s: &str) -> Option<Micros> {
         let s = s.trim();
         let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-        if whole.is_empty() && frac.is_empty() || frac.len() > 6 || !whole.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()) {
+        if whole.is_empty() && frac.is_empty()
+            || frac.len() > 6
+            || !whole.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())
+        {
             return None;
         }
         let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
@@ -118,14 +121,23 @@ pub struct ContractError {
 impl Contract {
     pub fn terms(&self) -> Result<Terms, ContractError> {
         let err = |key: &'static str, problem: String| ContractError { key, problem };
-        let zone = jiff::tz::TimeZone::get(&self.time_zone).map_err(|e| err("contract.time_zone", format!("{:?}: {e}", self.time_zone)))?;
-        let price = |key: &'static str, s: &str| Micros::parse(s).ok_or_else(|| err(key, format!("{s:?} is not a price (a decimal with at most 6 places)")));
+        let zone = jiff::tz::TimeZone::get(&self.time_zone)
+            .map_err(|e| err("contract.time_zone", format!("{:?}: {e}", self.time_zone)))?;
+        let price = |key: &'static str, s: &str| {
+            Micros::parse(s).ok_or_else(|| err(key, format!("{s:?} is not a price (a decimal with at most 6 places)")))
+        };
         let mut tiers = Vec::new();
         for t in &self.yearly_tiers {
             tiers.push((t.up_to, price("contract.yearly_tiers", &t.price)?));
         }
-        if tiers.windows(2).any(|w| w[0].0.is_none() || w[0].0 >= w[1].0 && w[1].0.is_some()) {
-            return Err(err("contract.yearly_tiers", "tiers must rise, and only the last may be open-ended".into()));
+        if tiers
+            .windows(2)
+            .any(|w| w[0].0.is_none() || w[0].0 >= w[1].0 && w[1].0.is_some())
+        {
+            return Err(err(
+                "contract.yearly_tiers",
+                "tiers must rise, and only the last may be open-ended".into(),
+            ));
         }
         Ok(Terms {
             unit: self.unit,
@@ -142,7 +154,7 @@ impl Contract {
 }
 
 /// A contract year: [start, end) in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ContractYear {
     pub start_ms: u64,
     pub end_ms: u64,
@@ -153,7 +165,9 @@ impl Terms {
     /// local midnight in the contract's zone (so a year may be 8759 or 8761
     /// UTC hours long, never off by a DST shift).
     pub fn year_of(&self, ms: u64) -> ContractYear {
-        let local = jiff::Timestamp::from_millisecond(ms as i64).unwrap_or_default().to_zoned(self.zone.clone());
+        let local = jiff::Timestamp::from_millisecond(ms as i64)
+            .unwrap_or_default()
+            .to_zoned(self.zone.clone());
         let mut year = local.year();
         loop {
             let start = self.anniversary(year);
@@ -166,7 +180,10 @@ impl Terms {
                 year += 1;
                 continue;
             }
-            return ContractYear { start_ms: start, end_ms: end };
+            return ContractYear {
+                start_ms: start,
+                end_ms: end,
+            };
         }
     }
 
@@ -176,7 +193,10 @@ impl Terms {
         let date = jiff::civil::Date::new(year, month, self.year_start.day())
             .or_else(|_| jiff::civil::Date::new(year, month, 28))
             .unwrap_or(self.year_start);
-        let zoned = date.to_zoned(self.zone.clone()).map(|z| z.timestamp().as_millisecond()).unwrap_or(0);
+        let zoned = date
+            .to_zoned(self.zone.clone())
+            .map(|z| z.timestamp().as_millisecond())
+            .unwrap_or(0);
         zoned.max(0) as u64
     }
 
@@ -206,7 +226,13 @@ mod tests {
     use super::*;
 
     fn terms(zone: &str, start: jiff::civil::Date) -> Terms {
-        Contract { time_zone: zone.into(), year_start: start, ..Contract::default() }.terms().expect("valid")
+        Contract {
+            time_zone: zone.into(),
+            year_start: start,
+            ..Contract::default()
+        }
+        .terms()
+        .expect("valid")
     }
 
     fn ms(s: &str) -> u64 {
@@ -247,11 +273,29 @@ mod tests {
     #[test]
     fn tiered_prices() {
         let mut c = Contract::default();
-        c.yearly_tiers = vec![Tier { up_to: Some(100), price: "0.01".into() }, Tier { up_to: None, price: "0.005".into() }];
+        c.yearly_tiers = vec![
+            Tier {
+                up_to: Some(100),
+                price: "0.01".into(),
+            },
+            Tier {
+                up_to: None,
+                price: "0.005".into(),
+            },
+        ];
         let t = c.terms().expect("valid");
         assert_eq!(t.yearly_excess_cost(50), Micros(500_000));
         assert_eq!(t.yearly_excess_cost(150), Micros(1_000_000 + 250_000));
-        c.yearly_tiers = vec![Tier { up_to: None, price: "1".into() }, Tier { up_to: Some(5), price: "1".into() }];
+        c.yearly_tiers = vec![
+            Tier {
+                up_to: None,
+                price: "1".into(),
+            },
+            Tier {
+                up_to: Some(5),
+                price: "1".into(),
+            },
+        ];
         assert_eq!(c.terms().unwrap_err().key, "contract.yearly_tiers");
     }
 }

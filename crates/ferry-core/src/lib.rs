@@ -11,15 +11,17 @@
 //! - [`dsn`]: delivery status notifications (RFC 3464) for failed recipients.
 //! - [`contract`]: the contract, contract years in their zone, prices in exact micro-units.
 //! - [`usage`]: what is counted, for which scope, in which hour.
+//! - [`metering`]: what one message adds to the ledger: counts, caps, thresholds, alerts.
 //! - [`chargeback`]: usage reports and the split of excess cost among tenants.
 //! - [`clock`]: the [`Clock`] trait, so time can be injected.
 
 pub mod chargeback;
 pub mod clock;
-pub mod contract;
 pub mod config;
+pub mod contract;
 pub mod dsn;
 pub mod message;
+pub mod metering;
 pub mod policy;
 pub mod retry;
 pub mod tenant;
@@ -27,4 +29,4 @@ pub mod usage;
 
 pub use clock::{Clock, SystemClock};
 pub use message::{DeliveryAttempt, QueueId, QueuedMessage, RecipientOutcome};
-pub use tenant::{AppLimits, Application, Route, SmartHost, Tenant};
+pub use tenant::{AppLimits, Application, Caps, Route, SmartHost, Tenant};

@@ -109,6 +109,7 @@ mod tests {
             enabled: true,
             created_ms: 0,
             credential_version: 0,
+            caps: Default::default(),
         }
     }
 
@@ -120,6 +121,8 @@ mod tests {
             contact: None,
             created_ms: 0,
             route: Default::default(),
+            allocation: Default::default(),
+            caps: Default::default(),
         }
     }
 

@@ -21,6 +21,29 @@ pub struct Tenant {
     /// Where this tenant's mail goes; `Default` follows `delivery.default_route`.
     #[serde(default)]
     pub route: Route,
+    /// Its share of the contract (for alerts and charge-back).
+    #[serde(default)]
+    pub allocation: crate::chargeback::Allocation,
+    /// Hard limits on the whole tenant.
+    #[serde(default)]
+    pub caps: Caps,
+}
+
+/// Hard limits, in the contract's unit: beyond them mail is deferred or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Caps {
+    pub per_minute: Option<u64>,
+    pub per_hour: Option<u64>,
+    pub per_year: Option<u64>,
+    /// When the yearly cap is used up: refuse (550 5.7.1) rather than defer (451 4.7.1).
+    #[serde(default)]
+    pub reject_when_year_exhausted: bool,
+}
+
+impl Caps {
+    pub fn is_empty(&self) -> bool {
+        self.per_minute.is_none() && self.per_hour.is_none() && self.per_year.is_none()
+    }
 }
 
 /// A tenant's route to the outside world.
@@ -113,6 +136,9 @@ pub struct Application {
     pub created_ms: u64,
     /// Bumped on every password change or disable: invalidates cached logins.
     pub credential_version: u32,
+    /// Hard limits on this application alone.
+    #[serde(default)]
+    pub caps: Caps,
 }
 
 impl Application {
@@ -132,6 +158,42 @@ pub fn valid_username(name: &str) -> bool {
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
 }
 
+/// Sample records for tests in this crate.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    pub fn tenant(name: &str) -> Tenant {
+        Tenant {
+            name: name.into(),
+            domains: vec!["example.edu".into()],
+            subdomains_only: false,
+            contact: None,
+            created_ms: 0,
+            route: Route::Default,
+            allocation: Default::default(),
+            caps: Caps::default(),
+        }
+    }
+
+    pub fn app(username: &str, tenant: &str) -> Application {
+        Application {
+            username: username.into(),
+            tenant: tenant.into(),
+            password_hash: String::new(),
+            envelope_from: vec![],
+            header_from: vec![],
+            allowed_networks: vec![],
+            limits: AppLimits::default(),
+            expires: None,
+            enabled: true,
+            created_ms: 0,
+            credential_version: 0,
+            caps: Caps::default(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +206,8 @@ mod tests {
             contact: None,
             created_ms: 0,
             route: Route::Default,
+            allocation: Default::default(),
+            caps: Caps::default(),
         }
     }
 

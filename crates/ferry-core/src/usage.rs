@@ -56,12 +56,22 @@ impl Scope {
             return Some(Scope::Tenant(t.into()));
         }
         let (tenant, app) = key.strip_prefix("a:")?.split_once('/')?;
-        Some(Scope::App { tenant: tenant.into(), app: app.into() })
+        Some(Scope::App {
+            tenant: tenant.into(),
+            app: app.into(),
+        })
     }
 
     /// The three scopes one message counts in.
     pub fn of_message(tenant: &str, app: &str) -> [Scope; 3] {
-        [Scope::Org, Scope::Tenant(tenant.into()), Scope::App { tenant: tenant.into(), app: app.into() }]
+        [
+            Scope::Org,
+            Scope::Tenant(tenant.into()),
+            Scope::App {
+                tenant: tenant.into(),
+                app: app.into(),
+            },
+        ]
     }
 }
 
@@ -90,7 +100,14 @@ mod tests {
 
     #[test]
     fn scope_keys_round_trip() {
-        for s in [Scope::Org, Scope::Tenant("hr".into()), Scope::App { tenant: "hr".into(), app: "payroll".into() }] {
+        for s in [
+            Scope::Org,
+            Scope::Tenant("hr".into()),
+            Scope::App {
+                tenant: "hr".into(),
+                app: "payroll".into(),
+            },
+        ] {
             assert_eq!(Scope::parse(&s.key()), Some(s));
         }
     }

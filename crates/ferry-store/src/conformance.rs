@@ -13,6 +13,8 @@ pub fn tenant(name: &str) -> Tenant {
         contact: None,
         created_ms: 1,
         route: Default::default(),
+        allocation: Default::default(),
+        caps: Default::default(),
     }
 }
 
@@ -29,6 +31,7 @@ pub fn app(username: &str, tenant: &str) -> Application {
         enabled: true,
         created_ms: 1,
         credential_version: 0,
+        caps: Default::default(),
     }
 }
 
@@ -88,7 +91,7 @@ pub async fn directory_round_trip(store: &dyn Store) {
 
 pub async fn queue_lease_complete_and_expiry(store: &dyn Store) {
     let m = message(b"Subject: x\r\n\r\nbody\r\n", 1_000);
-    store.enqueue(m.clone()).await.expect("enqueue");
+    store.enqueue(m.clone(), None).await.expect("enqueue");
     assert_eq!(store.depth().await.expect("depth"), 1);
     // Not due before it was received.
     assert!(store.lease(999, 60_000, 10).await.expect("lease").is_empty());
@@ -137,7 +140,7 @@ pub async fn concurrent_enqueues_all_land(store: std::sync::Arc<dyn Store>) {
     for i in 0..200u64 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store.enqueue(message(format!("m{i}").as_bytes(), i)).await
+            store.enqueue(message(format!("m{i}").as_bytes(), i), None).await
         }));
     }
     for t in tasks {
@@ -146,4 +149,123 @@ pub async fn concurrent_enqueues_all_land(store: std::sync::Arc<dyn Store>) {
     assert_eq!(store.depth().await.expect("depth"), 200);
     let leased = store.lease(1_000, 1_000, 500).await.expect("lease");
     assert_eq!(leased.len(), 200);
+}
+
+/// A metering plan for one message of `app` in `tenant` at `now_ms`, with
+/// the tenant allocated `yearly` units and capped at `hourly_cap`.
+pub fn metering(
+    tenant_name: &str,
+    app_name: &str,
+    now_ms: u64,
+    yearly: Option<u64>,
+    hourly_cap: Option<u64>,
+) -> ferry_core::metering::Metering {
+    let terms = ferry_core::contract::Contract {
+        yearly_total: Some(1_000),
+        ..Default::default()
+    }
+    .terms()
+    .expect("terms");
+    let mut t = tenant(tenant_name);
+    t.allocation.yearly = yearly;
+    t.caps.per_hour = hourly_cap;
+    let usage = ferry_core::usage::Usage {
+        messages: 1,
+        recipients: 2,
+        bytes: 100,
+    };
+    let alerts = ferry_core::config::Alerts {
+        forecast_percent: vec![],
+        ..Default::default()
+    };
+    ferry_core::metering::plan(&terms, &alerts, &t, &app(app_name, tenant_name), usage, now_ms)
+}
+
+pub async fn racing_sessions_raise_each_alert_once(store: std::sync::Arc<dyn Store>) {
+    use ferry_core::usage::{HOUR_MS, Scope};
+    let now = 1_780_000_000_000;
+    let mut tasks = Vec::new();
+    for i in 0..60u64 {
+        let store = store.clone();
+        let app_name = if i % 3 == 0 { "reports" } else { "payroll" };
+        let plan = metering("hr", app_name, now, Some(50), None);
+        tasks.push(tokio::spawn(async move {
+            store.enqueue(message(b"x", now), Some(plan)).await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("enqueue");
+    }
+    let hour = ferry_core::metering::Window::Hour(now / HOUR_MS);
+    let counted = store.usage(&Scope::Tenant("hr".into()), hour).await.expect("usage");
+    assert_eq!((counted.messages, counted.recipients, counted.bytes), (60, 120, 6_000));
+    let alerts = store.alerts(0, u64::MAX).await.expect("alerts");
+    let ids: Vec<&str> = alerts.iter().map(|a| a.id.as_str()).collect();
+    // 50/80/100 % of the tenant's 50: crossed at 25, 40 and 50, once each;
+    // the organisation's 1,000 is far away.
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(ids.iter().all(|i| i.starts_with("yearly:t:hr:")), "{ids:?}");
+    let at_80 = alerts
+        .iter()
+        .find(|a| a.id.starts_with("yearly:t:hr:80:"))
+        .expect("80 %");
+    assert_eq!((at_80.limit, at_80.value), (40, 40));
+    assert_eq!(at_80.drivers[0].tenant, "hr");
+    let apps: Vec<&str> = at_80.drivers[0]
+        .applications
+        .iter()
+        .map(|a| a.application.as_str())
+        .collect();
+    assert_eq!(apps, ["payroll", "reports"]);
+    let due = store.outbox_due(now, 10).await.expect("outbox");
+    assert_eq!(due.len(), 3);
+    store.alert_retry(&due[0].id, now + 1_000).await.expect("retry");
+    assert_eq!(store.outbox_due(now, 10).await.expect("outbox").len(), 2);
+    store.alert_delivered(&due[1].id, now).await.expect("delivered");
+    assert_eq!(store.outbox_due(now + 1_000, 10).await.expect("outbox").len(), 2);
+    let peak = store
+        .peak(
+            &Scope::Org,
+            ferry_core::contract::Contract::default()
+                .terms()
+                .expect("terms")
+                .year_of(now),
+        )
+        .await
+        .expect("peak");
+    assert_eq!(peak, Some((now / HOUR_MS, 60)));
+}
+
+pub async fn a_cap_refuses_without_counting(store: &dyn Store) {
+    use ferry_core::usage::{HOUR_MS, Scope};
+    let now = 1_780_000_000_000;
+    for _ in 0..3 {
+        store
+            .enqueue(message(b"x", now), Some(metering("it", "alerts", now, None, Some(3))))
+            .await
+            .expect("under the cap");
+    }
+    let refused = store
+        .enqueue(message(b"x", now), Some(metering("it", "alerts", now, None, Some(3))))
+        .await;
+    match refused {
+        Err(StoreError::CapReached { name, temporary }) => {
+            assert!(
+                temporary && name.contains("hourly cap of 3 messages for tenant it"),
+                "{name}"
+            );
+        }
+        other => panic!("expected the cap, got {other:?}"),
+    }
+    let counted = store
+        .usage(
+            &Scope::Tenant("it".into()),
+            ferry_core::metering::Window::Hour(now / HOUR_MS),
+        )
+        .await
+        .expect("usage");
+    assert_eq!(counted.messages, 3, "a refused message is not counted");
+    assert_eq!(store.depth().await.expect("depth"), 3, "nor spooled");
+    let hours = store.hours(now / HOUR_MS, now / HOUR_MS + 1).await.expect("hours");
+    assert_eq!(hours.len(), 3, "org, tenant, app: {hours:?}");
 }

@@ -14,7 +14,11 @@ use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Directory, Next, Queue, QueueEntry, Result, StoreError};
+use crate::ledger::{self, ALERT_TIMES, ALERTS, COUNTERS, OUTBOX};
+use crate::{Directory, Ledger, Next, Queue, QueueEntry, Result, StoreError};
+use ferry_core::contract::ContractYear;
+use ferry_core::metering::{Alert, Metering, Window};
+use ferry_core::usage::{HourUsage, Scope, Usage};
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
@@ -35,7 +39,9 @@ enum WriteOp {
     UpdateTenant(Tenant),
     CreateApp(Application),
     UpdateApp(Application),
-    Enqueue(QueuedMessage),
+    Enqueue(Box<QueuedMessage>, Option<Box<Metering>>),
+    AlertDelivered(String, u64),
+    AlertRetry(String, u64),
     Lease { now_ms: u64, lease_ms: u64, max: usize },
     Complete(QueueId),
     Record(Box<QueuedMessage>, Next),
@@ -67,15 +73,15 @@ pub struct EmbeddedStore {
     writer: mpsc::UnboundedSender<Job>,
 }
 
-fn backend(e: impl Into<redb::Error>) -> StoreError {
+pub(crate) fn backend(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Unavailable(e.into().to_string())
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Unavailable(format!("corrupt record: {e}")))
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Serialising our own plain data types cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
 }
@@ -98,6 +104,7 @@ impl EmbeddedStore {
             txn.open_table(CONTENTS).map_err(backend)?;
             txn.open_table(SCHEDULE).map_err(backend)?;
             txn.open_table(DUE).map_err(backend)?;
+            ledger::create_tables(&txn)?;
             release_leases(&txn)?;
         }
         txn.commit().map_err(backend)?;
@@ -212,7 +219,12 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
                 .insert(app.username.as_str(), encode(app).as_slice())
                 .map_err(backend)?;
         }
-        WriteOp::Enqueue(m) => {
+        WriteOp::Enqueue(m, metering) => {
+            if let Some(metering) = metering
+                && let Err(refusal) = ledger::check_caps(txn, metering)?
+            {
+                return Ok(Err(refusal));
+            }
             let id = m.id.as_str();
             txn.open_table(ENVELOPES)
                 .map_err(backend)?
@@ -223,6 +235,26 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
                 .insert(id, m.content.as_slice())
                 .map_err(backend)?;
             schedule(txn, id, m.received_ms)?;
+            if let Some(metering) = metering {
+                ledger::apply_metering(txn, metering)?;
+            }
+        }
+        WriteOp::AlertDelivered(id, at_ms) => {
+            return ledger::alert_state(txn, id, |alert, outbox| {
+                alert.attempts += 1;
+                alert.delivered_ms = Some(*at_ms);
+                outbox.remove(id.as_str()).map_err(backend)?;
+                Ok(())
+            })
+            .map(|r| r.map(|()| Outcome::Done));
+        }
+        WriteOp::AlertRetry(id, due_ms) => {
+            return ledger::alert_state(txn, id, |alert, outbox| {
+                alert.attempts += 1;
+                outbox.insert(id.as_str(), *due_ms).map_err(backend)?;
+                Ok(())
+            })
+            .map(|r| r.map(|()| Outcome::Done));
         }
         WriteOp::Lease { now_ms, lease_ms, max } => {
             return lease(txn, *now_ms, *lease_ms, *max).map(|l| Ok(Outcome::Leased(l)));
@@ -456,8 +488,11 @@ impl Directory for EmbeddedStore {
 
 #[async_trait]
 impl Queue for EmbeddedStore {
-    async fn enqueue(&self, message: QueuedMessage) -> Result<()> {
-        done(self.write(WriteOp::Enqueue(message)).await)
+    async fn enqueue(&self, message: QueuedMessage, metering: Option<Metering>) -> Result<()> {
+        done(
+            self.write(WriteOp::Enqueue(Box::new(message), metering.map(Box::new)))
+                .await,
+        )
     }
     async fn lease(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<QueuedMessage>> {
         match self.write(WriteOp::Lease { now_ms, lease_ms, max }).await? {
@@ -515,5 +550,83 @@ impl Queue for EmbeddedStore {
     async fn depth(&self) -> Result<usize> {
         self.read(|txn| Ok(txn.open_table(ENVELOPES).map_err(backend)?.len().map_err(backend)? as usize))
             .await
+    }
+}
+
+#[async_trait]
+impl Ledger for EmbeddedStore {
+    async fn usage(&self, scope: &Scope, window: Window) -> Result<Usage> {
+        let scope = scope.clone();
+        self.read(move |txn| ledger::read_counter(&txn.open_table(COUNTERS).map_err(backend)?, window, &scope))
+            .await
+    }
+    async fn hours(&self, from_hour: u64, to_hour: u64) -> Result<Vec<HourUsage>> {
+        self.read(move |txn| {
+            let table = txn.open_table(COUNTERS).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in table.range((1u8, from_hour, "")..(1u8, to_hour, "")).map_err(backend)? {
+                let (key, value) = entry.map_err(backend)?;
+                let (_, hour, scope) = key.value();
+                let Some(scope) = Scope::parse(scope) else { continue };
+                let (messages, recipients, bytes) = value.value();
+                out.push(HourUsage {
+                    hour,
+                    scope,
+                    usage: Usage {
+                        messages,
+                        recipients,
+                        bytes,
+                    },
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+    async fn peak(&self, scope: &Scope, year: ContractYear) -> Result<Option<(u64, u64)>> {
+        let scope = scope.clone();
+        self.read(move |txn| ledger::peak(txn, &scope, year)).await
+    }
+    async fn alerts(&self, from_ms: u64, to_ms: u64) -> Result<Vec<Alert>> {
+        self.read(move |txn| {
+            let times = txn.open_table(ALERT_TIMES).map_err(backend)?;
+            let alerts = txn.open_table(ALERTS).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in times.range((from_ms, "")..(to_ms, "")).map_err(backend)? {
+                let (key, _) = entry.map_err(backend)?;
+                if let Some(bytes) = alerts.get(key.value().1).map_err(backend)? {
+                    out.push(decode(bytes.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+    async fn outbox_due(&self, now_ms: u64, max: usize) -> Result<Vec<Alert>> {
+        self.read(move |txn| {
+            let outbox = txn.open_table(OUTBOX).map_err(backend)?;
+            let alerts = txn.open_table(ALERTS).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in outbox.iter().map_err(backend)? {
+                let (id, due) = entry.map_err(backend)?;
+                if due.value() > now_ms {
+                    continue;
+                }
+                if let Some(bytes) = alerts.get(id.value()).map_err(backend)? {
+                    out.push(decode(bytes.value())?);
+                }
+                if out.len() >= max {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+    async fn alert_delivered(&self, id: &str, at_ms: u64) -> Result<()> {
+        done(self.write(WriteOp::AlertDelivered(id.to_string(), at_ms)).await)
+    }
+    async fn alert_retry(&self, id: &str, due_ms: u64) -> Result<()> {
+        done(self.write(WriteOp::AlertRetry(id.to_string(), due_ms)).await)
     }
 }

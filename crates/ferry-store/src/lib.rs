@@ -4,7 +4,7 @@
 //!
 //! Layout:
 //! - this file: the traits [`Directory`] and [`Queue`], and [`StoreError`].
-//! - [`embedded`]: the redb backend with group commit.
+//! - [`embedded`]: the redb backend with group commit; `ledger`: its counters and alerts.
 //! - [`conformance`] (feature `test-util`): the shared test suite.
 //!
 //! Atomic units are shaped to fit one Redis Cluster slot later: a message's
@@ -12,11 +12,15 @@
 //! together. No operation spans unrelated keys.
 
 use async_trait::async_trait;
+use ferry_core::contract::ContractYear;
+use ferry_core::metering::{Alert, Metering, Window};
+use ferry_core::usage::{HourUsage, Scope, Usage};
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
 pub mod embedded;
+mod ledger;
 
 pub use embedded::EmbeddedStore;
 
@@ -32,6 +36,9 @@ pub enum StoreError {
     /// The backend failed or is unreachable; callers answer `451 4.3.0`.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A hard cap would be passed; nothing was written.
+    #[error("{name} reached")]
+    CapReached { name: String, temporary: bool },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -77,10 +84,13 @@ pub struct QueueEntry {
 /// The shared queue of spooled messages.
 #[async_trait]
 pub trait Queue: Send + Sync {
-    /// Stores envelope and content together and makes the message due now.
-    /// Returns only once the write is durable (synced): the caller may then
-    /// answer 250. Concurrent calls share one sync.
-    async fn enqueue(&self, message: QueuedMessage) -> Result<()>;
+    /// Stores envelope and content together and makes the message due now,
+    /// and in the same atomic operation applies `metering`: refuses with
+    /// [`StoreError::CapReached`] (writing nothing) when a hard cap would be
+    /// passed, adds the counts, and raises each alert whose threshold the
+    /// counts cross. Returns only once the write is durable (synced): the
+    /// caller may then answer 250. Concurrent calls share one sync.
+    async fn enqueue(&self, message: QueuedMessage, metering: Option<Metering>) -> Result<()>;
     /// Takes up to `max` due messages, reserving each until `now_ms + lease_ms`;
     /// a message not recorded as done or rescheduled by then is due again.
     async fn lease(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<QueuedMessage>>;
@@ -99,6 +109,25 @@ pub trait Queue: Send + Sync {
     async fn depth(&self) -> Result<usize>;
 }
 
+/// Usage counters and the alert log with its outbox.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// The count of one scope in one window.
+    async fn usage(&self, scope: &Scope, window: Window) -> Result<Usage>;
+    /// The hour buckets of every scope in [from_hour, to_hour).
+    async fn hours(&self, from_hour: u64, to_hour: u64) -> Result<Vec<HourUsage>>;
+    /// The peak hour of a scope in a contract year: (hour, units).
+    async fn peak(&self, scope: &Scope, year: ContractYear) -> Result<Option<(u64, u64)>>;
+    /// Alerts raised in [from_ms, to_ms), oldest first.
+    async fn alerts(&self, from_ms: u64, to_ms: u64) -> Result<Vec<Alert>>;
+    /// Alerts not yet delivered whose next try is due.
+    async fn outbox_due(&self, now_ms: u64, max: usize) -> Result<Vec<Alert>>;
+    /// The alert was delivered: it leaves the outbox (and stays in the log).
+    async fn alert_delivered(&self, id: &str, at_ms: u64) -> Result<()>;
+    /// Delivery failed: try again at `due_ms`.
+    async fn alert_retry(&self, id: &str, due_ms: u64) -> Result<()>;
+}
+
 /// A complete backend.
-pub trait Store: Directory + Queue {}
-impl<T: Directory + Queue> Store for T {}
+pub trait Store: Directory + Queue + Ledger {}
+impl<T: Directory + Queue + Ledger> Store for T {}

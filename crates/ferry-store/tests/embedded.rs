@@ -37,7 +37,7 @@ async fn messages_survive_reopen_and_the_file_is_locked() {
     let message = conformance::message(b"kept", 5);
     {
         let store = EmbeddedStore::open(&path).expect("open");
-        store.enqueue(message.clone()).await.expect("enqueue");
+        store.enqueue(message.clone(), None).await.expect("enqueue");
         assert!(matches!(EmbeddedStore::open(&path), Err(StoreError::Locked(_))));
     }
     let store = reopen(&path).await;
@@ -61,4 +61,16 @@ async fn reopen(path: &std::path::Path) -> EmbeddedStore {
             Err(e) => panic!("reopen: {e}"),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_sessions_raise_each_alert_once() {
+    let (_dir, store) = open();
+    conformance::racing_sessions_raise_each_alert_once(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn a_cap_refuses_without_counting() {
+    let (_dir, store) = open();
+    conformance::a_cap_refuses_without_counting(&store).await;
 }

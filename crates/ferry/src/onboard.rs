@@ -46,6 +46,8 @@ pub async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result
                 contact,
                 created_ms: SystemClock.now_ms(),
                 route: Route::Default,
+                allocation: Default::default(),
+                caps: Default::default(),
             };
             store.create_tenant(tenant.clone()).await?;
             print(
@@ -254,6 +256,7 @@ async fn add_app(store: &dyn Store, a: AppAddArgs) -> anyhow::Result<()> {
         enabled: true,
         created_ms: SystemClock.now_ms(),
         credential_version: 0,
+        caps: Default::default(),
     };
     store.create_app(app.clone()).await?;
     let text = format!("{}\npassword: {password}\n(shown once: store it now)", describe(&app));
