@@ -28,7 +28,9 @@ cat <<MSG
           --from app@demo.example --to someone@example.net
 
   Captured mail lands in var/capture/ (one .eml and one .json per message).
-  Stop with Ctrl-C.
+  Stop with Ctrl-C, then see the message counted for the demo tenant:
+
+    $bin --config $FERRY_CONFIG report usage --format csv
 
 MSG
 exec "$bin" serve

@@ -30,11 +30,13 @@ pub struct Config {
 pub struct Alerts {
     /// Percentages of the yearly total (organisation) and of each tenant's
     /// yearly allocation that raise an alert when crossed.
+    #[serde(deserialize_with = "one_or_many")]
     pub yearly_percent: Vec<u32>,
     /// An alert for any hour above the contracted peak (and above a tenant's hourly allocation).
     pub hourly_over_peak: bool,
     /// Percentages of the yearly total that raise an alert when the
     /// year-end projection at the current rate crosses them.
+    #[serde(deserialize_with = "one_or_many")]
     pub forecast_percent: Vec<u32>,
     /// No forecast before this many days of the contract year have passed.
     pub forecast_min_days: u32,
@@ -284,6 +286,37 @@ impl Default for Log {
             level: "info".into(),
         }
     }
+}
+
+/// A list, or one value standing for a list of one (`FERRY__ALERTS__YEARLY_PERCENT=80`
+/// arrives as a number, `=50,80` as a list).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Int(u32),
+        Text(String),
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(Number),
+        Many(Vec<Number>),
+    }
+    let numbers = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(v) => vec![v],
+        OneOrMany::Many(v) => v,
+    };
+    numbers
+        .into_iter()
+        .map(|n| match n {
+            Number::Int(v) => Ok(v),
+            Number::Text(t) => t
+                .trim()
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("{t:?} is not a whole number"))),
+        })
+        .collect()
 }
 
 /// A configuration value that parsed but makes no sense; names its key.

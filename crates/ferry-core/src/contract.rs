@@ -272,17 +272,19 @@ mod tests {
 
     #[test]
     fn tiered_prices() {
-        let mut c = Contract::default();
-        c.yearly_tiers = vec![
-            Tier {
-                up_to: Some(100),
-                price: "0.01".into(),
-            },
-            Tier {
-                up_to: None,
-                price: "0.005".into(),
-            },
-        ];
+        let mut c = Contract {
+            yearly_tiers: vec![
+                Tier {
+                    up_to: Some(100),
+                    price: "0.01".into(),
+                },
+                Tier {
+                    up_to: None,
+                    price: "0.005".into(),
+                },
+            ],
+            ..Contract::default()
+        };
         let t = c.terms().expect("valid");
         assert_eq!(t.yearly_excess_cost(50), Micros(500_000));
         assert_eq!(t.yearly_excess_cost(150), Micros(1_000_000 + 250_000));

@@ -170,7 +170,7 @@ impl DeliveryWorker {
         // two sends the DSN twice rather than never.
         if let Some(bounce) = dsn::bounce(&message, &self.hostname, now) {
             tracing::info!(queue_id = %message.id, dsn = %bounce.id, to = %message.mail_from, "bounce queued");
-            if let Err(e) = self.store.enqueue(bounce).await {
+            if let Err(e) = self.store.enqueue(bounce, None).await {
                 tracing::error!(queue_id = %message.id, error = %e, "cannot queue the bounce; will try again");
                 let due = now + self.retry.base_ms;
                 return self.save(&message, Next::RetryAt(due)).await;

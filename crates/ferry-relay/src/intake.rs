@@ -4,10 +4,16 @@
 use std::sync::Arc;
 
 use ferry_core::clock::rfc5322_date;
+use ferry_core::config::Alerts;
+use ferry_core::contract::Terms;
+use ferry_core::metering;
 use ferry_core::policy::{SenderRefusal, check_header_from};
+use ferry_core::usage::Usage;
 use ferry_core::{Application, Clock, QueueId, QueuedMessage, Tenant};
 use ferry_smtp::{Envelope, Reply};
-use ferry_store::Queue;
+use ferry_store::{Store, StoreError};
+
+use crate::metrics::Metrics;
 
 use crate::tls::TlsInfo;
 
@@ -28,11 +34,23 @@ pub struct Intake {
 }
 
 pub struct MessageIntake {
-    pub queue: Arc<dyn Queue>,
+    pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub hostname: String,
+    pub terms: Terms,
+    pub alerts: Alerts,
+    pub metrics: Arc<Metrics>,
     /// Woken after each enqueue so delivery starts at once.
     pub delivery_wakeup: Arc<tokio::sync::Notify>,
+}
+
+/// The reply for a hard cap: 451 4.7.1 to try later, 550 5.7.1 when the year is used up.
+fn cap_reply(name: &str, temporary: bool) -> Reply {
+    if temporary {
+        Reply::new(451, "4.7.1", format!("{name} reached; try again later"))
+    } else {
+        Reply::new(550, "5.7.1", format!("{name} reached"))
+    }
 }
 
 impl MessageIntake {
@@ -56,6 +74,12 @@ impl MessageIntake {
         let now = self.clock.now_ms();
         let mut content = self.added_headers(&id, &envelope, app, origin, &headers, now);
         content.extend_from_slice(&envelope.content);
+        let usage = Usage {
+            messages: 1,
+            recipients: envelope.recipients.len() as u64,
+            bytes: size as u64,
+        };
+        let plan = metering::plan(&self.terms, &self.alerts, tenant, app, usage, now);
         let message = QueuedMessage {
             id: id.clone(),
             tenant: tenant.name.clone(),
@@ -70,23 +94,56 @@ impl MessageIntake {
             history: Vec::new(),
             content,
         };
-        match self.queue.enqueue(message).await {
+        let result = self.store.enqueue(message, Some(plan)).await;
+        let reply = match &result {
             Ok(()) => {
                 self.delivery_wakeup.notify_one();
-                Intake {
-                    reply: Reply::new(250, "2.0.0", format!("Ok: queued as {id}")),
+                self.metrics
+                    .messages_accepted
+                    .with_label_values(&[tenant.name.as_str(), app.username.as_str()])
+                    .inc();
+                let reply = Reply::new(250, "2.0.0", format!("Ok: queued as {id}"));
+                return Intake {
+                    reply,
                     queue_id: Some(id),
                     size,
                     reason: None,
-                }
+                };
             }
-            Err(e) => Intake {
-                reply: Reply::new(451, "4.3.0", "Temporary storage failure; try again later"),
-                queue_id: None,
-                size,
-                reason: Some(e.to_string()),
-            },
+            Err(StoreError::CapReached { name, temporary }) => cap_reply(name, *temporary),
+            Err(_) => Reply::new(451, "4.3.0", "Temporary storage failure; try again later"),
+        };
+        self.metrics
+            .messages_refused
+            .with_label_values(&[tenant.name.as_str(), &reply.code.to_string()])
+            .inc();
+        Intake {
+            reply,
+            queue_id: None,
+            size,
+            reason: result.err().map(|e| e.to_string()),
         }
+    }
+
+    /// At MAIL: is there room under the hard caps for one more message?
+    /// (The enqueue checks again, atomically, with the real counts.)
+    pub async fn cap_room(&self, tenant: &Tenant, app: &Application) -> Result<(), Reply> {
+        let usage = Usage {
+            messages: 1,
+            recipients: 1,
+            bytes: 0,
+        };
+        let plan = metering::plan(&self.terms, &self.alerts, tenant, app, usage, self.clock.now_ms());
+        for cap in &plan.caps {
+            let used = match self.store.usage(&cap.scope, cap.window).await {
+                Ok(u) => u.units(plan.unit),
+                Err(_) => return Err(Reply::new(451, "4.3.0", "Temporary failure; try again later")),
+            };
+            if used + 1 > cap.limit {
+                return Err(cap_reply(&cap.name, cap.temporary));
+            }
+        }
+        Ok(())
     }
 
     /// `Received:` (RFC 5321 §4.4) always; `Message-ID:` and `Date:` when the

@@ -9,13 +9,19 @@
 //! - [`auth`]: argon2id verification, lockout, the login cache.
 //! - [`intake`]: header checks, added headers, the durable enqueue before 250.
 //! - [`tls`]: rustls configuration and the development certificate.
-//! - `delivery` and [`capture`]: the queue worker and the capture route.
+//! - `delivery` and [`capture`]: the queue worker and the capture route;
+//!   [`outbound`]: MX resolution, the SMTP client, per-destination limits.
+//! - [`alerting`]: the alert outbox dispatcher (log, metric, signed webhook).
+//! - [`admin`] and [`metrics`]: `/metrics` and `/health`.
 
+pub mod admin;
+pub mod alerting;
 pub mod auth;
 pub mod capture;
 mod delivery;
 pub mod intake;
 pub mod listener;
+pub mod metrics;
 pub mod outbound;
 mod session;
 mod stream;
@@ -59,6 +65,10 @@ pub enum StartError {
     Capture(std::io::Error),
     #[error("{0}")]
     Resolver(String),
+    #[error("admin.listen: cannot listen on {addr}: {source}")]
+    Admin { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Contract(String),
 }
 
 /// Which halves of the relay this process runs.
@@ -78,6 +88,7 @@ pub struct Relay {
     max_sessions: usize,
     grace: Duration,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub admin: Option<SocketAddr>,
 }
 
 impl Relay {
@@ -90,6 +101,14 @@ impl Relay {
         roles: Roles,
     ) -> Result<Relay, StartError> {
         let bound = if roles.ingress { bind(config).await? } else { Vec::new() };
+        let admin_listener = match config.admin.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Admin { addr, source })?,
+            ),
+            None => None,
+        };
         let worker = if roles.delivery {
             Some(delivery_worker(config, store.clone(), clock.clone())?)
         } else {
@@ -99,7 +118,16 @@ impl Relay {
         let wakeup = worker
             .as_ref()
             .map_or_else(|| Arc::new(Notify::new()), |w| w.wakeup.clone());
-        let ctx = Arc::new(session_context(config, store, clock, tls, wakeup, draining.clone()));
+        let node_metrics = Arc::new(metrics::Metrics::new());
+        let parts = Parts {
+            store: store.clone(),
+            clock: clock.clone(),
+            tls,
+            wakeup,
+            draining: draining.clone(),
+            metrics: node_metrics.clone(),
+        };
+        let ctx = Arc::new(session_context(config, parts)?);
         let limits = Arc::new(SessionLimits::new(
             config.server.max_sessions,
             config.server.max_sessions_per_ip,
@@ -111,7 +139,35 @@ impl Relay {
             max_sessions: config.server.max_sessions,
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
             tasks: Vec::new(),
+            admin: None,
         };
+        if let Some(listener) = admin_listener {
+            if let Ok(local) = listener.local_addr() {
+                tracing::info!(listener = "admin", address = %local, "listening");
+                relay.admin = Some(local);
+            }
+            relay.tasks.push(tokio::spawn(admin::serve(
+                listener,
+                node_metrics.clone(),
+                draining.clone(),
+            )));
+        }
+        if roles.delivery {
+            let dispatcher = alerting::AlertDispatcher {
+                ledger: store.clone(),
+                clock: clock.clone(),
+                metrics: node_metrics.clone(),
+                webhook: config
+                    .alerts
+                    .webhook_url
+                    .clone()
+                    .zip(config.alerts.webhook_secret.clone())
+                    .map(|(url, secret)| alerting::Webhook { url, secret }),
+                retry_max: Duration::from_secs(config.alerts.retry_max_secs),
+                http: reqwest::Client::new(),
+            };
+            relay.tasks.push(tokio::spawn(dispatcher.run(draining.clone())));
+        }
         for (kind, listener, local) in bound {
             tracing::info!(listener = kind.name(), address = %local, "listening");
             relay.addresses.push((kind, local));
@@ -207,14 +263,17 @@ fn delivery_worker(
     })
 }
 
-fn session_context(
-    config: &Config,
+/// What the session context is built from.
+struct Parts {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     tls: Option<Arc<rustls::ServerConfig>>,
     wakeup: Arc<Notify>,
     draining: watch::Receiver<bool>,
-) -> SessionContext {
+    metrics: Arc<metrics::Metrics>,
+}
+
+fn session_context(config: &Config, p: Parts) -> Result<SessionContext, StartError> {
     let a = &config.auth;
     let settings = AuthSettings {
         max_concurrent_verifications: a.max_concurrent_verifications,
@@ -222,23 +281,30 @@ fn session_context(
         lockout_ms: a.lockout_secs * 1000,
         cache_ms: a.cache_secs * 1000,
     };
-    SessionContext {
+    let terms = config
+        .contract
+        .terms()
+        .map_err(|e| StartError::Contract(e.to_string()))?;
+    Ok(SessionContext {
         smtp: SessionConfig {
             hostname: config.server.hostname.clone(),
             max_message_bytes: config.smtp.max_message_bytes,
             tls: TlsPolicy::Unavailable,
             max_errors: config.smtp.max_errors,
         },
-        tls: tls.map(TlsAcceptor::from),
-        auth: Authenticator::new(store.clone(), clock.clone(), settings),
+        tls: p.tls.map(TlsAcceptor::from),
+        auth: Authenticator::new(p.store.clone(), p.clock.clone(), settings),
         intake: MessageIntake {
-            queue: store,
-            clock,
+            store: p.store,
+            clock: p.clock,
             hostname: config.server.hostname.clone(),
-            delivery_wakeup: wakeup,
+            terms,
+            alerts: config.alerts.clone(),
+            metrics: p.metrics,
+            delivery_wakeup: p.wakeup,
         },
         command_timeout: Duration::from_secs(config.smtp.command_timeout_secs),
         data_timeout: Duration::from_secs(config.smtp.data_timeout_secs),
-        draining,
-    }
+        draining: p.draining,
+    })
 }

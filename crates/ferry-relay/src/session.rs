@@ -74,7 +74,7 @@ pub async fn run(
                 true
             }
             Action::Mail(request) => {
-                session.mail_result(conn.check_sender(&request.from));
+                session.mail_result(conn.check_sender(&ctx, &request.from).await);
                 true
             }
             Action::Rcpt(_) => {
@@ -215,10 +215,20 @@ impl Connection {
         }
     }
 
-    fn check_sender(&self, from: &str) -> Result<(), Reply> {
+    async fn check_sender(&self, ctx: &SessionContext, from: &str) -> Result<(), Reply> {
         let Some(login) = &self.login else {
             return Err(Reply::new(530, "5.7.0", "Authentication required"));
         };
+        self.sender_authorised(login, from)?;
+        ctx.intake
+            .cap_room(&login.tenant, &login.app)
+            .await
+            .inspect_err(|reply| {
+                tracing::info!(peer = %self.peer, user = %login.app.username, reply = %reply, "hard cap reached");
+            })
+    }
+
+    fn sender_authorised(&self, login: &Login, from: &str) -> Result<(), Reply> {
         check_envelope_from(&login.app, &login.tenant, from).map_err(|refusal| {
             tracing::info!(peer = %self.peer, user = %login.app.username, from, reason = %refusal, "sender refused");
             match refusal {

@@ -217,7 +217,7 @@ fn drivers(txn: &WriteTransaction, window: Window, scope: &Scope, unit: Unit) ->
     let mut out: Vec<Driver> = by_tenant.into_values().collect();
     for d in &mut out {
         d.share = d.units as f64 / total as f64;
-        d.applications.sort_by(|a, b| b.units.cmp(&a.units));
+        d.applications.sort_by_key(|a| std::cmp::Reverse(a.units));
     }
     out.sort_by(|a, b| b.units.cmp(&a.units).then_with(|| a.tenant.cmp(&b.tenant)));
     Ok(out)

@@ -68,6 +68,8 @@ pub struct Ferry {
     pub smtp: Option<SocketAddr>,
     pub submission: Option<SocketAddr>,
     pub submissions: Option<SocketAddr>,
+    /// The admin HTTP endpoint, when `admin.listen` is set.
+    pub admin: Option<SocketAddr>,
     /// The demo application's password.
     pub password: String,
     /// Settings beyond the defaults, passed as `FERRY__SECTION__KEY` variables.
@@ -89,6 +91,7 @@ impl Ferry {
             smtp: None,
             submission: None,
             submissions: None,
+            admin: None,
             password: String::new(),
             settings: settings
                 .iter()
@@ -148,12 +151,7 @@ impl Ferry {
     /// Runs `ferry --config … ARGS` to completion (the relay must be stopped:
     /// the embedded store is locked while it runs).
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(binary())
-            .arg("--config")
-            .arg(self.config_path())
-            .args(args)
-            .output()
-            .expect("run ferry")
+        self.command().args(args).output().expect("run ferry")
     }
 
     fn command(&self) -> Command {
@@ -220,12 +218,14 @@ impl Ferry {
                     ))
                 })
                 .collect();
-            (found.len() == 3).then_some(found)
+            let smtp_listeners = found.iter().filter(|(kind, _)| kind != "admin").count();
+            (smtp_listeners == 3).then_some(found)
         });
         for (kind, addr) in addresses {
             match kind.as_str() {
                 "smtp" => self.smtp = Some(addr),
                 "submission" => self.submission = Some(addr),
+                "admin" => self.admin = Some(addr),
                 _ => self.submissions = Some(addr),
             }
         }

@@ -170,3 +170,57 @@ impl Drop for Sink {
         let _ = self.child.wait();
     }
 }
+
+/// An HTTP receiver for alert webhooks (see `tests/servers/webhook.py`).
+pub struct WebhookReceiver {
+    child: Child,
+    pub url: String,
+    record: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl WebhookReceiver {
+    /// `fail_first`: answer 503 to that many requests first.
+    pub fn start(secret: &str, fail_first: u32) -> WebhookReceiver {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let record = dir.path().join("requests.jsonl");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/servers/webhook.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["--secret", secret, "--fail-first", &fail_first.to_string()])
+            .arg("--record")
+            .arg(&record)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the webhook receiver");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("receiver output");
+        let port = line.trim().strip_prefix("ready ").expect("ready line").to_string();
+        WebhookReceiver {
+            child,
+            url: format!("http://127.0.0.1:{port}/alerts"),
+            record,
+            _dir: dir,
+        }
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

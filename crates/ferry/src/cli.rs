@@ -33,6 +33,59 @@ pub enum Command {
     /// Inspect and manage the delivery queue.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Usage, charge-back and alert reports for finance.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ReportFormat {
+    #[default]
+    Csv,
+    Json,
+    /// FinOps FOCUS cost-and-usage rows.
+    Focus,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Usage and charge-back per tenant and application for a period.
+    Usage {
+        /// First day (YYYY-MM-DD, in the contract's time zone); default: the contract year's start.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, included; default: now.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this tenant's row (the charges still come from the whole organisation).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: ReportFormat,
+    },
+    /// Alerts raised in a period, with their delivery state.
+    Alerts {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+/// Hard limits, in the contract's unit.
+#[derive(Debug, Args)]
+pub struct CapArgs {
+    #[arg(long)]
+    pub per_minute: Option<u64>,
+    #[arg(long)]
+    pub per_hour: Option<u64>,
+    #[arg(long)]
+    pub per_year: Option<u64>,
+    /// When the yearly cap is used up, refuse (550) instead of deferring (451).
+    #[arg(long)]
+    pub reject_when_year_exhausted: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +163,20 @@ pub enum TenantCommand {
     },
     /// Choose where a tenant's mail goes.
     Route(Box<RouteArgs>),
+    /// Set the tenant's share of the contract (in the contract's unit).
+    Allocate {
+        name: String,
+        #[arg(long)]
+        hourly: Option<u64>,
+        #[arg(long)]
+        yearly: Option<u64>,
+    },
+    /// Set hard limits on the whole tenant (replaces the previous ones).
+    Cap {
+        name: String,
+        #[command(flatten)]
+        caps: CapArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +255,12 @@ pub enum AppCommand {
     Disable { username: String },
     /// Let a disabled application authenticate again.
     Enable { username: String },
+    /// Set hard limits on one application (replaces the previous ones).
+    Cap {
+        username: String,
+        #[command(flatten)]
+        caps: CapArgs,
+    },
     /// Generate a new password, shown once; the old one stops working.
     RotatePassword {
         username: String,

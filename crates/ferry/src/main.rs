@@ -5,6 +5,7 @@
 mod cli;
 mod onboard;
 mod queue;
+mod report;
 mod settings;
 
 use std::collections::HashMap;
@@ -81,6 +82,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(config, args.role).await,
         Command::Queue(c) => queue::run(open_store(&config)?.as_ref(), c).await,
+        Command::Report(c) => report::run(open_store(&config)?.as_ref(), &config, c).await,
         Command::Tenant(c) => onboard::tenant(open_store(&config)?.as_ref(), c).await,
         Command::App(c) => onboard::app(open_store(&config)?.as_ref(), c).await,
         Command::CheckConfig => Ok(()),

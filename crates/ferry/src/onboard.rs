@@ -1,14 +1,15 @@
 //! Onboarding commands: tenants and applications, against the store.
 
 use anyhow::{Context, bail};
+use ferry_core::chargeback::Allocation;
 use ferry_core::tenant::{MAX_ENVELOPE_FROM, valid_username};
-use ferry_core::{AppLimits, Application, Clock, Route, SmartHost, SystemClock, Tenant};
+use ferry_core::{AppLimits, Application, Caps, Clock, Route, SmartHost, SystemClock, Tenant};
 use ferry_relay::auth::{hash_password, random_secret};
 use ferry_smtp::address::validate_mailbox;
 use ferry_store::Store;
 use serde_json::json;
 
-use crate::cli::{AppAddArgs, AppCommand, Output, RouteArgs, TenantCommand};
+use crate::cli::{AppAddArgs, AppCommand, CapArgs, Output, RouteArgs, TenantCommand};
 
 fn print(output: Output, text: String, value: serde_json::Value) {
     match output {
@@ -70,6 +71,28 @@ pub async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result
             );
         }
         TenantCommand::Route(args) => set_route(store, *args).await?,
+        TenantCommand::Allocate { name, hourly, yearly } => {
+            let mut tenant = store
+                .tenant(&name)
+                .await?
+                .with_context(|| format!("no tenant {name}"))?;
+            tenant.allocation = Allocation { hourly, yearly };
+            store.update_tenant(tenant).await?;
+            println!(
+                "tenant {name} allocated {} per hour, {} per year",
+                show(hourly),
+                show(yearly)
+            );
+        }
+        TenantCommand::Cap { name, caps } => {
+            let mut tenant = store
+                .tenant(&name)
+                .await?
+                .with_context(|| format!("no tenant {name}"))?;
+            tenant.caps = caps_of(&caps);
+            store.update_tenant(tenant).await?;
+            println!("tenant {name} capped at {}", describe_caps(&caps_of(&caps)));
+        }
         TenantCommand::Show { name, output } => {
             let tenant = store
                 .tenant(&name)
@@ -77,12 +100,15 @@ pub async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result
                 .with_context(|| format!("no tenant {name}"))?;
             let apps: Vec<String> = store.apps(Some(&name)).await?.into_iter().map(|a| a.username).collect();
             let text = format!(
-                "tenant: {}\ndomains: {}\nsubdomains only: {}\ncontact: {}\nroute: {:?}\napplications: {}",
+                "tenant: {}\ndomains: {}\nsubdomains only: {}\ncontact: {}\nroute: {:?}\nallocation: {} per hour, {} per year\ncaps: {}\napplications: {}",
                 tenant.name,
                 tenant.domains.join(", "),
                 tenant.subdomains_only,
                 tenant.contact.as_deref().unwrap_or("-"),
                 tenant.route,
+                show(tenant.allocation.hourly),
+                show(tenant.allocation.yearly),
+                describe_caps(&tenant.caps),
                 apps.join(", ")
             );
             print(
@@ -93,6 +119,33 @@ pub async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+fn show(v: Option<u64>) -> String {
+    v.map_or_else(|| "unlimited".into(), |n| n.to_string())
+}
+
+fn caps_of(a: &CapArgs) -> Caps {
+    Caps {
+        per_minute: a.per_minute,
+        per_hour: a.per_hour,
+        per_year: a.per_year,
+        reject_when_year_exhausted: a.reject_when_year_exhausted,
+    }
+}
+
+fn describe_caps(c: &Caps) -> String {
+    format!(
+        "{}/minute, {}/hour, {}/year{}",
+        show(c.per_minute),
+        show(c.per_hour),
+        show(c.per_year),
+        if c.reject_when_year_exhausted {
+            " (refused when the year is used up)"
+        } else {
+            ""
+        }
+    )
 }
 
 async fn set_route(store: &dyn Store, a: RouteArgs) -> anyhow::Result<()> {
@@ -167,6 +220,12 @@ pub async fn app(store: &dyn Store, command: AppCommand) -> anyhow::Result<()> {
         AppCommand::Show { username, output } => {
             let app = find(store, &username).await?;
             print(output, describe(&app), public(&app));
+        }
+        AppCommand::Cap { username, caps } => {
+            let mut app = find(store, &username).await?;
+            app.caps = caps_of(&caps);
+            store.update_app(app).await?;
+            println!("application {username} capped at {}", describe_caps(&caps_of(&caps)));
         }
         AppCommand::Disable { username } => set_enabled(store, &username, false).await?,
         AppCommand::Enable { username } => set_enabled(store, &username, true).await?,
