@@ -186,19 +186,53 @@ fn the_charge_back_csv_parses_and_sums_to_the_total() {
     assert_eq!(report["cost_cents"], 111);
     let csv = ferry.cli_ok(&["report", "usage", "--format", "csv"]);
     let script = "import csv,sys\nrows=list(csv.DictReader(sys.stdin))\nprint(len(rows), round(sum(float(r['charge']) for r in rows)*100), ','.join(r['tenant'] for r in rows))";
-    let out = Command::new("python3")
+    assert_eq!(python_with_stdin(script, &csv).trim(), "2 111 acme,lab", "{csv}");
+    let focus = ferry.cli_ok(&["report", "usage", "--format", "focus"]);
+    let out = python_with_stdin(FOCUS_1_0_RULES, &focus);
+    assert_eq!(out.trim(), "ok 2 rows 111", "{focus}");
+}
+
+/// The FOCUS 1.0 column rules the dataset must meet: mandatory columns,
+/// allowed values, decimal costs, ISO 8601 UTC periods, ISO 4217 currency.
+const FOCUS_1_0_RULES: &str = r#"
+import csv, re, sys
+rows = list(csv.DictReader(sys.stdin))
+mandatory = ["BilledCost", "BillingAccountId", "BillingAccountName", "BillingCurrency", "BillingPeriodEnd",
+             "BillingPeriodStart", "ChargeCategory", "ChargeClass", "ChargeDescription", "ChargePeriodEnd",
+             "ChargePeriodStart", "ContractedCost", "EffectiveCost", "InvoiceIssuerName", "ListCost",
+             "PricingQuantity", "PricingUnit", "ProviderName", "PublisherName", "ServiceCategory", "ServiceName"]
+missing = [c for c in mandatory if c not in rows[0]]
+assert not missing, missing
+iso = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+total = 0
+for r in rows:
+    assert r["ChargeCategory"] in ("Usage", "Purchase", "Tax", "Credit", "Adjustment"), r
+    assert r["ChargeClass"] in ("", "Correction"), r
+    assert re.match(r"^[A-Z]{3}$", r["BillingCurrency"]), r
+    for c in ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd"):
+        assert iso.match(r[c]), (c, r[c])
+    for c in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "PricingQuantity", "ConsumedQuantity"):
+        float(r[c])
+    assert r["ServiceCategory"] in ("Networking", "Other"), r
+    assert all(k.startswith("x_") or k in mandatory or k in ("ChargeFrequency", "ConsumedQuantity", "ConsumedUnit", "SubAccountId", "SubAccountName") for k in r)
+    total += round(float(r["BilledCost"]) * 100)
+print("ok", len(rows), "rows", total)
+"#;
+
+fn python_with_stdin(script: &str, input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("python3")
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(csv.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("python csv");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2 111 acme,lab", "{csv}");
-    let focus = ferry.cli_ok(&["report", "usage", "--format", "focus"]);
-    assert!(focus.starts_with("BilledCost,BillingAccountId,"), "{focus}");
-    assert_eq!(focus.lines().count(), 3);
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("python3");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -51,10 +51,11 @@ pub enum ReportFormat {
 pub enum ReportCommand {
     /// Usage and charge-back per tenant and application for a period.
     Usage {
-        /// First day (YYYY-MM-DD, in the contract's time zone); default: the contract year's start.
+        /// First day (YYYY-MM-DD, in the contract's time zone) or an instant
+        /// (2026-11-24T05:00:00Z); default: the contract year's start.
         #[arg(long)]
         from: Option<String>,
-        /// Last day, included; default: now.
+        /// Last day, included, or an instant, excluded; default: now.
         #[arg(long)]
         to: Option<String>,
         /// Only this tenant's row (the charges still come from the whole organisation).

@@ -71,7 +71,13 @@ pub async fn run(store: &dyn Store, config: &Config, command: ReportCommand) -> 
 fn period(terms: &Terms, from: Option<&str>, to: Option<&str>) -> anyhow::Result<(u64, u64)> {
     let now = SystemClock.now_ms();
     let day_start = |s: &str, flag: &str, next: bool| -> anyhow::Result<u64> {
-        let date: jiff::civil::Date = s.parse().with_context(|| format!("{flag} {s}: expected YYYY-MM-DD"))?;
+        // An exact instant (2026-11-24T05:00:00Z) is taken as it is: hour reports.
+        if let Ok(instant) = s.parse::<jiff::Timestamp>() {
+            return Ok(instant.as_millisecond().max(0) as u64);
+        }
+        let date: jiff::civil::Date = s
+            .parse()
+            .with_context(|| format!("{flag} {s}: expected YYYY-MM-DD or an RFC 3339 instant"))?;
         let date = if next {
             date.tomorrow().context("date overflow")?
         } else {
