@@ -17,7 +17,8 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# The receiving SMTP servers of the delivery tests.
-if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
-    python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+# Python peers: receiving SMTP servers (aiosmtpd), independent DKIM and DMARC
+# verifiers (dkimpy with PyNaCl for Ed25519, authheaders, dnspython).
+if ! python3 -c 'import aiosmtpd, dkim, nacl, authheaders, dns' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check aiosmtpd dkimpy pynacl authheaders dnspython
 fi

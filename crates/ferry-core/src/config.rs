@@ -21,7 +21,61 @@ pub struct Config {
     pub contract: crate::contract::Contract,
     pub alerts: Alerts,
     pub admin: Admin,
+    pub dkim: Dkim,
+    pub hygiene: Hygiene,
     pub log: Log,
+}
+
+/// DKIM signing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dkim {
+    /// The relay's own domain: when it has an active key, every message is
+    /// also signed with it (as a campus relay signs for its relay domain).
+    pub relay_domain: Option<String>,
+}
+
+/// What the scanners do, and the bulk-mail rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hygiene {
+    /// clamd: `host:port` or a Unix socket path; absent: no virus scan.
+    pub clamd: Option<String>,
+    /// rspamd's controller or normal worker, `http://host:port`; absent: no spam scan.
+    pub rspamd: Option<String>,
+    pub scan_timeout_secs: u64,
+    /// Larger messages are not sent to the scanners (clamd refuses them anyway).
+    pub scan_max_bytes: usize,
+    /// When a scanner is down or slow: `closed` answers 451 4.7.0, `open` accepts and logs.
+    pub on_scanner_failure: FailurePolicy,
+    /// Spam scores at or above this are refused; absent: follow rspamd's action.
+    pub spam_reject_score: Option<f64>,
+    /// Spam scores at or above this get X-Spam headers; absent: follow rspamd's action.
+    pub spam_header_score: Option<f64>,
+    /// A message to this many recipients or more counts as bulk.
+    pub bulk_recipients: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailurePolicy {
+    Open,
+    Closed,
+}
+
+impl Default for Hygiene {
+    fn default() -> Self {
+        Hygiene {
+            clamd: None,
+            rspamd: None,
+            scan_timeout_secs: 30,
+            scan_max_bytes: 25 * 1024 * 1024,
+            on_scanner_failure: FailurePolicy::Closed,
+            spam_reject_score: None,
+            spam_header_score: None,
+            bulk_recipients: 100,
+        }
+    }
 }
 
 /// Charge-back alerts: which thresholds, and where alerts go.

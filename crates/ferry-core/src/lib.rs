@@ -6,6 +6,7 @@
 //! - [`tenant`]: [`Tenant`] and [`Application`], the onboarding data model.
 //! - [`policy`]: login and sender checks, each refusal a typed reason.
 //! - [`message`]: [`QueueId`] and the [`QueuedMessage`] that sits in the spool.
+//! - [`dkim`]: DKIM key records and the DNS TXT record to publish.
 //! - [`config`]: the configuration tree, its defaults and validation.
 //! - [`retry`]: the retry schedule (exponential backoff, jitter, maximum age).
 //! - [`dsn`]: delivery status notifications (RFC 3464) for failed recipients.
@@ -19,6 +20,7 @@ pub mod chargeback;
 pub mod clock;
 pub mod config;
 pub mod contract;
+pub mod dkim;
 pub mod dsn;
 pub mod message;
 pub mod metering;

@@ -31,6 +31,53 @@ pub enum SenderRefusal {
     NoFromHeader,
 }
 
+/// What the bulk-mail rule looks at in a message's headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BulkSignals {
+    pub list_id: bool,
+    /// `Precedence: bulk` or `list`.
+    pub precedence_bulk: bool,
+    pub list_unsubscribe: Option<String>,
+    pub list_unsubscribe_post: Option<String>,
+}
+
+/// Bulk mail (a List-Id, `Precedence: bulk`, or at least `bulk_recipients`
+/// recipients) must carry RFC 8058 one-click unsubscribe: an https
+/// List-Unsubscribe URI and `List-Unsubscribe-Post: List-Unsubscribe=One-Click`.
+/// The error says what is missing.
+pub fn check_bulk(signals: &BulkSignals, recipients: usize, bulk_recipients: usize) -> Result<(), String> {
+    let why = if signals.list_id {
+        "it has a List-Id header"
+    } else if signals.precedence_bulk {
+        "it has Precedence: bulk"
+    } else if recipients >= bulk_recipients {
+        "it has many recipients"
+    } else {
+        return Ok(());
+    };
+    let https = signals.list_unsubscribe.as_deref().is_some_and(|v| {
+        v.split(',').any(|uri| {
+            uri.trim()
+                .trim_start_matches('<')
+                .to_ascii_lowercase()
+                .starts_with("https://")
+        })
+    });
+    let one_click = signals
+        .list_unsubscribe_post
+        .as_deref()
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("List-Unsubscribe=One-Click"));
+    let missing = match (signals.list_unsubscribe.is_some(), https, one_click) {
+        (false, _, _) => "a List-Unsubscribe header with an https URI",
+        (true, false, _) => "an https URI in List-Unsubscribe",
+        (true, true, false) => "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        (true, true, true) => return Ok(()),
+    };
+    Err(format!(
+        "Bulk mail must carry one-click unsubscribe (RFC 8058): {why} but lacks {missing}"
+    ))
+}
+
 /// Checks that run after the password matched.
 pub fn check_login(
     app: &Application,
@@ -110,6 +157,7 @@ mod tests {
             created_ms: 0,
             credential_version: 0,
             caps: Default::default(),
+            bulk_rules: true,
         }
     }
 
@@ -150,6 +198,44 @@ mod tests {
         assert_eq!(
             check_login(&disabled, Some(&tenant()), ok, today),
             Err(LoginRefusal::Disabled)
+        );
+    }
+
+    #[test]
+    fn bulk_rule() {
+        let list = BulkSignals {
+            list_id: true,
+            ..Default::default()
+        };
+        assert!(
+            check_bulk(&list, 1, 100)
+                .unwrap_err()
+                .contains("List-Unsubscribe header")
+        );
+        let mailto = BulkSignals {
+            list_unsubscribe: Some("<mailto:u@x.test>".into()),
+            ..list.clone()
+        };
+        assert!(check_bulk(&mailto, 1, 100).unwrap_err().contains("https URI"));
+        let no_post = BulkSignals {
+            list_unsubscribe: Some("<mailto:u@x.test>, <https://x.test/u/1>".into()),
+            ..list.clone()
+        };
+        assert!(
+            check_bulk(&no_post, 1, 100)
+                .unwrap_err()
+                .contains("List-Unsubscribe=One-Click")
+        );
+        let ok = BulkSignals {
+            list_unsubscribe_post: Some("List-Unsubscribe=One-Click".into()),
+            ..no_post
+        };
+        assert_eq!(check_bulk(&ok, 1, 100), Ok(()));
+        assert_eq!(check_bulk(&BulkSignals::default(), 99, 100), Ok(()));
+        assert!(
+            check_bulk(&BulkSignals::default(), 100, 100)
+                .unwrap_err()
+                .contains("many recipients")
         );
     }
 

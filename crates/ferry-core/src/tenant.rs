@@ -139,6 +139,13 @@ pub struct Application {
     /// Hard limits on this application alone.
     #[serde(default)]
     pub caps: Caps,
+    /// Bulk mail must carry RFC 8058 one-click unsubscribe (on unless turned off).
+    #[serde(default = "yes")]
+    pub bulk_rules: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Application {
@@ -190,6 +197,7 @@ pub(crate) mod tests_support {
             created_ms: 0,
             credential_version: 0,
             caps: Caps::default(),
+            bulk_rules: true,
         }
     }
 }

@@ -7,13 +7,15 @@ use ferry_core::clock::rfc5322_date;
 use ferry_core::config::Alerts;
 use ferry_core::contract::Terms;
 use ferry_core::metering;
-use ferry_core::policy::{SenderRefusal, check_header_from};
+use ferry_core::policy::{BulkSignals, SenderRefusal, check_bulk, check_header_from};
 use ferry_core::usage::Usage;
 use ferry_core::{Application, Clock, QueueId, QueuedMessage, Tenant};
 use ferry_smtp::{Envelope, Reply};
 use ferry_store::{Store, StoreError};
 
+use crate::dkim::DkimSigners;
 use crate::metrics::Metrics;
+use crate::scan::{ScanContext, Scanners, Verdict};
 
 use crate::tls::TlsInfo;
 
@@ -40,6 +42,9 @@ pub struct MessageIntake {
     pub terms: Terms,
     pub alerts: Alerts,
     pub metrics: Arc<Metrics>,
+    pub scanners: Scanners,
+    pub dkim: Arc<DkimSigners>,
+    pub bulk_recipients: usize,
     /// Woken after each enqueue so delivery starts at once.
     pub delivery_wakeup: Arc<tokio::sync::Notify>,
 }
@@ -56,24 +61,29 @@ fn cap_reply(name: &str, temporary: bool) -> Reply {
 impl MessageIntake {
     pub async fn accept(&self, envelope: Envelope, app: &Application, tenant: &Tenant, origin: &Origin) -> Intake {
         let size = envelope.content.len();
+        let refused = |reply: Reply, reason: String| Intake {
+            reply,
+            queue_id: None,
+            size,
+            reason: Some(reason),
+        };
         let headers = header_facts(&envelope.content);
-        if let Err(refusal) = check_header_from(app, tenant, &headers.from) {
-            let reason = refusal.to_string();
-            let reply = match refusal {
-                SenderRefusal::NoFromHeader => Reply::new(550, "5.6.0", "Message has no From header"),
-                _ => Reply::new(550, "5.7.1", format!("Header From not authorised: {reason}")),
-            };
-            return Intake {
-                reply,
-                queue_id: None,
-                size,
-                reason: Some(reason),
-            };
+        if let Err((reply, reason)) = self.check_headers(&headers, &envelope, app, tenant) {
+            return refused(reply, reason);
         }
+        let scan_headers = match self.scan(&envelope, app, origin).await {
+            Verdict::Accept(extra) => extra,
+            Verdict::Refuse(reply) => {
+                let reason = reply.text.clone();
+                return refused(reply, reason);
+            }
+        };
         let id = QueueId::generate();
         let now = self.clock.now_ms();
         let mut content = self.added_headers(&id, &envelope, app, origin, &headers, now);
+        content.extend_from_slice(scan_headers.as_bytes());
         content.extend_from_slice(&envelope.content);
+        let content = self.sign(content, headers.from_domain()).await;
         let usage = Usage {
             messages: 1,
             recipients: envelope.recipients.len() as u64,
@@ -123,6 +133,60 @@ impl MessageIntake {
             size,
             reason: result.err().map(|e| e.to_string()),
         }
+    }
+
+    /// Header From authorised; bulk mail with one-click unsubscribe.
+    fn check_headers(
+        &self,
+        headers: &HeaderFacts,
+        envelope: &Envelope,
+        app: &Application,
+        tenant: &Tenant,
+    ) -> Result<(), (Reply, String)> {
+        if let Err(refusal) = check_header_from(app, tenant, &headers.from) {
+            let reason = refusal.to_string();
+            let reply = match refusal {
+                SenderRefusal::NoFromHeader => Reply::new(550, "5.6.0", "Message has no From header"),
+                _ => Reply::new(550, "5.7.1", format!("Header From not authorised: {reason}")),
+            };
+            return Err((reply, reason));
+        }
+        if app.bulk_rules
+            && let Err(reason) = check_bulk(&headers.bulk, envelope.recipients.len(), self.bulk_recipients)
+        {
+            return Err((Reply::new(550, "5.7.1", reason.clone()), reason));
+        }
+        Ok(())
+    }
+
+    async fn scan(&self, envelope: &Envelope, app: &Application, origin: &Origin) -> Verdict {
+        if !self.scanners.is_configured() {
+            return Verdict::Accept(String::new());
+        }
+        let cx = ScanContext {
+            ip: origin.ip,
+            helo: &origin.helo,
+            from: &envelope.mail_from,
+            rcpts: &envelope.recipients,
+            user: &app.username,
+        };
+        self.scanners.scan(&envelope.content, &cx, &self.metrics).await
+    }
+
+    /// DKIM-signs the final message (every header the relay adds is already
+    /// there) on the blocking pool: RSA signing is CPU work.
+    async fn sign(&self, content: Vec<u8>, from_domain: Option<String>) -> Vec<u8> {
+        if self.dkim.is_empty() {
+            return content;
+        }
+        let dkim = self.dkim.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut signed = dkim.sign(&content, from_domain.as_deref());
+            signed.extend_from_slice(&content);
+            signed
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// At MAIL: is there room under the hard caps for one more message?
@@ -196,6 +260,17 @@ pub struct HeaderFacts {
     pub from: Vec<String>,
     pub has_message_id: bool,
     pub has_date: bool,
+    pub bulk: BulkSignals,
+}
+
+impl HeaderFacts {
+    /// The domain of the (first) header From address.
+    pub fn from_domain(&self) -> Option<String> {
+        self.from
+            .first()
+            .and_then(|a| a.rsplit_once('@'))
+            .map(|(_, d)| d.to_ascii_lowercase())
+    }
 }
 
 /// Reads the header section only; the body is never parsed here.
@@ -211,10 +286,19 @@ pub fn header_facts(content: &[u8]) -> HeaderFacts {
         .from()
         .map(|a| a.iter().filter_map(|addr| addr.address().map(str::to_string)).collect())
         .unwrap_or_default();
+    let raw = |name: &str| parsed.header_raw(name).map(|v| v.trim().to_string());
+    let bulk = BulkSignals {
+        list_id: raw("List-Id").is_some(),
+        precedence_bulk: raw("Precedence")
+            .is_some_and(|p| p.eq_ignore_ascii_case("bulk") || p.eq_ignore_ascii_case("list")),
+        list_unsubscribe: raw("List-Unsubscribe"),
+        list_unsubscribe_post: raw("List-Unsubscribe-Post"),
+    };
     HeaderFacts {
         from,
         has_message_id: parsed.message_id().is_some(),
         has_date: parsed.date().is_some(),
+        bulk,
     }
 }
 

@@ -19,10 +19,12 @@ pub mod alerting;
 pub mod auth;
 pub mod capture;
 mod delivery;
+pub mod dkim;
 pub mod intake;
 pub mod listener;
 pub mod metrics;
 pub mod outbound;
+pub mod scan;
 mod session;
 mod stream;
 pub mod tls;
@@ -69,6 +71,8 @@ pub enum StartError {
     Admin { addr: SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Contract(String),
+    #[error("dkim: {0}")]
+    Dkim(String),
 }
 
 /// Which halves of the relay this process runs.
@@ -126,6 +130,7 @@ impl Relay {
             wakeup,
             draining: draining.clone(),
             metrics: node_metrics.clone(),
+            dkim: Arc::new(dkim_signers(config, store.as_ref()).await?),
         };
         let ctx = Arc::new(session_context(config, parts)?);
         let limits = Arc::new(SessionLimits::new(
@@ -196,6 +201,14 @@ impl Relay {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
     }
+}
+
+async fn dkim_signers(config: &Config, store: &dyn Store) -> Result<dkim::DkimSigners, StartError> {
+    let keys = store.dkim_keys().await.map_err(|e| StartError::Dkim(e.to_string()))?;
+    let signers = dkim::DkimSigners::load(&keys, config.dkim.relay_domain.clone()).map_err(StartError::Dkim)?;
+    let active: Vec<String> = keys.iter().filter(|k| k.active).map(|k| k.dns_name()).collect();
+    tracing::info!(keys = %active.join(", "), "DKIM signing keys");
+    Ok(signers)
 }
 
 async fn bind(config: &Config) -> Result<Vec<(ListenerKind, TcpListener, SocketAddr)>, StartError> {
@@ -271,6 +284,7 @@ struct Parts {
     wakeup: Arc<Notify>,
     draining: watch::Receiver<bool>,
     metrics: Arc<metrics::Metrics>,
+    dkim: Arc<dkim::DkimSigners>,
 }
 
 fn session_context(config: &Config, p: Parts) -> Result<SessionContext, StartError> {
@@ -301,6 +315,12 @@ fn session_context(config: &Config, p: Parts) -> Result<SessionContext, StartErr
             terms,
             alerts: config.alerts.clone(),
             metrics: p.metrics,
+            scanners: scan::Scanners {
+                settings: config.hygiene.clone(),
+                http: reqwest::Client::new(),
+            },
+            dkim: p.dkim,
+            bulk_recipients: config.hygiene.bulk_recipients,
             delivery_wakeup: p.wakeup,
         },
         command_timeout: Duration::from_secs(config.smtp.command_timeout_secs),

@@ -9,6 +9,8 @@ pub struct Metrics {
     pub deliveries: IntCounterVec,
     pub alerts: IntCounterVec,
     pub alert_delivery_failures: IntCounterVec,
+    pub scans: IntCounterVec,
+    pub scanner_failures: IntCounterVec,
     pub sessions: IntGauge,
 }
 
@@ -55,6 +57,18 @@ impl Metrics {
                 "ferry_alert_delivery_failures_total",
                 "Failed webhook deliveries of alerts",
                 &["kind"],
+            ),
+            scans: counter(
+                &registry,
+                "ferry_scans_total",
+                "Scanner verdicts",
+                &["scanner", "verdict"],
+            ),
+            scanner_failures: counter(
+                &registry,
+                "ferry_scanner_failures_total",
+                "Scanners that could not answer",
+                &["scanner"],
             ),
             sessions,
             registry,

@@ -32,6 +32,7 @@ pub fn app(username: &str, tenant: &str) -> Application {
         created_ms: 1,
         credential_version: 0,
         caps: Default::default(),
+        bulk_rules: true,
     }
 }
 

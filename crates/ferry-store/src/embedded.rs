@@ -17,11 +17,14 @@ use tokio::sync::{mpsc, oneshot};
 use crate::ledger::{self, ALERT_TIMES, ALERTS, COUNTERS, OUTBOX};
 use crate::{Directory, Ledger, Next, Queue, QueueEntry, Result, StoreError};
 use ferry_core::contract::ContractYear;
+use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::usage::{HourUsage, Scope, Usage};
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
+/// "domain/selector" → DKIM key.
+const DKIM_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("dkim_keys");
 const ENVELOPES: TableDefinition<&str, &[u8]> = TableDefinition::new("envelopes");
 const CONTENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contents");
 /// (due time, id): the queue in due order.
@@ -36,6 +39,7 @@ const MAX_BATCH: usize = 512;
 
 enum WriteOp {
     CreateTenant(Tenant),
+    PutDkimKey(Box<DkimKeyRecord>),
     UpdateTenant(Tenant),
     CreateApp(Application),
     UpdateApp(Application),
@@ -104,6 +108,7 @@ impl EmbeddedStore {
             txn.open_table(CONTENTS).map_err(backend)?;
             txn.open_table(SCHEDULE).map_err(backend)?;
             txn.open_table(DUE).map_err(backend)?;
+            txn.open_table(DKIM_KEYS).map_err(backend)?;
             ledger::create_tables(&txn)?;
             release_leases(&txn)?;
         }
@@ -238,6 +243,13 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
             if let Some(metering) = metering {
                 ledger::apply_metering(txn, metering)?;
             }
+        }
+        WriteOp::PutDkimKey(key) => {
+            let name = format!("{}/{}", key.domain, key.selector);
+            txn.open_table(DKIM_KEYS)
+                .map_err(backend)?
+                .insert(name.as_str(), encode(key).as_slice())
+                .map_err(backend)?;
         }
         WriteOp::AlertDelivered(id, at_ms) => {
             return ledger::alert_state(txn, id, |alert, outbox| {
@@ -455,6 +467,12 @@ fn done(outcome: Result<Outcome>) -> Result<()> {
 impl Directory for EmbeddedStore {
     async fn create_tenant(&self, tenant: Tenant) -> Result<()> {
         done(self.write(WriteOp::CreateTenant(tenant)).await)
+    }
+    async fn put_dkim_key(&self, key: DkimKeyRecord) -> Result<()> {
+        done(self.write(WriteOp::PutDkimKey(Box::new(key))).await)
+    }
+    async fn dkim_keys(&self) -> Result<Vec<DkimKeyRecord>> {
+        self.read(|txn| list(txn, DKIM_KEYS)).await
     }
     async fn update_tenant(&self, tenant: Tenant) -> Result<()> {
         done(self.write(WriteOp::UpdateTenant(tenant)).await)

@@ -13,6 +13,7 @@
 
 use async_trait::async_trait;
 use ferry_core::contract::ContractYear;
+use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::usage::{HourUsage, Scope, Usage};
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
@@ -60,6 +61,9 @@ pub trait Directory: Send + Sync {
     async fn app(&self, username: &str) -> Result<Option<Application>>;
     /// All applications, or those of one tenant.
     async fn apps(&self, tenant: Option<&str>) -> Result<Vec<Application>>;
+    /// Adds or replaces a DKIM key (by domain and selector).
+    async fn put_dkim_key(&self, key: DkimKeyRecord) -> Result<()>;
+    async fn dkim_keys(&self) -> Result<Vec<DkimKeyRecord>>;
 }
 
 /// What happens to a message after a delivery attempt was recorded.

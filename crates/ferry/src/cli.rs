@@ -36,6 +36,48 @@ pub enum Command {
     /// Usage, charge-back and alert reports for finance.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// DKIM keys: generate, list, rotate.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyAlgorithm {
+    Rsa,
+    Ed25519,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DkimCommand {
+    /// Generate and store a key, and print the DNS TXT record to publish.
+    /// The first key of an algorithm for a domain is active at once; later
+    /// ones wait for `dkim activate` (publish the record first).
+    Generate {
+        domain: String,
+        #[arg(long)]
+        selector: String,
+        #[arg(long, value_enum, default_value_t = KeyAlgorithm::Rsa)]
+        algorithm: KeyAlgorithm,
+    },
+    /// Keys with their selectors, algorithms and state.
+    List {
+        /// Also print each key's DNS record.
+        #[arg(long)]
+        records: bool,
+    },
+    /// Sign with this selector from now on; the domain's other key of the
+    /// same algorithm stops signing (keep its record published a while).
+    Activate {
+        domain: String,
+        #[arg(long)]
+        selector: String,
+    },
+    /// Stop signing with this selector.
+    Deactivate {
+        domain: String,
+        #[arg(long)]
+        selector: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -231,6 +273,9 @@ pub struct AppAddArgs {
     /// Last day of the relay permission (YYYY-MM-DD); default: one year from today.
     #[arg(long)]
     pub expires: Option<String>,
+    /// Let this application send bulk mail without one-click unsubscribe headers.
+    #[arg(long)]
+    pub no_bulk_rules: bool,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }

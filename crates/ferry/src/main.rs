@@ -3,6 +3,7 @@
 //! uses `anyhow`.
 
 mod cli;
+mod dkim;
 mod onboard;
 mod queue;
 mod report;
@@ -83,6 +84,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve(args) => serve(config, args.role).await,
         Command::Queue(c) => queue::run(open_store(&config)?.as_ref(), c).await,
         Command::Report(c) => report::run(open_store(&config)?.as_ref(), &config, c).await,
+        Command::Dkim(c) => dkim::run(open_store(&config)?.as_ref(), c).await,
         Command::Tenant(c) => onboard::tenant(open_store(&config)?.as_ref(), c).await,
         Command::App(c) => onboard::app(open_store(&config)?.as_ref(), c).await,
         Command::CheckConfig => Ok(()),

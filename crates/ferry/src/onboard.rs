@@ -316,6 +316,7 @@ async fn add_app(store: &dyn Store, a: AppAddArgs) -> anyhow::Result<()> {
         created_ms: SystemClock.now_ms(),
         credential_version: 0,
         caps: Default::default(),
+        bulk_rules: !a.no_bulk_rules,
     };
     store.create_app(app.clone()).await?;
     let text = format!("{}\npassword: {password}\n(shown once: store it now)", describe(&app));

@@ -1,0 +1,238 @@
+//! DKIM signing with mail-auth: relaxed/relaxed, a fixed list of headers
+//! with From oversigned, RSA and Ed25519 side by side when both are
+//! active. The signing domain is the header From's domain (or the nearest
+//! parent with a key), so the signature aligns for DMARC; the relay's own
+//! domain signs too when configured.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use ferry_core::dkim::{DkimAlgorithm, DkimKeyRecord};
+use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer};
+
+/// The headers signed. From is listed twice: the second, absent one makes a
+/// From added later break the signature (oversigning).
+const SIGNED_HEADERS: [&str; 16] = [
+    "From",
+    "From",
+    "To",
+    "Cc",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Reply-To",
+    "In-Reply-To",
+    "References",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+];
+
+/// Every active key, ready to sign, by domain.
+#[derive(Default)]
+pub struct DkimSigners {
+    by_domain: BTreeMap<String, Vec<DkimSigner<DkimKey, Done>>>,
+    relay_domain: Option<String>,
+}
+
+fn signer(record: &DkimKeyRecord) -> Result<DkimSigner<DkimKey, Done>, String> {
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(&record.private_key)
+        .map_err(|e| format!("DKIM key {}: {e}", record.dns_name()))?;
+    let key: DkimKey = match record.algorithm {
+        DkimAlgorithm::Rsa => {
+            RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der.as_slice())))
+                .map(DkimKey::Rsa)
+        }
+        DkimAlgorithm::Ed25519 => Ed25519Key::from_pkcs8_der(&der).map(DkimKey::Ed25519),
+    }
+    .map_err(|e| format!("DKIM key {}: {e}", record.dns_name()))?;
+    Ok(DkimSigner::from_key(key)
+        .domain(record.domain.clone())
+        .selector(record.selector.clone())
+        .headers(SIGNED_HEADERS)
+        .header_canonicalization(Canonicalization::Relaxed)
+        .body_canonicalization(Canonicalization::Relaxed))
+}
+
+impl DkimSigners {
+    pub fn load(records: &[DkimKeyRecord], relay_domain: Option<String>) -> Result<Self, String> {
+        let mut by_domain: BTreeMap<String, Vec<_>> = BTreeMap::new();
+        for record in records.iter().filter(|r| r.active) {
+            by_domain
+                .entry(record.domain.to_ascii_lowercase())
+                .or_default()
+                .push(signer(record)?);
+        }
+        Ok(DkimSigners {
+            by_domain,
+            relay_domain: relay_domain.map(|d| d.to_ascii_lowercase()),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_domain.is_empty()
+    }
+
+    /// The domain with keys closest to `domain`: itself, or a parent.
+    fn domain_for(&self, domain: &str) -> Option<&str> {
+        let domain = domain.to_ascii_lowercase();
+        let mut candidate = domain.as_str();
+        loop {
+            if let Some((key, _)) = self.by_domain.get_key_value(candidate) {
+                return Some(key.as_str());
+            }
+            candidate = candidate.split_once('.')?.1;
+            if !candidate.contains('.') {
+                return None;
+            }
+        }
+    }
+
+    /// DKIM-Signature headers for `content` (to be put in front of it).
+    pub fn sign(&self, content: &[u8], from_domain: Option<&str>) -> Vec<u8> {
+        let mut domains: Vec<&str> = from_domain.and_then(|d| self.domain_for(d)).into_iter().collect();
+        if let Some(relay) = self
+            .relay_domain
+            .as_deref()
+            .filter(|r| self.by_domain.contains_key(*r) && !domains.contains(r))
+        {
+            domains.push(relay);
+        }
+        let mut out = Vec::new();
+        for domain in domains {
+            for signer in self.by_domain.get(domain).into_iter().flatten() {
+                match signer.sign(content) {
+                    Ok(signature) => out.extend_from_slice(tidy(signature.to_header()).as_bytes()),
+                    Err(e) => {
+                        tracing::error!(domain, error = %e, "DKIM signing failed; the message goes unsigned by this key")
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// mail-auth folds the header when the b= value ends at its wrap column,
+/// leaving `b=…\r\n\t;`. Verifiers that delete only the b= value (not the
+/// whitespace after it) then hash `b= ;` where the signer hashed `b=;`, and
+/// the signature fails (dkimpy does). The fold is bare whitespace: drop it.
+fn tidy(header: String) -> String {
+    match header.strip_suffix("\r\n\t;\r\n") {
+        Some(head) => format!("{head};\r\n"),
+        None => header,
+    }
+}
+
+/// A new key pair as a record (inactive until activated).
+pub fn generate(domain: &str, selector: &str, algorithm: DkimAlgorithm, now_ms: u64) -> Result<DkimKeyRecord, String> {
+    let pair = match algorithm {
+        DkimAlgorithm::Rsa => mail_auth::dkim::generate::DkimKeyPair::generate_rsa(2048),
+        DkimAlgorithm::Ed25519 => mail_auth::dkim::generate::DkimKeyPair::generate_ed25519(),
+    }
+    .map_err(|e| format!("key generation failed: {e}"))?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let public_key = match algorithm {
+        // The TXT record carries the SubjectPublicKeyInfo for RSA.
+        DkimAlgorithm::Rsa => b64.encode(rsa_spki(pair.public_key())),
+        DkimAlgorithm::Ed25519 => b64.encode(pair.public_key()),
+    };
+    Ok(DkimKeyRecord {
+        domain: domain.to_ascii_lowercase(),
+        selector: selector.to_string(),
+        algorithm,
+        private_key: b64.encode(pair.private_key()),
+        public_key,
+        created_ms: now_ms,
+        active: false,
+    })
+}
+
+/// Wraps a PKCS#1 RSAPublicKey in a SubjectPublicKeyInfo (DER), the form
+/// DKIM verifiers expect in `p=` (RFC 6376 §3.6.1).
+fn rsa_spki(pkcs1: &[u8]) -> Vec<u8> {
+    const RSA_ALGORITHM: [u8; 15] = [
+        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+    ];
+    let mut bit_string = vec![0x00];
+    bit_string.extend_from_slice(pkcs1);
+    let mut body = RSA_ALGORITHM.to_vec();
+    body.extend(der_tlv(0x03, &bit_string));
+    der_tlv(0x30, &body)
+}
+
+fn der_tlv(tag: u8, value: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = value.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len.to_be_bytes().iter().copied().skip_while(|b| *b == 0).collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(value);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_with_the_from_domain_or_its_parent_and_the_relay_domain() {
+        let mut rsa = generate("example.edu", "r1", DkimAlgorithm::Rsa, 0).expect("rsa");
+        rsa.active = true;
+        let mut ed = generate("example.edu", "e1", DkimAlgorithm::Ed25519, 0).expect("ed25519");
+        ed.active = true;
+        let mut relay = generate("relay.test", "r", DkimAlgorithm::Ed25519, 0).expect("relay");
+        relay.active = true;
+        let signers = DkimSigners::load(&[rsa, ed, relay], Some("relay.test".into())).expect("load");
+        let msg = b"From: a@dept.example.edu\r\nSubject: x\r\n\r\nbody\r\n";
+        let headers = String::from_utf8(signers.sign(msg, Some("dept.example.edu"))).expect("utf8");
+        assert_eq!(headers.matches("DKIM-Signature:").count(), 3, "{headers}");
+        assert!(headers.contains("a=rsa-sha256") && headers.contains("a=ed25519-sha256"));
+        assert!(headers.contains("d=example.edu") && headers.contains("d=relay.test"));
+        assert!(headers.contains("c=relaxed/relaxed"));
+        let other = String::from_utf8(signers.sign(msg, Some("elsewhere.test"))).expect("utf8");
+        assert_eq!(other.matches("DKIM-Signature:").count(), 1);
+    }
+
+    #[test]
+    fn rsa_public_keys_are_spki() {
+        let key = generate("example.edu", "r1", DkimAlgorithm::Rsa, 0).expect("rsa");
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&key.public_key)
+            .expect("b64");
+        assert_eq!(&der[..4], &[0x30, 0x82, 0x01, 0x22], "a 2048-bit SPKI is 294 bytes");
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn a_trailing_fold_before_the_last_semicolon_is_dropped() {
+        assert_eq!(
+            tidy("DKIM-Signature: b=abc\r\n\t;\r\n".into()),
+            "DKIM-Signature: b=abc;\r\n"
+        );
+        assert_eq!(tidy("DKIM-Signature: b=abc;\r\n".into()), "DKIM-Signature: b=abc;\r\n");
+    }
+
+    #[test]
+    fn the_published_key_is_the_signing_key() {
+        let pair = mail_auth::dkim::generate::DkimKeyPair::generate_rsa(2048).expect("rsa");
+        let key = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(pair.private_key())))
+            .expect("load");
+        assert_eq!(key.public_key(), pair.public_key());
+    }
+}
