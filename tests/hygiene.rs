@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use ferry_testkit::client::Smtp;
-use ferry_testkit::servers::Dns;
+use ferry_testkit::servers::{Clamd, Dns, EICAR, Rspamd};
 use ferry_testkit::{DOMAIN, Ferry, SENDER, USER};
 
 fn send(ferry: &Ferry, rcpts: &[&str], content: &str) -> String {
@@ -165,4 +165,99 @@ fn bulk_mail_needs_one_click_unsubscribe() {
         "From: {SENDER}\r\nList-Id: <news.acme.test>\r\nList-Unsubscribe: <https://acme.test/u/1>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nSubject: newsletter\r\n\r\nHello.\r\n"
     );
     assert!(send(&ferry, &["a@example.net"], &with).starts_with("250"));
+}
+
+fn with_attachment(subject: &str, attachment: &[u8]) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(attachment);
+    format!(
+        "From: {SENDER}\r\nTo: a@example.net\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n--b1\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"file.com\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{encoded}\r\n--b1--\r\n"
+    )
+}
+
+#[test]
+fn viruses_and_spam_are_refused_and_clean_mail_passes() {
+    let clamd = Clamd::start();
+    let rspamd = Rspamd::start();
+    let ferry = Ferry::start(&[("hygiene.clamd", &clamd.address), ("hygiene.rspamd", &rspamd.url)]);
+    let virus = send(
+        &ferry,
+        &["a@example.net"],
+        &with_attachment("invoice", EICAR.as_bytes()),
+    );
+    assert!(
+        virus.starts_with("550 5.7.1") && virus.contains("Eicar-Test-Signature"),
+        "{virus}"
+    );
+    let gtube = format!(
+        "From: {SENDER}\r\nTo: a@example.net\r\nSubject: offer\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n"
+    );
+    let spam = send(&ferry, &["a@example.net"], &gtube);
+    assert!(spam.starts_with("550 5.7.1") && spam.contains("spam"), "{spam}");
+    let clean = send(
+        &ferry,
+        &["a@example.net"],
+        &with_attachment("report", b"quarterly numbers"),
+    );
+    assert!(clean.starts_with("250 2.0.0"), "{clean}");
+    let captured = ferry.wait_captured(1);
+    assert_eq!(captured.len(), 1, "only the clean message was spooled");
+    let text = String::from_utf8_lossy(&captured[0].1);
+    assert!(
+        text.contains("\r\nX-Spam-Score: ") && text.contains("Subject: report"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_stopped_scanner_defers_when_failing_closed_and_passes_when_open() {
+    let clamd = Clamd::start();
+    let address = clamd.address.clone();
+    drop(clamd);
+    let closed = Ferry::start(&[("hygiene.clamd", &address)]);
+    let content = with_attachment("while clamd is down", b"harmless");
+    let reply = send(&closed, &["a@example.net"], &content);
+    assert!(reply.starts_with("451 4.7.0"), "{reply}");
+    closed.wait_for_log("scanner unavailable: deferring the message (fail closed)", "clamd");
+    let open = Ferry::start(&[("hygiene.clamd", &address), ("hygiene.on_scanner_failure", "open")]);
+    let reply = send(&open, &["a@example.net"], &content);
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    open.wait_for_log("scanner unavailable: accepting unscanned (fail open)", "clamd");
+}
+
+#[test]
+fn spf_is_checked_at_onboarding() {
+    let dns = Dns::start(&[
+        format!("--txt-record={DOMAIN},v=spf1 ip4:127.0.0.1 -all"),
+        "--txt-record=other.test,v=spf1 ip4:192.0.2.1 -all".to_string(),
+    ]);
+    let resolver = dns.address();
+    let settings = [
+        ("delivery.resolver", resolver.as_str()),
+        ("spf.relay_addresses", "127.0.0.1"),
+        ("spf.onboarding", "refuse"),
+    ];
+    let ferry = Ferry::prepare(&settings);
+    let passing = ferry.cli_ok(&["app", "check-spf", USER]);
+    assert!(passing.contains("spf acme.test for 127.0.0.1: pass"), "{passing}");
+    ferry.cli_ok(&["tenant", "add", "other", "--domain", "other.test"]);
+    let out = ferry.cli(&[
+        "app",
+        "add",
+        "outsider",
+        "--tenant",
+        "other",
+        "--from",
+        "x@other.test",
+        "--allow",
+        "127.0.0.1",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {stdout}{stderr}");
+    assert!(
+        stdout.contains("spf other.test for 127.0.0.1: fail") && stderr.contains("does not authorise the relay"),
+        "{stdout}{stderr}"
+    );
+    assert!(!ferry.cli_ok(&["app", "list"]).contains("outsider"), "nothing stored");
 }

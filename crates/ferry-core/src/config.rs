@@ -23,6 +23,7 @@ pub struct Config {
     pub admin: Admin,
     pub dkim: Dkim,
     pub hygiene: Hygiene,
+    pub spf: Spf,
     pub log: Log,
 }
 
@@ -33,6 +34,34 @@ pub struct Dkim {
     /// The relay's own domain: when it has an active key, every message is
     /// also signed with it (as a campus relay signs for its relay domain).
     pub relay_domain: Option<String>,
+}
+
+/// SPF checks of sender domains when applications are onboarded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Spf {
+    /// The relay's outbound addresses, as the Internet sees them.
+    pub relay_addresses: Vec<std::net::IpAddr>,
+    /// At `app add`: `off`, `warn` (print the result) or `refuse` (no app
+    /// whose sender domain's SPF does not pass for every relay address).
+    pub onboarding: SpfOnboarding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpfOnboarding {
+    Off,
+    Warn,
+    Refuse,
+}
+
+impl Default for Spf {
+    fn default() -> Self {
+        Spf {
+            relay_addresses: Vec::new(),
+            onboarding: SpfOnboarding::Warn,
+        }
+    }
 }
 
 /// What the scanners do, and the bulk-mail rule.

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod scan;
 mod session;
+pub mod spf;
 mod stream;
 pub mod tls;
 

@@ -171,7 +171,9 @@ impl Scanners {
             );
             return ("reject", Verdict::Refuse(reply));
         }
-        if matches!(v.action.as_str(), "soft reject" | "greylist") && self.settings.spam_reject_score.is_none() {
+        // Greylisting is for strangers at an MX; these senders are our own
+        // authenticated applications, so only a soft reject defers.
+        if v.action == "soft reject" && self.settings.spam_reject_score.is_none() {
             return (
                 "defer",
                 Verdict::Refuse(Reply::new(

@@ -224,3 +224,142 @@ impl Drop for WebhookReceiver {
         let _ = self.child.wait();
     }
 }
+
+/// A real clamd on a free loopback port, with a test signature database
+/// (EICAR) written by the harness: no download.
+pub struct Clamd {
+    child: Child,
+    pub address: String,
+    _dir: tempfile::TempDir,
+}
+
+/// The EICAR anti-virus test string.
+pub const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+impl Clamd {
+    pub fn start() -> Clamd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("db");
+        std::fs::create_dir_all(&db).expect("db dir");
+        let hex: String = EICAR.bytes().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(db.join("test.ndb"), format!("Eicar-Test-Signature:0:*:{hex}\n")).expect("signature");
+        let port = free_port(&["127.0.0.1"]);
+        let conf = dir.path().join("clamd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "Foreground yes\nTCPSocket {port}\nTCPAddr 127.0.0.1\nDatabaseDirectory {}\nLogFile {}\nUser root\n",
+                db.display(),
+                dir.path().join("clamd.log").display()
+            ),
+        )
+        .expect("clamd.conf");
+        let mut child = Command::new(sbin("clamd"))
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start clamd (apt-get install clamav-daemon)");
+        wait_for("clamd to answer PING", Duration::from_secs(60), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("clamd exited: {status}");
+            }
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            use std::io::{Read, Write};
+            s.write_all(b"zPING\0").ok()?;
+            let mut buf = [0u8; 8];
+            let n = s.read(&mut buf).ok()?;
+            buf[..n].starts_with(b"PONG").then_some(())
+        });
+        Clamd {
+            child,
+            address: format!("127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Clamd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sbin(name: &str) -> String {
+    for dir in ["/usr/sbin", "/usr/bin"] {
+        let path = format!("{dir}/{name}");
+        if std::path::Path::new(&path).exists() {
+            return path;
+        }
+    }
+    name.to_string()
+}
+
+/// A real rspamd normal worker on a free loopback port. Its DNS points at
+/// a dead loopback port and fuzzy checks are off, so nothing leaves the machine.
+pub struct Rspamd {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Rspamd {
+    pub fn start() -> Rspamd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port(&["127.0.0.1"]);
+        std::fs::create_dir_all(dir.path().join("local.d")).expect("local.d");
+        std::fs::write(dir.path().join("local.d/fuzzy_check.conf"), "enabled = false;\n").expect("fuzzy");
+        let conf = dir.path().join("rspamd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                ".include \"$CONFDIR/common.conf\"\n\
+                 options {{\n pidfile = \"$RUNDIR/rspamd.pid\";\n .include \"$CONFDIR/options.inc\"\n\
+                 dns {{ nameserver = [\"127.0.0.1:9\"]; timeout = 0.2s; retransmits = 0; }}\n}}\n\
+                 logging {{ type = \"console\"; level = \"error\"; }}\n\
+                 worker \"normal\" {{\n bind_socket = \"127.0.0.1:{port}\";\n .include \"$CONFDIR/worker-normal.inc\"\n}}\n"
+            ),
+        )
+        .expect("rspamd.conf");
+        let d = dir.path().display().to_string();
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new("rspamd")
+            // Its own process group, so the workers it forks go with it.
+            .process_group(0)
+            .args(["-f", "-i", "-u", "root", "-g", "root", "-c"])
+            .arg(&conf)
+            .args([
+                "--var=CONFDIR=/etc/rspamd",
+                &format!("--var=LOCAL_CONFDIR={d}"),
+                &format!("--var=RUNDIR={d}"),
+            ])
+            .args([format!("--var=DBDIR={d}"), format!("--var=LOGDIR={d}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rspamd (apt-get install rspamd)");
+        wait_for("rspamd to listen", Duration::from_secs(90), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("rspamd exited: {status}");
+            }
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Rspamd {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Rspamd {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}

@@ -297,6 +297,9 @@ pub enum AppCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Check that each sender domain's SPF record authorises the relay's
+    /// outbound addresses (spf.relay_addresses).
+    CheckSpf { username: String },
     /// Stop an application from authenticating.
     Disable { username: String },
     /// Let a disabled application authenticate again.

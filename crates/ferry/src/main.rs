@@ -86,7 +86,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Report(c) => report::run(open_store(&config)?.as_ref(), &config, c).await,
         Command::Dkim(c) => dkim::run(open_store(&config)?.as_ref(), c).await,
         Command::Tenant(c) => onboard::tenant(open_store(&config)?.as_ref(), c).await,
-        Command::App(c) => onboard::app(open_store(&config)?.as_ref(), c).await,
+        Command::App(c) => onboard::app(open_store(&config)?.as_ref(), &config, c).await,
         Command::CheckConfig => Ok(()),
     }
 }

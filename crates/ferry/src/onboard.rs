@@ -2,6 +2,7 @@
 
 use anyhow::{Context, bail};
 use ferry_core::chargeback::Allocation;
+use ferry_core::config::{Config, SpfOnboarding};
 use ferry_core::tenant::{MAX_ENVELOPE_FROM, valid_username};
 use ferry_core::{AppLimits, Application, Caps, Clock, Route, SmartHost, SystemClock, Tenant};
 use ferry_relay::auth::{hash_password, random_secret};
@@ -121,6 +122,64 @@ pub async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result
     Ok(())
 }
 
+/// (domain, relay address, SPF result) for each sender domain and address.
+async fn spf_results(config: &Config, senders: &[String]) -> anyhow::Result<Vec<(String, std::net::IpAddr, String)>> {
+    if config.spf.relay_addresses.is_empty() {
+        bail!("spf.relay_addresses is empty: name the relay's outbound addresses to check SPF against");
+    }
+    let helo = config
+        .delivery
+        .helo_name
+        .clone()
+        .unwrap_or_else(|| config.server.hostname.clone());
+    let check = ferry_relay::spf::SpfCheck::new(&config.delivery.resolver, &helo).map_err(anyhow::Error::msg)?;
+    // One sender per domain: SPF is a property of the domain.
+    let domains: std::collections::BTreeMap<String, &String> = senders
+        .iter()
+        .map(|s| (s.rsplit_once('@').map_or(s.as_str(), |(_, d)| d).to_string(), s))
+        .collect();
+    let mut out = Vec::new();
+    for (domain, sender) in domains {
+        for ip in &config.spf.relay_addresses {
+            out.push((domain.clone(), *ip, check.result(sender, *ip).await));
+        }
+    }
+    Ok(out)
+}
+
+fn print_spf(results: &[(String, std::net::IpAddr, String)]) {
+    for (domain, ip, result) in results {
+        println!("spf {domain} for {ip}: {result}");
+    }
+}
+
+async fn spf_at_onboarding(config: &Config, senders: &[String]) -> anyhow::Result<()> {
+    if config.spf.onboarding == SpfOnboarding::Off || config.spf.relay_addresses.is_empty() {
+        return Ok(());
+    }
+    let results = spf_results(config, senders).await?;
+    print_spf(&results);
+    let failing: Vec<String> = results
+        .iter()
+        .filter(|r| r.2 != "pass")
+        .map(|r| format!("{} ({} for {})", r.0, r.2, r.1))
+        .collect();
+    if failing.is_empty() {
+        return Ok(());
+    }
+    let message = format!(
+        "the SPF record of {} does not authorise the relay; add its addresses to the record",
+        failing.join(", ")
+    );
+    match config.spf.onboarding {
+        SpfOnboarding::Refuse => bail!("{message} (spf.onboarding = \"refuse\")"),
+        _ => {
+            eprintln!("warning: {message}");
+            Ok(())
+        }
+    }
+}
+
 fn show(v: Option<u64>) -> String {
     v.map_or_else(|| "unlimited".into(), |n| n.to_string())
 }
@@ -197,9 +256,17 @@ async fn set_route(store: &dyn Store, a: RouteArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn app(store: &dyn Store, command: AppCommand) -> anyhow::Result<()> {
+pub async fn app(store: &dyn Store, config: &Config, command: AppCommand) -> anyhow::Result<()> {
     match command {
-        AppCommand::Add(args) => add_app(store, *args).await?,
+        AppCommand::Add(args) => add_app(store, config, *args).await?,
+        AppCommand::CheckSpf { username } => {
+            let app = find(store, &username).await?;
+            let results = spf_results(config, &app.envelope_from).await?;
+            print_spf(&results);
+            if results.iter().any(|r| r.2 != "pass") {
+                bail!("SPF does not authorise the relay for every sender domain of {username}");
+            }
+        }
         AppCommand::List { tenant, output } => {
             let apps = store.apps(tenant.as_deref()).await?;
             let text = apps
@@ -266,7 +333,7 @@ async fn set_enabled(store: &dyn Store, username: &str, enabled: bool) -> anyhow
     Ok(())
 }
 
-async fn add_app(store: &dyn Store, a: AppAddArgs) -> anyhow::Result<()> {
+async fn add_app(store: &dyn Store, config: &Config, a: AppAddArgs) -> anyhow::Result<()> {
     if !valid_username(&a.username) {
         bail!(
             "username {:?}: use 3-64 letters, digits, '-', '_' or '.' (not an e-mail address)",
@@ -318,6 +385,7 @@ async fn add_app(store: &dyn Store, a: AppAddArgs) -> anyhow::Result<()> {
         caps: Default::default(),
         bulk_rules: !a.no_bulk_rules,
     };
+    spf_at_onboarding(config, &app.envelope_from).await?;
     store.create_app(app.clone()).await?;
     let text = format!("{}\npassword: {password}\n(shown once: store it now)", describe(&app));
     let mut value = public(&app);

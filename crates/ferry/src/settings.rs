@@ -36,6 +36,7 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config
         .with_list_parse_key("delivery.extra_ca_files")
         .with_list_parse_key("delivery.tls_required_domains")
         .with_list_parse_key("alerts.yearly_percent")
+        .with_list_parse_key("spf.relay_addresses")
         .with_list_parse_key("alerts.forecast_percent")
         .source(Some(ferry_env.clone()));
     let raw = builder
