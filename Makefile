@@ -20,6 +20,11 @@ test: test-deps
 	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee target/test.log
 	./scripts/test-summary.sh target/test.log
 
+bench:
+	./scripts/install-bench-deps.sh
+	$(CARGO) build --release --bin ferry --bin ferry-load
+	python3 loadtest/bench.py
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -169,12 +169,18 @@ pub fn client_tls(extra_ca_files: &[PathBuf]) -> Result<ClientTls, TlsError> {
     let verified = builder()?.with_root_certificates(roots).with_no_client_auth();
     let opportunistic = builder()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider.clone())))
+        .with_custom_certificate_verifier(any_certificate(provider.clone()))
         .with_no_client_auth();
     Ok(ClientTls {
         opportunistic: Arc::new(opportunistic),
         verified: Arc::new(verified),
     })
+}
+
+/// A verifier that accepts any certificate (see [`AnyCertificate`]); also
+/// what load generators use against a development certificate.
+pub fn any_certificate(provider: Arc<CryptoProvider>) -> Arc<dyn rustls::client::danger::ServerCertVerifier> {
+    Arc::new(AnyCertificate(provider))
 }
 
 /// Accepts any certificate, but still checks the handshake signatures:

@@ -1,0 +1,424 @@
+#!/usr/bin/env python3
+"""`make bench`: Ferry's scenarios, and Postfix + OpenDKIM side by side, on
+this machine in the same run. Prints one table; the JSON of every run goes to
+target/bench/results.json.
+
+Each scenario runs several times; the table shows the median and the spread
+(min–max) of messages per second, and the relay's CPU time per message read
+from /proc for the relay's whole process tree (so a noisy neighbour does not
+distort it). Every address is on loopback.
+"""
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FERRY = os.path.join(ROOT, "target/release/ferry")
+LOAD = os.path.join(ROOT, "target/release/ferry-load")
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+IDLE_SESSIONS = int(os.environ.get("BENCH_IDLE_SESSIONS", "10000"))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, deadline=30):
+    end = time.time() + deadline
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(hard, 65536)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def tree(pid):
+    """pid and all its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def cpu_seconds(pids):
+    """utime+stime of the processes, plus what their reaped children used."""
+    total = 0
+    for pid in pids:
+        for p in tree(pid):
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += sum(int(x) for x in fields[11:15])
+            except OSError:
+                pass
+    return total / TICKS
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def load(target, mode, user, password, sender, connections, per_conn, messages, extra=()):
+    cmd = [LOAD, "--target", target, "--mode", mode, "--user", user, "--password", password, "--from", sender,
+           "--connections", str(connections), "--messages-per-connection", str(per_conn),
+           "--messages", str(messages), "--size", "10240", "--max-seconds", "120", "--json", *extra]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+class Ferry:
+    """A release ferry in its own directory, with a tenant, an app and DKIM keys."""
+
+    def __init__(self, name, dkim="rsa", route=None):
+        self.dir = tempfile.mkdtemp(prefix=f"ferry-bench-{name}-")
+        self.env = dict(os.environ)
+        self.env.update({
+            "FERRY__SERVER__DATA_DIR": self.dir,
+            "FERRY__SERVER__HOSTNAME": "relay.bench.test",
+            "FERRY__SERVER__MAX_SESSIONS": "20000",
+            "FERRY__SERVER__MAX_SESSIONS_PER_IP": "20000",
+            "FERRY__LISTEN__SMTP": "127.0.0.1:0",
+            "FERRY__LISTEN__SUBMISSION": "127.0.0.1:0",
+            "FERRY__LISTEN__SUBMISSIONS": "127.0.0.1:0",
+            "FERRY__LOG__FORMAT": "json",
+            "FERRY__LOG__LEVEL": "warn,ferry_relay=info",
+            "FERRY__AUTH__MAX_CONCURRENT_VERIFICATIONS": "2",
+        })
+        self.cli("tenant", "add", "bench", "--domain", "bench.test")
+        out = self.cli("app", "add", "loadgen", "--tenant", "bench", "--from", "load@bench.test", "--allow", "127.0.0.0/8",
+                       "--max-messages-per-session", "1000")
+        self.password = re.search(r"^password: (\S+)", out, re.M).group(1)
+        if dkim:
+            self.cli("dkim", "generate", "bench.test", "--selector", "b1", "--algorithm", dkim)
+        if route:
+            self.cli("tenant", "route", "bench", *route)
+        self.proc = None
+
+    def cli(self, *args):
+        return subprocess.run([FERRY, *args], env=self.env, capture_output=True, text=True, check=True).stdout
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "ferry.log"), "w+")
+        self.proc = subprocess.Popen([FERRY, "serve"], env=self.env, stdout=subprocess.DEVNULL, stderr=self.log,
+                                     preexec_fn=raise_nofile)
+        self.ports = {}
+        end = time.time() + 30
+        while len(self.ports) < 3 and time.time() < end:
+            self.log.seek(0)
+            for line in self.log:
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if e.get("message") == "listening":
+                    self.ports[e["listener"]] = e["address"]
+            time.sleep(0.05)
+        if len(self.ports) < 3:
+            raise RuntimeError("ferry did not start: " + open(self.log.name).read())
+
+    def count_log(self, message, **fields):
+        self.log.seek(0)
+        n = 0
+        for line in self.log:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if e.get("message") == message and all(e.get(k) == v for k, v in fields.items()):
+                n += 1
+        return n
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def ferry_run(ferry, connections, per_conn, messages, wait_delivered=False):
+    cpu0 = cpu_seconds([ferry.proc.pid])
+    r = load(ferry.ports["submission"], "starttls", "loadgen", ferry.password, "load@bench.test",
+             connections, per_conn, messages)
+    if wait_delivered:
+        end = time.time() + 120
+        while ferry.count_log("delivery", next="Done") < r["accepted"] + ferry.delivered_before and time.time() < end:
+            time.sleep(0.1)
+        r["delivered"] = ferry.count_log("delivery", next="Done") - ferry.delivered_before
+        ferry.delivered_before += r["delivered"]
+        r["elapsed_s"] = max(r["elapsed_s"], 0.0)
+    r["cpu_s"] = cpu_seconds([ferry.proc.pid]) - cpu0
+    return r
+
+
+class SmtpSink:
+    def __init__(self):
+        self.port = free_port()
+        self.proc = subprocess.Popen(["/usr/sbin/smtp-sink", "-u", "root", f"127.0.0.1:{self.port}", "1024"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Postfix:
+    """Postfix as an authenticated submission relay: STARTTLS required,
+    Cyrus SASL (sasldb), OpenDKIM on a Unix socket signing RSA-2048, relaying
+    to the sink. Set up as the issue's notes say it must be on Debian."""
+
+    def __init__(self, sink_port, cert, key):
+        self.dir = tempfile.mkdtemp(prefix="postfix-bench-")
+        os.chmod(self.dir, 0o755)
+        d = self.dir
+        etc, self.etc = f"{d}/etc", f"{d}/etc"
+        for sub in ("etc/sasl", "queue", "data", "log", "dkim"):
+            os.makedirs(f"{d}/{sub}", exist_ok=True)
+        self.port = free_port()
+        shutil.copy(cert, f"{etc}/cert.pem")
+        shutil.copy(key, f"{etc}/key.pem")
+        os.chmod(f"{etc}/key.pem", 0o600)
+        with open(f"{etc}/main.cf", "w") as f:
+            f.write(f"""compatibility_level = 3.6
+queue_directory = {d}/queue
+data_directory = {d}/data
+myhostname = pf.bench.test
+mydomain = bench.test
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mydestination =
+alias_maps =
+alias_database =
+relayhost = [127.0.0.1]:{sink_port}
+smtpd_tls_cert_file = {etc}/cert.pem
+smtpd_tls_key_file = {etc}/key.pem
+smtpd_tls_security_level = encrypt
+smtpd_tls_auth_only = yes
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = cyrus
+smtpd_sasl_path = smtpd
+smtpd_sasl_local_domain = pf.bench.test
+smtpd_relay_restrictions = permit_sasl_authenticated, reject
+smtpd_milters = unix:{d}/dkim/opendkim.sock
+milter_default_action = tempfail
+smtp_tls_security_level = none
+maillog_file_prefixes = {d}/log
+maillog_file = {d}/log/postfix.log
+default_process_limit = 100
+smtpd_peername_lookup = no
+""")
+        with open(f"{etc}/master.cf", "w") as f:
+            f.write(f"""127.0.0.1:{self.port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+""")
+        with open(f"{etc}/sasl/smtpd.conf", "w") as f:
+            f.write(f"pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: {d}/sasldb2\n")
+        self.password = "bench-password"
+        subprocess.run(["saslpasswd2", "-f", f"{d}/sasldb2", "-c", "-p", "-u", "pf.bench.test", "loadgen"],
+                       input=self.password, text=True, check=True)
+        subprocess.run(["chown", "postfix", f"{d}/sasldb2"], check=True)
+        subprocess.run(["opendkim-genkey", "-b", "2048", "-d", "bench.test", "-s", "pf", "-D", f"{d}/dkim"], check=True)
+        with open(f"{d}/dkim/opendkim.conf", "w") as f:
+            f.write(f"""Socket local:{d}/dkim/opendkim.sock
+UMask 000
+Domain bench.test
+Selector pf
+KeyFile {d}/dkim/pf.private
+Mode s
+Canonicalization relaxed/relaxed
+SignatureAlgorithm rsa-sha256
+PidFile {d}/dkim/opendkim.pid
+Syslog no
+RequireSafeKeys false
+""")
+        subprocess.run(["chown", "postfix", f"{d}/data"], check=True)
+        subprocess.run(["/etc/postfix/post-install", f"config_directory={etc}", "meta_directory=/etc/postfix",
+                        "create-missing"], check=True, capture_output=True)
+        self.dkim = subprocess.Popen(["opendkim", "-f", "-x", f"{d}/dkim/opendkim.conf"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.time() + 20
+        while not os.path.exists(f"{d}/dkim/opendkim.sock") and time.time() < end:
+            time.sleep(0.05)
+        subprocess.run(["postfix", "-c", etc, "start"], check=True, capture_output=True)
+        wait_port(self.port)
+        with open(f"{d}/queue/pid/master.pid") as f:
+            self.master = int(f.read().strip())
+
+    def queue_empty(self):
+        out = subprocess.run(["postqueue", "-c", self.etc, "-p"], capture_output=True, text=True).stdout
+        return "Mail queue is empty" in out
+
+    def run(self, connections, per_conn, messages):
+        cpu0 = cpu_seconds([self.master, self.dkim.pid])
+        r = load(f"127.0.0.1:{self.port}", "starttls", "loadgen", self.password, "load@bench.test",
+                 connections, per_conn, messages)
+        end = time.time() + 120
+        while not self.queue_empty() and time.time() < end:
+            time.sleep(0.1)
+        r["cpu_s"] = cpu_seconds([self.master, self.dkim.pid]) - cpu0
+        return r
+
+    def stop(self):
+        subprocess.run(["postfix", "-c", self.etc, "stop"], capture_output=True)
+        self.dkim.terminate()
+        self.dkim.wait()
+        time.sleep(0.5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def summarize(name, runs, relay="ferry"):
+    rates = [r["accepted_per_s"] for r in runs]
+    cpu = [r["cpu_s"] / max(r["accepted"], 1) * 1000 for r in runs]
+    eod = [r["end_of_data_to_250"]["p99_ms"] for r in runs if r["end_of_data_to_250"]]
+    refused = sum(sum(r["refused"].values()) + sum(r["errors"].values()) for r in runs)
+    return {"scenario": name, "relay": relay, "msgs_per_s": statistics.median(rates), "min": min(rates), "max": max(rates),
+            "cpu_ms_per_msg": statistics.median(cpu), "p99_eod_ms": statistics.median(eod) if eod else None,
+            "failures": refused, "runs": runs}
+
+
+def repeat(fn):
+    return [fn() for _ in range(RUNS)]
+
+
+def idle_capacity():
+    ferry = Ferry("idle", dkim=None)
+    ferry.start()
+    try:
+        before = rss_kib(ferry.proc.pid)
+        p = subprocess.Popen([LOAD, "--target", ferry.ports["submissions"], "--user", "x", "--password", "x", "--from", "x@x",
+                              "--idle", str(IDLE_SESSIONS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             preexec_fn=raise_nofile)
+        line = p.stdout.readline()
+        opened = int(re.search(r"open (\d+)", line).group(1))
+        time.sleep(1)
+        after = rss_kib(ferry.proc.pid)
+        p.stdin.close()
+        p.wait(60)
+        return {"scenario": "6. idle TLS sessions", "relay": "ferry", "sessions": opened,
+                "rss_mib": after / 1024, "kib_per_session": (after - before) / max(opened, 1)}
+    finally:
+        ferry.stop()
+
+
+def main():
+    for binary in (FERRY, LOAD):
+        if not os.path.exists(binary):
+            sys.exit(f"{binary} is missing: run `make bench` (it builds the release binaries)")
+    rows = []
+    ferry = Ferry("s1")
+    ferry.start()
+    rows.append(summarize("1. 8×20, RSA DKIM, capture", repeat(lambda: ferry_run(ferry, 8, 20, 160))))
+    rows.append(summarize("1. 8×1 (new TLS+AUTH each), RSA", repeat(lambda: ferry_run(ferry, 8, 1, 80))))
+    ferry.stop()
+
+    sink = SmtpSink()
+    ferry = Ferry("s2", route=["--smarthost", f"127.0.0.1:{sink.port}"])
+    ferry.start()
+    ferry.delivered_before = 0
+    rows.append(summarize("2. 8×20, RSA, delivered to sink", repeat(lambda: ferry_run(ferry, 8, 20, 160, wait_delivered=True))))
+    ferry.stop()
+
+    ferry = Ferry("s3", dkim="ed25519")
+    ferry.start()
+    rows.append(summarize("3. 8×20, Ed25519 DKIM, capture", repeat(lambda: ferry_run(ferry, 8, 20, 160))))
+    ferry.stop()
+
+    rows.append({"scenario": "4. cluster (2 ingress + 1 delivery on Redis)", "relay": "ferry", "note": "not measured: the Redis backend is not built yet"})
+
+    try:
+        cert_dir = tempfile.mkdtemp()
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{cert_dir}/key.pem", "-out",
+                        f"{cert_dir}/cert.pem", "-days", "2", "-subj", "/CN=localhost"], check=True, capture_output=True)
+        postfix = Postfix(sink.port, f"{cert_dir}/cert.pem", f"{cert_dir}/key.pem")
+        try:
+            rows.append(summarize("5. Postfix 8×20, OpenDKIM RSA, to sink", repeat(lambda: postfix.run(8, 20, 160)), relay="postfix"))
+            rows.append(summarize("5. Postfix 8×1, OpenDKIM RSA, to sink", repeat(lambda: postfix.run(8, 1, 80)), relay="postfix"))
+        finally:
+            postfix.stop()
+    except Exception as e:  # the table says why instead of failing the whole bench
+        rows.append({"scenario": "5. Postfix", "relay": "postfix", "note": f"not measured: {e}"})
+    sink.stop()
+
+    rows.append(idle_capacity())
+    print_table(rows)
+    os.makedirs(os.path.join(ROOT, "target/bench"), exist_ok=True)
+    with open(os.path.join(ROOT, "target/bench/results.json"), "w") as f:
+        json.dump({"cpus": os.cpu_count(), "runs": RUNS, "rows": rows}, f, indent=1)
+
+
+def print_table(rows):
+    print(f"\nFerry bench — {os.cpu_count()} CPUs, {RUNS} runs per scenario, 10 KB messages, load generator on the same machine\n")
+    print(f"{'scenario':<44} {'msg/s (median)':>14} {'spread':>15} {'relay CPU ms/msg':>17} {'p99 EOD→250':>12}")
+    by = {r["scenario"]: r for r in rows}
+    for r in rows:
+        if "note" in r:
+            print(f"{r['scenario']:<44} {r['note']}")
+        elif "sessions" in r:
+            print(f"{r['scenario']:<44} {r['sessions']} sessions open, relay RSS {r['rss_mib']:.0f} MiB, {r['kib_per_session']:.1f} KiB per session")
+        else:
+            p99 = f"{r['p99_eod_ms']:.1f} ms" if r["p99_eod_ms"] is not None else "-"
+            fail = f"  ({r['failures']} refused/failed)" if r["failures"] else ""
+            print(f"{r['scenario']:<44} {r['msgs_per_s']:>14.1f} {r['min']:>7.1f}–{r['max']:<7.1f} {r['cpu_ms_per_msg']:>17.2f} {p99:>12}{fail}")
+    pf20 = by.get("5. Postfix 8×20, OpenDKIM RSA, to sink")
+    pf1 = by.get("5. Postfix 8×1, OpenDKIM RSA, to sink")
+    if pf20 and "msgs_per_s" in pf20:
+        print("\nFerry / Postfix (same run, same machine):")
+        for ferry_name, pf in [("1. 8×20, RSA DKIM, capture", pf20), ("2. 8×20, RSA, delivered to sink", pf20),
+                               ("1. 8×1 (new TLS+AUTH each), RSA", pf1)]:
+            f = by[ferry_name]
+            print(f"  {ferry_name:<42} {f['msgs_per_s'] / pf['msgs_per_s']:>5.1f}× msg/s, "
+                  f"{pf['cpu_ms_per_msg'] / max(f['cpu_ms_per_msg'], 1e-9):>5.1f}× less CPU per message")
+
+
+if __name__ == "__main__":
+    main()
