@@ -247,27 +247,14 @@ fn yearly_charge(
     let (before, after) = (excess_at(from), excess_at(to));
     let cost = h.terms.yearly_excess_cost(after).0 - h.terms.yearly_excess_cost(before).0;
     let any_allocation = tenants.iter().any(|t| alloc.get(t).is_some_and(|a| a.yearly.is_some()));
-    let mut weights: BTreeMap<String, u64> = tenants
-        .iter()
-        .map(|t| {
-            let scope = Scope::Tenant(t.clone());
-            let weight = if any_allocation {
-                let own = alloc.get(t).and_then(|a| a.yearly).unwrap_or(0);
-                let over = |at: u64| h.units(&scope, year.start_ms, at).saturating_sub(own);
-                over(to) - over(from)
-            } else {
-                h.units(&scope, from, to)
-            };
-            (t.clone(), weight)
-        })
-        .collect();
-    let by_use = !any_allocation || weights.values().all(|w| *w == 0);
-    if by_use && any_allocation {
-        weights = tenants
-            .iter()
-            .map(|t| (t.clone(), h.units(&Scope::Tenant(t.clone()), from, to)))
-            .collect();
-    }
+    let excess = |t: &String| {
+        let scope = Scope::Tenant(t.clone());
+        let own = alloc.get(t).and_then(|a| a.yearly).unwrap_or(0);
+        let over = |at: u64| h.units(&scope, year.start_ms, at).saturating_sub(own);
+        over(to) - over(from)
+    };
+    let usage = |t: &String| h.units(&Scope::Tenant(t.clone()), from, to);
+    let (weights, by_use) = weigh(tenants, any_allocation, excess, usage);
     split(
         crate::contract::Micros(cost).to_cents(),
         after - before,
@@ -296,12 +283,7 @@ fn peak_charge(
         .filter(|r| r.scope == Scope::Org && r.usage.units(h.terms.unit) > contracted)
         .map(|r| r.hour)
         .collect();
-    let weight = |t: &String, by_use: bool| -> u64 {
-        let own = if by_use {
-            0
-        } else {
-            alloc.get(t).and_then(|a| a.hourly).unwrap_or(0)
-        };
+    let excess_in_over_hours = |t: &String, own: u64| -> u64 {
         over_hours
             .iter()
             .map(|hour| {
@@ -310,20 +292,33 @@ fn peak_charge(
             })
             .sum()
     };
-    let mut weights: BTreeMap<String, u64> = tenants
-        .iter()
-        .map(|t| (t.clone(), weight(t, !any_allocation)))
-        .collect();
-    let by_use = !any_allocation || weights.values().all(|w| *w == 0);
-    if by_use && any_allocation {
-        weights = tenants.iter().map(|t| (t.clone(), weight(t, true))).collect();
-    }
+    let excess = |t: &String| excess_in_over_hours(t, alloc.get(t).and_then(|a| a.hourly).unwrap_or(0));
+    let usage = |t: &String| excess_in_over_hours(t, 0);
+    let (weights, by_use) = weigh(tenants, any_allocation, excess, usage);
     split(
         crate::contract::Micros(cost).to_cents(),
         after - before,
         weights,
         by_use,
     )
+}
+
+/// What each tenant's share of a cost is weighed by: its excess over its
+/// allocation when allocations exist, its use when none do or when nobody
+/// exceeded theirs. True in the second case.
+fn weigh(
+    tenants: &[String],
+    any_allocation: bool,
+    excess: impl Fn(&String) -> u64,
+    usage: impl Fn(&String) -> u64,
+) -> (BTreeMap<String, u64>, bool) {
+    if any_allocation {
+        let weights: BTreeMap<String, u64> = tenants.iter().map(|t| (t.clone(), excess(t))).collect();
+        if weights.values().any(|w| *w > 0) {
+            return (weights, false);
+        }
+    }
+    (tenants.iter().map(|t| (t.clone(), usage(t))).collect(), true)
 }
 
 /// Largest-remainder split of `cents` by `weights`.
