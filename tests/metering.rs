@@ -93,6 +93,17 @@ fn racing_sessions_raise_one_signed_alert_and_reports_count_every_message() {
         metrics.contains("ferry_messages_accepted_total{app=\"billing\",tenant=\"acme\"} 30"),
         "{metrics}"
     );
+    // Every message captured, every session closed.
+    wait_for("delivery and session metrics", Duration::from_secs(20), || {
+        let out = Command::new("curl")
+            .args(["--silent", "--fail", &metrics_url])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (text.contains("ferry_delivery_attempts_total{result=\"delivered\"} 40")
+            && text.contains("\nferry_sessions 0\n"))
+        .then_some(())
+    });
 
     ferry.stop();
     let report = report_json(&ferry);

@@ -27,6 +27,7 @@ pub struct DeliveryWorker {
     pub lease: Duration,
     pub concurrency: usize,
     pub wakeup: Arc<Notify>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How often the queue is looked at when nothing wakes the worker (retries
@@ -91,6 +92,14 @@ impl DeliveryWorker {
         let route = self.route_of(&message.tenant).await;
         for (hop, rcpts) in group(&message.pending(), &route) {
             let result = self.attempt(&hop, &route, &rcpts, &message).await;
+            for (_, answer) in &result.answers {
+                let kind = match answer {
+                    Answer::Delivered(_) => "delivered",
+                    Answer::Failed { .. } => "failed",
+                    Answer::Deferred(_) => "deferred",
+                };
+                self.metrics.deliveries.with_label_values(&[kind]).inc();
+            }
             apply(&mut message, result, self.clock.now_ms());
             // Answers are saved before anything else happens, so a recipient
             // that said 250 is never sent the message again.

@@ -114,8 +114,14 @@ impl Relay {
             ),
             None => None,
         };
+        let node_metrics = Arc::new(metrics::Metrics::new());
         let worker = if roles.delivery {
-            Some(delivery_worker(config, store.clone(), clock.clone())?)
+            Some(delivery_worker(
+                config,
+                store.clone(),
+                clock.clone(),
+                node_metrics.clone(),
+            )?)
         } else {
             None
         };
@@ -123,7 +129,6 @@ impl Relay {
         let wakeup = worker
             .as_ref()
             .map_or_else(|| Arc::new(Notify::new()), |w| w.wakeup.clone());
-        let node_metrics = Arc::new(metrics::Metrics::new());
         let parts = Parts {
             store: store.clone(),
             clock: clock.clone(),
@@ -137,6 +142,7 @@ impl Relay {
         let limits = Arc::new(SessionLimits::new(
             config.server.max_sessions,
             config.server.max_sessions_per_ip,
+            node_metrics.sessions.clone(),
         ));
         let mut relay = Relay {
             addresses: Vec::new(),
@@ -236,6 +242,7 @@ fn delivery_worker(
     config: &Config,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    node_metrics: Arc<metrics::Metrics>,
 ) -> Result<DeliveryWorker, StartError> {
     let d = &config.delivery;
     let limits = DestinationLimits {
@@ -274,6 +281,7 @@ fn delivery_worker(
         lease: Duration::from_secs(d.lease_secs),
         concurrency: d.concurrency,
         wakeup: Arc::new(Notify::new()),
+        metrics: node_metrics,
     })
 }
 

@@ -47,6 +47,8 @@ pub struct SessionLimits {
     node: Arc<Semaphore>,
     per_ip: usize,
     by_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// `ferry_sessions`: open sessions on this node.
+    open: prometheus::IntGauge,
 }
 
 /// Holds one session's place in the caps until dropped.
@@ -54,10 +56,12 @@ struct SessionSlot {
     _node: OwnedSemaphorePermit,
     ip: IpAddr,
     by_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    open: prometheus::IntGauge,
 }
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
+        self.open.dec();
         let mut map = self.by_ip.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = map.get_mut(&self.ip) {
             *n -= 1;
@@ -69,10 +73,11 @@ impl Drop for SessionSlot {
 }
 
 impl SessionLimits {
-    pub fn new(node: usize, per_ip: usize) -> Self {
+    pub fn new(node: usize, per_ip: usize, open: prometheus::IntGauge) -> Self {
         SessionLimits {
             node: Arc::new(Semaphore::new(node)),
             per_ip,
+            open,
             by_ip: Arc::default(),
         }
     }
@@ -91,10 +96,12 @@ impl SessionLimits {
             return None;
         }
         *count += 1;
+        self.open.inc();
         Some(SessionSlot {
             _node: node,
             ip,
             by_ip: self.by_ip.clone(),
+            open: self.open.clone(),
         })
     }
 }
