@@ -14,6 +14,8 @@ struct World {
     ferry: Ferry,
     tls_sink: Sink,
     plain_sink: Sink,
+    /// 127.0.0.5, MX of old.test: offers neither 8BITMIME nor SMTPUTF8.
+    seven_bit_sink: Sink,
     port: u16,
     _dns: Dns,
 }
@@ -34,6 +36,8 @@ fn records() -> Vec<String> {
         "--mx-host=plain.test,mx.plain.test,10",
         "--host-record=mx.plain.test,127.0.0.4",
         "--host-record=amx.test,127.0.0.3",
+        "--mx-host=old.test,mx.old.test,10",
+        "--host-record=mx.old.test,127.0.0.5",
         // A null MX (RFC 7505): preference 0, exchange ".".
         "--dns-rr=nullmx.test,15,000000",
     ]
@@ -44,7 +48,7 @@ fn records() -> Vec<String> {
 impl World {
     fn start(settings: &[(&str, &str)]) -> World {
         let dns = Dns::start(&records());
-        let port = free_port(&["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+        let port = free_port(&["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]);
         let mut ferry = Ferry::prepare(&[]);
         let tls_sink = Sink::start(
             &[format!("127.0.0.2:{port}"), format!("127.0.0.3:{port}")],
@@ -56,9 +60,17 @@ impl World {
                     "noreply@acme.test=550 5.1.1 nobody reads this".into(),
                 ],
                 slow: vec!["slow@d3.test".into()],
+                seven_bit: false,
             },
         );
         let plain_sink = Sink::start(&[format!("127.0.0.4:{port}")], SinkOptions::default());
+        let seven_bit_sink = Sink::start(
+            &[format!("127.0.0.5:{port}")],
+            SinkOptions {
+                seven_bit: true,
+                ..SinkOptions::default()
+            },
+        );
         let (resolver, port_text, ca) = (dns.address(), port.to_string(), ferry.pki.ca.display().to_string());
         let mut all: Vec<(&str, &str)> = vec![
             ("delivery.default_route", "mx"),
@@ -77,6 +89,7 @@ impl World {
             ferry,
             tls_sink,
             plain_sink,
+            seven_bit_sink,
             port,
             _dns: dns,
         }
@@ -325,4 +338,38 @@ fn a_tenant_smart_host_takes_all_its_mail() {
         "the smart host offers no STARTTLS; opportunistic TLS goes on without"
     );
     assert!(w.tls_sink.received_for("someone@dest.test").is_empty());
+}
+
+#[test]
+fn a_message_needing_8bitmime_or_smtputf8_bounces_from_a_peer_without_them() {
+    let w = World::start(&[]);
+    let mut smtp = Smtp::submission(w.ferry.submission.expect("submission"), &w.ferry.pki.ca_der);
+    assert!(smtp.auth_plain(USER, &w.ferry.password).starts_with("235"));
+    for (mail, rcpt, subject) in [
+        (format!("MAIL FROM:<{SENDER}> BODY=8BITMIME"), "eight@old.test", "Grüße"),
+        (format!("MAIL FROM:<{SENDER}> SMTPUTF8"), "jürgen@old.test", "utf8"),
+    ] {
+        assert!(smtp.cmd(&mail).starts_with("250"));
+        assert!(smtp.cmd(&format!("RCPT TO:<{rcpt}>")).starts_with("250"));
+        assert!(smtp.cmd("DATA").starts_with("354"));
+        smtp.send(format!("From: {SENDER}\r\nSubject: {subject}\r\n\r\nGrüße aus Zürich\r\n.\r\n").as_bytes());
+        assert!(smtp.read_reply().starts_with("250"));
+    }
+    let bounces = w.tls_sink.wait_for_rcpt(SENDER, 2);
+    let all: String = bounces
+        .iter()
+        .map(|b| b["data"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        all.contains("Final-Recipient: rfc822; eight@old.test\r\nAction: failed\r\nStatus: 5.6.3"),
+        "{all}"
+    );
+    assert!(
+        all.contains("Final-Recipient: rfc822; jürgen@old.test\r\nAction: failed\r\nStatus: 5.6.7"),
+        "{all}"
+    );
+    assert!(
+        w.seven_bit_sink.received().is_empty(),
+        "nothing was sent to the 7-bit peer"
+    );
 }

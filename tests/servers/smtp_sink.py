@@ -68,6 +68,7 @@ def main():
     p.add_argument("--reply", action="append", default=[], help="rcpt=CODE TEXT[:times]")
     p.add_argument("--slow", action="append", default=[], help="recipient whose DATA reply is delayed")
     p.add_argument("--slow-seconds", type=float, default=30)
+    p.add_argument("--seven-bit", action="store_true", help="offer neither 8BITMIME nor SMTPUTF8")
     args = p.parse_args()
     args.slow = [s.lower() for s in args.slow]
 
@@ -87,8 +88,8 @@ def main():
             server_hostname="sink.test",
             tls_context=tls,
             require_starttls=False,
-            enable_SMTPUTF8=True,
-            decode_data=False,
+            enable_SMTPUTF8=not args.seven_bit,
+            decode_data=args.seven_bit,
         )
         c.start()
         controllers.append(c)

@@ -101,6 +101,8 @@ pub struct SinkOptions<'a> {
     pub replies: Vec<String>,
     /// Recipients whose DATA reply is held back for a long time.
     pub slow: Vec<String>,
+    /// Offer neither 8BITMIME nor SMTPUTF8.
+    pub seven_bit: bool,
 }
 
 impl Sink {
@@ -121,6 +123,9 @@ impl Sink {
         }
         for s in &options.slow {
             command.arg("--slow").arg(s);
+        }
+        if options.seven_bit {
+            command.arg("--seven-bit");
         }
         let mut child = command
             .stdin(Stdio::piped())
