@@ -247,3 +247,28 @@ fn python_with_stdin(script: &str, input: &str) -> String {
     let out = child.wait_with_output().expect("python3");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[test]
+fn when_recipients_are_the_unit_the_recipient_past_a_cap_is_deferred_at_rcpt() {
+    let mut ferry = Ferry::prepare(&[("contract.unit", "recipients")]);
+    ferry.cli_ok(&["app", "cap", USER, "--per-hour", "3"]);
+    ferry.launch();
+    let mut smtp = Smtp::submission(ferry.submission.expect("submission"), &ferry.pki.ca_der);
+    assert!(smtp.auth_plain(USER, &ferry.password).starts_with("235"));
+    assert!(smtp.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
+    for i in 0..3 {
+        assert!(smtp.cmd(&format!("RCPT TO:<r{i}@example.net>")).starts_with("250"));
+    }
+    let fourth = smtp.cmd("RCPT TO:<r3@example.net>");
+    assert!(
+        fourth.starts_with("451 4.7.1") && fourth.contains("hourly cap of 3 recipients"),
+        "{fourth}"
+    );
+    assert!(smtp.cmd("DATA").starts_with("354"));
+    smtp.send(format!("From: {SENDER}\r\nSubject: three\r\n\r\nbody\r\n.\r\n").as_bytes());
+    assert!(smtp.read_reply().starts_with("250 2.0.0"));
+    ferry.stop();
+    let report = report_json(&ferry);
+    assert_eq!(report["unit"], "recipients");
+    assert_eq!(report["organisation"]["usage"]["recipients"], 3);
+}

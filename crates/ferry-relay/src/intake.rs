@@ -189,12 +189,14 @@ impl MessageIntake {
         .unwrap_or_default()
     }
 
-    /// At MAIL: is there room under the hard caps for one more message?
-    /// (The enqueue checks again, atomically, with the real counts.)
-    pub async fn cap_room(&self, tenant: &Tenant, app: &Application) -> Result<(), Reply> {
+    /// Is there room under the hard caps for one more message? (The enqueue
+    /// checks again, atomically, with the real counts.)
+    /// At MAIL (`units` 1), and at each RCPT when the contract counts
+    /// recipients (`units`: this transaction's recipients so far, this one included).
+    pub async fn cap_room(&self, tenant: &Tenant, app: &Application, units: u64) -> Result<(), Reply> {
         let usage = Usage {
             messages: 1,
-            recipients: 1,
+            recipients: units,
             bytes: 0,
         };
         let plan = metering::plan(&self.terms, &self.alerts, tenant, app, usage, self.clock.now_ms());
@@ -203,7 +205,7 @@ impl MessageIntake {
                 Ok(u) => u.units(plan.unit),
                 Err(_) => return Err(Reply::new(451, "4.3.0", "Temporary failure; try again later")),
             };
-            if used + 1 > cap.limit {
+            if used + usage.units(plan.unit) > cap.limit {
                 return Err(cap_reply(&cap.name, cap.temporary));
             }
         }

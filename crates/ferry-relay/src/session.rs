@@ -43,6 +43,8 @@ struct Connection {
     peer: SocketAddr,
     tls: Option<TlsInfo>,
     login: Option<Login>,
+    /// Recipients accepted in the current transaction.
+    recipients: u64,
 }
 
 /// Runs one SMTP session to its end. `implicit_tls` is set on RFC 8314 listeners.
@@ -58,6 +60,7 @@ pub async fn run(
         peer,
         tls: None,
         login: None,
+        recipients: 0,
     };
     if implicit_tls && !conn.start_tls(&ctx).await {
         return;
@@ -74,11 +77,14 @@ pub async fn run(
                 true
             }
             Action::Mail(request) => {
+                conn.recipients = 0;
                 session.mail_result(conn.check_sender(&ctx, &request.from).await);
                 true
             }
             Action::Rcpt(_) => {
-                session.rcpt_result(Ok(()));
+                let verdict = conn.check_recipient(&ctx).await;
+                conn.recipients += u64::from(verdict.is_ok());
+                session.rcpt_result(verdict);
                 true
             }
             Action::Message(envelope) => {
@@ -221,11 +227,25 @@ impl Connection {
         };
         self.sender_authorised(login, from)?;
         ctx.intake
-            .cap_room(&login.tenant, &login.app)
+            .cap_room(&login.tenant, &login.app, 1)
             .await
             .inspect_err(|reply| {
                 tracing::info!(peer = %self.peer, user = %login.app.username, reply = %reply, "hard cap reached");
             })
+    }
+
+    /// When the contract counts recipients, a recipient past a cap is
+    /// deferred at RCPT (451 4.7.1) rather than failing the whole message.
+    async fn check_recipient(&self, ctx: &SessionContext) -> Result<(), Reply> {
+        let Some(login) = &self.login else {
+            return Err(Reply::new(530, "5.7.0", "Authentication required"));
+        };
+        if ctx.intake.terms.unit != ferry_core::contract::Unit::Recipients {
+            return Ok(());
+        }
+        ctx.intake
+            .cap_room(&login.tenant, &login.app, self.recipients + 1)
+            .await
     }
 
     fn sender_authorised(&self, login: &Login, from: &str) -> Result<(), Reply> {
