@@ -272,3 +272,47 @@ fn when_recipients_are_the_unit_the_recipient_past_a_cap_is_deferred_at_rcpt() {
     assert_eq!(report["unit"], "recipients");
     assert_eq!(report["organisation"]["usage"]["recipients"], 3);
 }
+
+#[test]
+fn a_tenant_alert_is_also_mailed_to_its_contact() {
+    let mut ferry = Ferry::prepare(&[("alerts.yearly_percent", "100")]);
+    ferry.cli_ok(&[
+        "tenant",
+        "add",
+        "lab",
+        "--domain",
+        "lab.test",
+        "--contact",
+        "lab-admin@lab.test",
+    ]);
+    let out = ferry.cli_ok(&[
+        "app",
+        "add",
+        "lab-app",
+        "--tenant",
+        "lab",
+        "--from",
+        "a@lab.test",
+        "--allow",
+        "127.0.0.1",
+    ]);
+    let password = out
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("password")
+        .to_string();
+    ferry.cli_ok(&["tenant", "allocate", "lab", "--yearly", "1"]);
+    ferry.launch();
+    assert!(send_one(&ferry, "lab-app", &password, "a@lab.test", "the one").starts_with("250"));
+    let captured = ferry.wait_captured(2);
+    let alert_mail = captured
+        .iter()
+        .map(|(_, eml)| String::from_utf8_lossy(eml).into_owned())
+        .find(|eml| eml.contains("To: <lab-admin@lab.test>"))
+        .expect("an alert e-mail to the tenant's contact");
+    assert!(
+        alert_mail.contains("Subject: [Ferry] tenant lab: 100 % of the tenant's allocated yearly total of 1 messages"),
+        "{alert_mail}"
+    );
+    assert!(alert_mail.contains("Driven by: lab 100.0 %"), "{alert_mail}");
+}

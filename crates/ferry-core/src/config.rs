@@ -129,6 +129,8 @@ pub struct Alerts {
     pub webhook_secret: Option<String>,
     /// Longest wait between two delivery tries of one alert.
     pub retry_max_secs: u64,
+    /// E-mailed about organisation-wide alerts; a tenant's alerts go to its `--contact`.
+    pub organisation_contact: Option<String>,
 }
 
 impl Default for Alerts {
@@ -141,6 +143,7 @@ impl Default for Alerts {
             webhook_url: None,
             webhook_secret: None,
             retry_max_secs: 300,
+            organisation_contact: None,
         }
     }
 }

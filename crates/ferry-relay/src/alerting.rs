@@ -7,8 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::Clock;
+use ferry_core::clock::rfc5322_date;
 use ferry_core::metering::Alert;
-use ferry_store::Ledger;
+use ferry_core::usage::Scope;
+use ferry_core::{QueueId, QueuedMessage};
+use ferry_store::Store;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::watch;
@@ -21,12 +24,16 @@ pub struct Webhook {
 }
 
 pub struct AlertDispatcher {
-    pub ledger: Arc<dyn Ledger>,
+    pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub webhook: Option<Webhook>,
     pub retry_max: Duration,
     pub http: reqwest::Client,
+    /// From address and host name of alert e-mails.
+    pub hostname: String,
+    /// Who hears of organisation-wide alerts by e-mail (tenants' contacts hear of theirs).
+    pub organisation_contact: Option<String>,
 }
 
 const POLL: Duration = Duration::from_millis(500);
@@ -43,7 +50,7 @@ impl AlertDispatcher {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
             let now = self.clock.now_ms();
-            match self.ledger.outbox_due(now, 32).await {
+            match self.store.outbox_due(now, 32).await {
                 Ok(due) => {
                     for alert in due {
                         self.dispatch(alert).await;
@@ -83,6 +90,7 @@ impl AlertDispatcher {
                 drivers = %drivers.join(", "),
                 "charge-back alert"
             );
+            self.email(&alert, &drivers.join(", ")).await;
         }
         let now = self.clock.now_ms();
         let outcome = match &self.webhook {
@@ -90,7 +98,7 @@ impl AlertDispatcher {
             Some(hook) => self.post(hook, &alert).await,
         };
         let saved = match outcome {
-            Ok(()) => self.ledger.alert_delivered(&alert.id, now).await,
+            Ok(()) => self.store.alert_delivered(&alert.id, now).await,
             Err(why) => {
                 self.metrics
                     .alert_delivery_failures
@@ -98,11 +106,62 @@ impl AlertDispatcher {
                     .inc();
                 let delay = Duration::from_secs(1u64 << alert.attempts.min(16)).min(self.retry_max);
                 tracing::warn!(alert = %alert.id, error = %why, retry_in_secs = delay.as_secs(), "alert webhook failed; will retry");
-                self.ledger.alert_retry(&alert.id, now + delay.as_millis() as u64).await
+                self.store.alert_retry(&alert.id, now + delay.as_millis() as u64).await
             }
         };
         if let Err(e) = saved {
             tracing::error!(alert = %alert.id, error = %e, "cannot update the alert outbox");
+        }
+    }
+
+    /// An e-mail to whoever should hear of the alert, through Ferry's own
+    /// queue: the tenant's contact, or the organisation's for organisation
+    /// alerts. From the null sender, so a failure cannot bounce back.
+    async fn email(&self, alert: &Alert, drivers: &str) {
+        let (tenant, contact) = match &alert.scope {
+            Scope::Tenant(t) | Scope::App { tenant: t, .. } => match self.store.tenant(t).await {
+                Ok(Some(record)) => (t.clone(), record.contact),
+                _ => return,
+            },
+            Scope::Org => (
+                alert.drivers.first().map(|d| d.tenant.clone()).unwrap_or_default(),
+                self.organisation_contact.clone(),
+            ),
+        };
+        let Some(contact) = contact else { return };
+        let now = self.clock.now_ms();
+        let id = QueueId::generate();
+        let content = format!(
+            "From: Ferry alerts <postmaster@{host}>\r\nTo: <{contact}>\r\nSubject: [Ferry] {scope}: {threshold}\r\n\
+             Date: {date}\r\nMessage-ID: <{id}@{host}>\r\nAuto-Submitted: auto-generated\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\n\
+             {scope} has reached {value} {unit} ({threshold}; the threshold is {limit}).\r\n\
+             Driven by: {drivers}.\r\nAlert id: {alert_id}\r\n",
+            host = self.hostname,
+            scope = alert.scope,
+            threshold = alert.threshold,
+            date = rfc5322_date(now),
+            value = alert.value,
+            unit = alert.unit.name(),
+            limit = alert.limit,
+            alert_id = alert.id,
+        );
+        let message = QueuedMessage {
+            id,
+            tenant,
+            app: "ferry-alerts".into(),
+            mail_from: String::new(),
+            recipients: vec![contact.clone()],
+            received_ms: now,
+            attempts: 0,
+            eight_bit: false,
+            smtputf8: !contact.is_ascii(),
+            outcomes: Default::default(),
+            history: Vec::new(),
+            content: content.into_bytes(),
+        };
+        if let Err(e) = self.store.enqueue(message, None).await {
+            tracing::warn!(alert = %alert.id, error = %e, "cannot queue the alert e-mail");
         }
     }
 

@@ -166,7 +166,7 @@ impl Relay {
         }
         if roles.delivery {
             let dispatcher = alerting::AlertDispatcher {
-                ledger: store.clone(),
+                store: store.clone(),
                 clock: clock.clone(),
                 metrics: node_metrics.clone(),
                 webhook: config
@@ -177,6 +177,8 @@ impl Relay {
                     .map(|(url, secret)| alerting::Webhook { url, secret }),
                 retry_max: Duration::from_secs(config.alerts.retry_max_secs),
                 http: reqwest::Client::new(),
+                hostname: config.server.hostname.clone(),
+                organisation_contact: config.alerts.organisation_contact.clone(),
             };
             relay.tasks.push(tokio::spawn(dispatcher.run(draining.clone())));
         }
