@@ -167,22 +167,7 @@ fn the_charge_back_csv_parses_and_sums_to_the_total() {
         ("contract.currency", "CHF"),
     ]);
     ferry.cli_ok(&["tenant", "add", "lab", "--domain", "lab.test"]);
-    let lab = ferry.cli_ok(&[
-        "app",
-        "add",
-        "lab-app",
-        "--tenant",
-        "lab",
-        "--from",
-        "a@lab.test",
-        "--allow",
-        "127.0.0.1",
-    ]);
-    let lab = lab
-        .lines()
-        .find_map(|l| l.strip_prefix("password: "))
-        .expect("password")
-        .to_string();
+    let lab = ferry.add_app_in("lab", "lab-app", &["--from", "a@lab.test", "--allow", "127.0.0.1"]);
     ferry.launch();
     let billing = ferry.password.clone();
     for i in 0..9 {
@@ -285,22 +270,7 @@ fn a_tenant_alert_is_also_mailed_to_its_contact() {
         "--contact",
         "lab-admin@lab.test",
     ]);
-    let out = ferry.cli_ok(&[
-        "app",
-        "add",
-        "lab-app",
-        "--tenant",
-        "lab",
-        "--from",
-        "a@lab.test",
-        "--allow",
-        "127.0.0.1",
-    ]);
-    let password = out
-        .lines()
-        .find_map(|l| l.strip_prefix("password: "))
-        .expect("password")
-        .to_string();
+    let password = ferry.add_app_in("lab", "lab-app", &["--from", "a@lab.test", "--allow", "127.0.0.1"]);
     ferry.cli_ok(&["tenant", "allocate", "lab", "--yearly", "1"]);
     ferry.launch();
     assert!(send_one(&ferry, "lab-app", &password, "a@lab.test", "the one").starts_with("250"));

@@ -93,8 +93,7 @@ pub fn plan(terms: &Terms, alerts: &Alerts, tenant: &Tenant, app: &Application, 
     let year = terms.year_of(now_ms);
     let hour = Window::Hour(now_ms / HOUR_MS);
     let [org, tenant_scope, app_scope] = Scope::of_message(&tenant.name, &app.username);
-    let mut caps = cap_checks(&tenant_scope, &tenant.caps, terms.unit, year, now_ms);
-    caps.extend(cap_checks(&app_scope, &app.caps, terms.unit, year, now_ms));
+    let caps = caps(terms, tenant, app, now_ms);
     let minute_scopes = caps
         .iter()
         .filter(|c| matches!(c.window, Window::Minute(_)))
@@ -161,6 +160,15 @@ pub fn plan(terms: &Terms, alerts: &Alerts, tenant: &Tenant, app: &Application, 
         caps,
         thresholds,
     }
+}
+
+/// The hard caps of a tenant and one of its applications at `now_ms`.
+pub fn caps(terms: &Terms, tenant: &Tenant, app: &Application, now_ms: u64) -> Vec<CapCheck> {
+    let year = terms.year_of(now_ms);
+    let [_, tenant_scope, app_scope] = Scope::of_message(&tenant.name, &app.username);
+    let mut caps = cap_checks(&tenant_scope, &tenant.caps, terms.unit, year, now_ms);
+    caps.extend(cap_checks(&app_scope, &app.caps, terms.unit, year, now_ms));
+    caps
 }
 
 fn threshold(

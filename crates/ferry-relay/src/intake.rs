@@ -194,18 +194,19 @@ impl MessageIntake {
     /// At MAIL (`units` 1), and at each RCPT when the contract counts
     /// recipients (`units`: this transaction's recipients so far, this one included).
     pub async fn cap_room(&self, tenant: &Tenant, app: &Application, units: u64) -> Result<(), Reply> {
-        let usage = Usage {
+        // Only caps matter here: no thresholds or forecasts on the MAIL/RCPT path.
+        let wanted = Usage {
             messages: 1,
             recipients: units,
             bytes: 0,
-        };
-        let plan = metering::plan(&self.terms, &self.alerts, tenant, app, usage, self.clock.now_ms());
-        for cap in &plan.caps {
+        }
+        .units(self.terms.unit);
+        for cap in metering::caps(&self.terms, tenant, app, self.clock.now_ms()) {
             let used = match self.store.usage(&cap.scope, cap.window).await {
-                Ok(u) => u.units(plan.unit),
+                Ok(u) => u.units(self.terms.unit),
                 Err(_) => return Err(Reply::new(451, "4.3.0", "Temporary failure; try again later")),
             };
-            if used + usage.units(plan.unit) > cap.limit {
+            if used + wanted > cap.limit {
                 return Err(cap_reply(&cap.name, cap.temporary));
             }
         }

@@ -93,16 +93,9 @@ impl Ferry {
             submissions: None,
             admin: None,
             password: String::new(),
-            settings: settings
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        format!("FERRY__{}", k.replace('.', "__").to_ascii_uppercase()),
-                        v.to_string(),
-                    )
-                })
-                .collect(),
+            settings: Vec::new(),
         };
+        ferry.set(settings);
         ferry.write_config();
         ferry.cli_ok(&["tenant", "add", TENANT, "--domain", DOMAIN]);
         ferry.password = ferry.add_app(USER, &["--from", SENDER, "--allow", "127.0.0.0/8"]);
@@ -175,7 +168,12 @@ impl Ferry {
 
     /// Adds an application and returns its password.
     pub fn add_app(&self, username: &str, args: &[&str]) -> String {
-        let mut all = vec!["app", "add", username, "--tenant", TENANT];
+        self.add_app_in(TENANT, username, args)
+    }
+
+    /// Adds an application to `tenant` and returns its password.
+    pub fn add_app_in(&self, tenant: &str, username: &str, args: &[&str]) -> String {
+        let mut all = vec!["app", "add", username, "--tenant", tenant];
         all.extend_from_slice(args);
         let out = self.cli_ok(&all);
         out.lines()

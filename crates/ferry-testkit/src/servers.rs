@@ -10,6 +10,16 @@ use std::time::Duration;
 
 use crate::wait_for;
 
+/// A child process that is killed (and reaped) when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A port free on every one of `ips` right now.
 pub fn free_port(ips: &[&str]) -> u16 {
     wait_for("a port free on all addresses", Duration::from_secs(10), || {
@@ -26,7 +36,7 @@ pub fn free_port(ips: &[&str]) -> u16 {
 
 /// dnsmasq, authoritative for `.test`, with the records given as its options.
 pub struct Dns {
-    child: Child,
+    _child: Process,
     pub port: u16,
 }
 
@@ -62,7 +72,10 @@ impl Dns {
             }
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         });
-        Dns { child, port }
+        Dns {
+            _child: Process(child),
+            port,
+        }
     }
 
     pub fn address(&self) -> String {
@@ -78,16 +91,9 @@ fn dnsmasq() -> &'static str {
     }
 }
 
-impl Drop for Dns {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A receiving SMTP server (see `tests/servers/smtp_sink.py`).
 pub struct Sink {
-    child: Child,
+    _child: Process,
     pub record: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -138,7 +144,7 @@ impl Sink {
         BufReader::new(stdout).read_line(&mut line).expect("sink output");
         assert_eq!(line.trim(), "ready", "the SMTP sink did not start");
         Sink {
-            child,
+            _child: Process(child),
             record,
             _dir: dir,
         }
@@ -169,16 +175,9 @@ impl Sink {
     }
 }
 
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// An HTTP receiver for alert webhooks (see `tests/servers/webhook.py`).
 pub struct WebhookReceiver {
-    child: Child,
+    _child: Process,
     pub url: String,
     record: PathBuf,
     _dir: tempfile::TempDir,
@@ -206,7 +205,7 @@ impl WebhookReceiver {
             .expect("receiver output");
         let port = line.trim().strip_prefix("ready ").expect("ready line").to_string();
         WebhookReceiver {
-            child,
+            _child: Process(child),
             url: format!("http://127.0.0.1:{port}/alerts"),
             record,
             _dir: dir,
@@ -223,17 +222,10 @@ impl WebhookReceiver {
     }
 }
 
-impl Drop for WebhookReceiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A real clamd on a free loopback port, with a test signature database
 /// (EICAR) written by the harness: no download.
 pub struct Clamd {
-    child: Child,
+    _child: Process,
     pub address: String,
     _dir: tempfile::TempDir,
 }
@@ -279,17 +271,10 @@ impl Clamd {
             buf[..n].starts_with(b"PONG").then_some(())
         });
         Clamd {
-            child,
+            _child: Process(child),
             address: format!("127.0.0.1:{port}"),
             _dir: dir,
         }
-    }
-}
-
-impl Drop for Clamd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
