@@ -10,6 +10,7 @@ command -v python3 >/dev/null || need+=(python3)
 [ -x /usr/sbin/dnsmasq ] || command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 [ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
 command -v rspamd >/dev/null || need+=(rspamd)
+command -v redis-server >/dev/null || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing ${need[*]}: run as root or install them" >&2

@@ -267,8 +267,47 @@ impl Default for Auth {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Store {
+    pub backend: StoreBackend,
     /// The embedded store's file; default `<data_dir>/ferry.redb`.
     pub path: Option<PathBuf>,
+    pub redis: RedisStore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// One file, one process: the single-machine default.
+    #[default]
+    Embedded,
+    /// A Redis server shared by every node of a cluster.
+    Redis,
+}
+
+/// The Redis backend (`store.backend = "redis"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisStore {
+    /// `redis://[user:password@]host:port/db` (or `rediss://` for TLS).
+    pub url: String,
+    /// Every key starts with this, so several deployments can share a server.
+    pub key_prefix: String,
+    /// Before answering 250, wait until this many replicas have the write
+    /// (Redis `WAIT`); 0 trusts the primary alone (with `appendfsync always`
+    /// the primary has synced the write before it answers).
+    pub wait_replicas: u32,
+    /// How long to wait for those replicas; past it the client gets 451.
+    pub wait_timeout_ms: u64,
+}
+
+impl Default for RedisStore {
+    fn default() -> Self {
+        RedisStore {
+            url: "redis://127.0.0.1:6379/".into(),
+            key_prefix: "ferry".into(),
+            wait_replicas: 0,
+            wait_timeout_ms: 1_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -465,6 +504,18 @@ impl Config {
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(invalid(key, "must be greater than 0"));
+        }
+        if self.store.redis.key_prefix.is_empty() || self.store.redis.key_prefix.contains(char::is_whitespace) {
+            return Err(invalid("store.redis.key_prefix", "must be a non-empty word"));
+        }
+        if self.store.backend == StoreBackend::Redis
+            && self.store.redis.wait_replicas > 0
+            && self.store.redis.wait_timeout_ms == 0
+        {
+            return Err(invalid(
+                "store.redis.wait_timeout_ms",
+                "must be greater than 0 when store.redis.wait_replicas is set",
+            ));
         }
         if self.smtp.command_timeout_secs < 1 || self.smtp.data_timeout_secs < 1 {
             return Err(invalid(

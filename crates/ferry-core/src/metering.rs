@@ -265,6 +265,35 @@ pub struct AppShare {
     pub share: f64,
 }
 
+/// Who drove a crossing: the tenants (with their applications) among
+/// `apps` (tenant, application, units counted in the window), largest first,
+/// with their shares of the scope's `total`.
+pub fn drivers(total: u64, apps: impl IntoIterator<Item = (String, String, u64)>) -> Vec<Driver> {
+    let total = total.max(1) as f64;
+    let mut by_tenant: std::collections::BTreeMap<String, Driver> = std::collections::BTreeMap::new();
+    for (tenant, application, units) in apps {
+        let driver = by_tenant.entry(tenant.clone()).or_insert_with(|| Driver {
+            tenant,
+            units: 0,
+            share: 0.0,
+            applications: vec![],
+        });
+        driver.units += units;
+        driver.applications.push(AppShare {
+            application,
+            units,
+            share: units as f64 / total,
+        });
+    }
+    let mut out: Vec<Driver> = by_tenant.into_values().collect();
+    for d in &mut out {
+        d.share = d.units as f64 / total;
+        d.applications.sort_by_key(|a| std::cmp::Reverse(a.units));
+    }
+    out.sort_by(|a, b| b.units.cmp(&a.units).then_with(|| a.tenant.cmp(&b.tenant)));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! message (see [`apply_metering`]).
 
 use ferry_core::contract::{ContractYear, Unit};
-use ferry_core::metering::{Alert, AppShare, Driver, Metering, Threshold, Window};
+use ferry_core::metering::{Alert, Driver, Metering, Threshold, Window};
 use ferry_core::usage::{Scope, Usage};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
@@ -178,49 +178,29 @@ fn raise_if_crossed(txn: &WriteTransaction, m: &Metering, t: &Threshold) -> Resu
     Ok(())
 }
 
-/// The tenants (with their applications) counted in `window` under `scope`,
-/// largest first, with their shares of the scope's units.
+/// The applications counted in `window` under `scope`, as drivers of a crossing.
 fn drivers(txn: &WriteTransaction, window: Window, scope: &Scope, unit: Unit) -> Result<Vec<Driver>> {
     let counters = txn.open_table(COUNTERS).map_err(backend)?;
     let (kind, period) = window.code();
-    let total = read_counter(&counters, window, scope)?.units(unit).max(1);
+    let total = read_counter(&counters, window, scope)?.units(unit);
     let prefix = match scope {
         Scope::Tenant(t) => format!("a:{t}/"),
         _ => "a:".to_string(),
     };
-    let mut by_tenant: std::collections::BTreeMap<String, Driver> = std::collections::BTreeMap::new();
+    let mut apps = Vec::new();
     for entry in counters
         .range((kind, period, prefix.as_str())..(kind, period, "a;"))
         .map_err(backend)?
     {
         let (key, value) = entry.map_err(backend)?;
-        let Some(Scope::App { tenant, app }) = Scope::parse(key.value().2) else {
-            continue;
-        };
         if !key.value().2.starts_with(&prefix) {
             break;
         }
-        let units = to_usage(value.value()).units(unit);
-        let driver = by_tenant.entry(tenant.clone()).or_insert_with(|| Driver {
-            tenant,
-            units: 0,
-            share: 0.0,
-            applications: vec![],
-        });
-        driver.units += units;
-        driver.applications.push(AppShare {
-            application: app,
-            units,
-            share: units as f64 / total as f64,
-        });
+        if let Some(Scope::App { tenant, app }) = Scope::parse(key.value().2) {
+            apps.push((tenant, app, to_usage(value.value()).units(unit)));
+        }
     }
-    let mut out: Vec<Driver> = by_tenant.into_values().collect();
-    for d in &mut out {
-        d.share = d.units as f64 / total as f64;
-        d.applications.sort_by_key(|a| std::cmp::Reverse(a.units));
-    }
-    out.sort_by(|a, b| b.units.cmp(&a.units).then_with(|| a.tenant.cmp(&b.tenant)));
-    Ok(out)
+    Ok(ferry_core::metering::drivers(total, apps))
 }
 
 pub(crate) fn peak(txn: &redb::ReadTransaction, scope: &Scope, year: ContractYear) -> Result<Option<(u64, u64)>> {

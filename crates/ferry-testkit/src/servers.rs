@@ -353,3 +353,60 @@ impl Drop for Rspamd {
         let _ = self.child.wait();
     }
 }
+
+/// A real redis-server on a free loopback port, persisting to its own
+/// directory with `appendfsync always` (every write synced before it is
+/// answered), as Ferry's documentation asks of production.
+pub struct Redis {
+    child: Option<Process>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port(&["127.0.0.1"]);
+        let mut redis = Redis { child: None, port, dir };
+        redis.launch();
+        redis
+    }
+
+    /// `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn launch(&mut self) {
+        let mut child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (apt-get install redis-server)");
+        let port = self.port;
+        wait_for("redis-server to answer PING", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("redis-server exited: {status}");
+            }
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            use std::io::{Read, Write};
+            s.write_all(b"PING\r\n").ok()?;
+            let mut buf = [0u8; 16];
+            let n = s.read(&mut buf).ok()?;
+            buf[..n].starts_with(b"+PONG").then_some(())
+        });
+        self.child = Some(Process(child));
+    }
+
+    /// SIGKILL and start again on the same port and files: what was
+    /// acknowledged must still be there.
+    pub fn restart_after_kill(&mut self) {
+        self.child = None;
+        self.launch();
+    }
+}

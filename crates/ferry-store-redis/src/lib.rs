@@ -1,0 +1,581 @@
+//! The Redis backend: the store every node of a cluster shares, so ingress
+//! and delivery nodes keep nothing of their own and any of them may die.
+//!
+//! Layout:
+//! - [`RedisStore`]: the connection and the store traits over it.
+//! - `plan`: a message's metering plan, turned into the keys and fields
+//!   the enqueue script works on.
+//! - `lua/`: the scripts that make each multi-key change atomic (Redis runs
+//!   a script alone): enqueue with its metering, lease, record, directory
+//!   writes, alert state.
+//!
+//! Keys, all under `store.redis.key_prefix` (`P` here):
+//! - `P:tenants`, `P:apps`, `P:dkim`: hashes of JSON records by name.
+//! - `P:msg:{id}`: one message: `e` its envelope (JSON), `b` its content.
+//! - `P:due`: message ids by due time (ms). A lease moves a message's due
+//!   time to the lease's end, so a node that dies with it loses nothing.
+//! - `P:c:{window}:{period}`: a counting window (0 minute, 1 hour, 2 year),
+//!   fields `{scope}|m`, `|r`, `|b` (messages, recipients, bytes).
+//! - `P:hours`: the hours that have counts; `P:peak:{year start}`: scope →
+//!   `"{hour} {units}"`, the year's peak hour.
+//! - `P:alert:{id}`, with `P:alert_times` (by time raised) and `P:outbox`
+//!   (undelivered, by due time).
+//!
+//! The scripts name keys they were not passed, so this is a backend for one
+//! Redis server (with or without replicas), not for Redis Cluster.
+//!
+//! What a 250 promises is the server's configuration plus
+//! `store.redis.wait_replicas`: with `appendonly yes` and `appendfsync
+//! always` the primary has written and fsynced the message before it
+//! answers (Redis syncs once per event-loop turn, so concurrent sessions
+//! share one fsync: group commit); with `everysec` up to a second of
+//! acknowledged mail can be lost with the machine; `wait_replicas = n`
+//! also waits until n replicas have received it.
+
+mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ferry_core::contract::ContractYear;
+use ferry_core::dkim::DkimKeyRecord;
+use ferry_core::metering::{Alert, Metering, Window};
+use ferry_core::usage::{HourUsage, Scope, Usage};
+use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
+use ferry_store::{Directory, Ledger, Next, Queue, QueueEntry, Result, StoreError};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+
+use crate::plan::Keys;
+
+/// The Redis store. Cheap to clone: clones share one multiplexed connection
+/// that reconnects by itself.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Arc<Keys>,
+    scripts: Arc<Scripts>,
+    /// (replicas, timeout ms) for `WAIT` after each durable write.
+    wait: Option<(u32, u64)>,
+}
+
+struct Scripts {
+    enqueue: Script,
+    lease: Script,
+    record: Script,
+    put: Script,
+    rescore: Script,
+    alert: Script,
+}
+
+/// How the store reaches its server.
+#[derive(Debug, Clone)]
+pub struct Connection<'a> {
+    pub url: &'a str,
+    pub key_prefix: &'a str,
+    pub wait_replicas: u32,
+    pub wait_timeout_ms: u64,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("corrupt {what} in redis: {e}"))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own plain data types cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(what, e))
+}
+
+impl RedisStore {
+    /// Connects and checks the server answers; warns when its persistence
+    /// settings promise less than "synced before 250".
+    pub async fn connect(c: Connection<'_>) -> Result<RedisStore> {
+        let client = redis::Client::open(c.url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_number_of_retries(3);
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(unavailable)?;
+        let store = RedisStore {
+            conn,
+            keys: Arc::new(Keys::new(c.key_prefix)),
+            scripts: Arc::new(Scripts {
+                enqueue: Script::new(include_str!("lua/enqueue.lua")),
+                lease: Script::new(include_str!("lua/lease.lua")),
+                record: Script::new(include_str!("lua/record.lua")),
+                put: Script::new(include_str!("lua/put.lua")),
+                rescore: Script::new(include_str!("lua/rescore.lua")),
+                alert: Script::new(include_str!("lua/alert.lua")),
+            }),
+            wait: (c.wait_replicas > 0).then_some((c.wait_replicas, c.wait_timeout_ms)),
+        };
+        store.check_persistence().await?;
+        Ok(store)
+    }
+
+    async fn check_persistence(&self) -> Result<()> {
+        let settings: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("append*")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        let get = |name: &str| {
+            settings
+                .chunks(2)
+                .find(|kv| kv[0] == name)
+                .and_then(|kv| kv.get(1))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (aof, fsync) = (get("appendonly"), get("appendfsync"));
+        if aof != "yes" || fsync != "always" {
+            tracing::warn!(
+                appendonly = %aof,
+                appendfsync = %fsync,
+                "the Redis server does not fsync each write before answering: a crash of its machine can lose mail already acknowledged with 250; set appendonly yes and appendfsync always (or store.redis.wait_replicas)"
+            );
+        }
+        Ok(())
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        cmd.query_async(&mut self.conn()).await.map_err(unavailable)
+    }
+
+    /// Waits for the configured replicas to have every write made so far.
+    async fn replicated(&self) -> Result<()> {
+        let Some((replicas, timeout_ms)) = self.wait else {
+            return Ok(());
+        };
+        let acked: u32 = self.query(redis::cmd("WAIT").arg(replicas).arg(timeout_ms)).await?;
+        if acked < replicas {
+            return Err(StoreError::Unavailable(format!(
+                "redis: {acked} of {replicas} replicas confirmed the write within {timeout_ms} ms"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates or replaces a directory record; see `lua/put.lua`.
+    async fn put(
+        &self,
+        hash: &str,
+        name: &str,
+        json: Vec<u8>,
+        create: bool,
+        parent: Option<(&str, &str)>,
+    ) -> Result<i64> {
+        let mut invocation = self.scripts.put.key(hash);
+        if let Some((parent_hash, _)) = parent {
+            invocation.key(parent_hash);
+        }
+        invocation
+            .arg(name)
+            .arg(json)
+            .arg(if create { "create" } else { "update" })
+            .arg(parent.map_or("", |(_, field)| field));
+        let outcome = invocation.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
+        self.replicated().await?;
+        Ok(outcome)
+    }
+
+    async fn record_of<T: serde::de::DeserializeOwned>(&self, hash: &str, name: &str) -> Result<Option<T>> {
+        let bytes: Option<Vec<u8>> = self.query(redis::cmd("HGET").arg(hash).arg(name)).await?;
+        bytes.map(|b| decode(hash, &b)).transpose()
+    }
+
+    async fn records<T: serde::de::DeserializeOwned>(&self, hash: &str) -> Result<Vec<T>> {
+        let all: Vec<(String, Vec<u8>)> = self.query(redis::cmd("HGETALL").arg(hash)).await?;
+        let mut out = Vec::with_capacity(all.len());
+        for (_, bytes) in all {
+            out.push(decode(hash, &bytes)?);
+        }
+        Ok(out)
+    }
+
+    async fn load_alerts(&self, ids: Vec<String>) -> Result<Vec<Alert>> {
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HGETALL").arg(self.keys.alert(id));
+        }
+        let raw: Vec<Vec<(String, Vec<u8>)>> = pipe.query_async(&mut self.conn()).await.map_err(unavailable)?;
+        raw.into_iter()
+            .filter(|fields| !fields.is_empty())
+            .map(plan::alert_from_fields)
+            .collect()
+    }
+}
+
+fn created(outcome: i64, what: &str, name: &str) -> Result<()> {
+    match outcome {
+        1 => Ok(()),
+        -1 => Err(StoreError::NotFound(what.to_string())),
+        _ => Err(StoreError::AlreadyExists(name.to_string())),
+    }
+}
+
+fn updated(outcome: i64, what: &str) -> Result<()> {
+    match outcome {
+        1 => Ok(()),
+        _ => Err(StoreError::NotFound(what.to_string())),
+    }
+}
+
+#[async_trait]
+impl Directory for RedisStore {
+    async fn create_tenant(&self, tenant: Tenant) -> Result<()> {
+        let outcome = self
+            .put(&self.keys.tenants, &tenant.name, encode(&tenant), true, None)
+            .await?;
+        created(outcome, "", &format!("tenant {}", tenant.name))
+    }
+    async fn update_tenant(&self, tenant: Tenant) -> Result<()> {
+        let outcome = self
+            .put(&self.keys.tenants, &tenant.name, encode(&tenant), false, None)
+            .await?;
+        updated(outcome, &format!("tenant {}", tenant.name))
+    }
+    async fn tenant(&self, name: &str) -> Result<Option<Tenant>> {
+        self.record_of(&self.keys.tenants, name).await
+    }
+    async fn tenants(&self) -> Result<Vec<Tenant>> {
+        let mut all: Vec<Tenant> = self.records(&self.keys.tenants).await?;
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+    async fn create_app(&self, app: Application) -> Result<()> {
+        let parent = Some((self.keys.tenants.as_str(), app.tenant.as_str()));
+        let outcome = self
+            .put(&self.keys.apps, &app.username, encode(&app), true, parent)
+            .await?;
+        created(
+            outcome,
+            &format!("tenant {}", app.tenant),
+            &format!("application {}", app.username),
+        )
+    }
+    async fn update_app(&self, app: Application) -> Result<()> {
+        let parent = Some((self.keys.tenants.as_str(), app.tenant.as_str()));
+        match self
+            .put(&self.keys.apps, &app.username, encode(&app), false, parent)
+            .await?
+        {
+            -1 => Err(StoreError::NotFound(format!("tenant {}", app.tenant))),
+            outcome => updated(outcome, &format!("application {}", app.username)),
+        }
+    }
+    async fn app(&self, username: &str) -> Result<Option<Application>> {
+        self.record_of(&self.keys.apps, username).await
+    }
+    async fn apps(&self, tenant: Option<&str>) -> Result<Vec<Application>> {
+        let mut all: Vec<Application> = self.records(&self.keys.apps).await?;
+        all.retain(|a| tenant.is_none_or(|t| t == a.tenant));
+        all.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(all)
+    }
+    async fn put_dkim_key(&self, key: DkimKeyRecord) -> Result<()> {
+        let name = format!("{}/{}", key.domain, key.selector);
+        self.query::<()>(redis::cmd("HSET").arg(&self.keys.dkim).arg(name).arg(encode(&key)))
+            .await?;
+        self.replicated().await
+    }
+    async fn dkim_keys(&self) -> Result<Vec<DkimKeyRecord>> {
+        let mut all: Vec<DkimKeyRecord> = self.records(&self.keys.dkim).await?;
+        all.sort_by(|a, b| (&a.domain, &a.selector).cmp(&(&b.domain, &b.selector)));
+        Ok(all)
+    }
+}
+
+#[async_trait]
+impl Queue for RedisStore {
+    async fn enqueue(&self, message: QueuedMessage, metering: Option<Metering>) -> Result<()> {
+        let id = message.id.as_str();
+        let plan = metering.as_ref().map(|m| self.keys.plan(m));
+        let refused: usize = self
+            .scripts
+            .enqueue
+            .key(self.keys.message(id))
+            .key(&self.keys.due)
+            .arg(id)
+            .arg(message.received_ms)
+            .arg(encode(&message))
+            .arg(message.content.as_slice())
+            .arg(plan.as_ref().map(encode).unwrap_or_default())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        if let Some(cap) = refused.checked_sub(1).and_then(|i| metering.as_ref()?.caps.get(i)) {
+            return Err(StoreError::CapReached {
+                name: cap.name.clone(),
+                temporary: cap.temporary,
+            });
+        }
+        self.replicated().await
+    }
+
+    async fn lease(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<QueuedMessage>> {
+        let raw: Vec<Vec<u8>> = self
+            .scripts
+            .lease
+            .key(&self.keys.due)
+            .arg(now_ms)
+            .arg(now_ms.saturating_add(lease_ms))
+            .arg(max)
+            .arg(self.keys.message(""))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        raw.chunks_exact(3)
+            .map(|m| {
+                let mut message: QueuedMessage = decode("envelope", &m[1])?;
+                message.content = m[2].clone();
+                Ok(message)
+            })
+            .collect()
+    }
+
+    async fn record(&self, message: &QueuedMessage, next: Next) -> Result<()> {
+        let id = message.id.as_str();
+        let mut saved = message.clone();
+        saved.content = Vec::new();
+        let (mode, due) = match next {
+            Next::Done => ("done", 0),
+            Next::RetryAt(due) => {
+                saved.attempts += 1;
+                ("retry", due)
+            }
+            Next::Continue => ("continue", 0),
+        };
+        let found: i64 = self
+            .scripts
+            .record
+            .key(self.keys.message(id))
+            .key(&self.keys.due)
+            .arg(id)
+            .arg(mode)
+            .arg(encode(&saved))
+            .arg(due)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        if found == 0 {
+            return Err(StoreError::NotFound(format!("message {id}")));
+        }
+        self.replicated().await
+    }
+
+    async fn get(&self, id: &QueueId) -> Result<Option<QueuedMessage>> {
+        let (envelope, content): (Option<Vec<u8>>, Option<Vec<u8>>) = self
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.keys.message(id.as_str()))
+                    .arg("e")
+                    .arg("b"),
+            )
+            .await?;
+        let Some(envelope) = envelope else { return Ok(None) };
+        let mut message: QueuedMessage = decode("envelope", &envelope)?;
+        message.content = content.unwrap_or_default();
+        Ok(Some(message))
+    }
+
+    async fn list(&self, limit: usize) -> Result<Vec<QueueEntry>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let due: Vec<(String, u64)> = self
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(&self.keys.due)
+                    .arg(0)
+                    .arg(limit - 1)
+                    .arg("WITHSCORES"),
+            )
+            .await?;
+        let mut pipe = redis::pipe();
+        for (id, _) in &due {
+            let key = self.keys.message(id);
+            pipe.cmd("HGET").arg(&key).arg("e").cmd("HSTRLEN").arg(&key).arg("b");
+        }
+        let details: Vec<Value> = pipe.query_async(&mut self.conn()).await.map_err(unavailable)?;
+        let mut out = Vec::with_capacity(due.len());
+        for ((_, due_ms), pair) in due.into_iter().zip(details.chunks_exact(2)) {
+            let envelope: Option<Vec<u8>> =
+                redis::from_redis_value_ref(&pair[0]).map_err(|e| corrupt("envelope", e))?;
+            let size: usize = redis::from_redis_value_ref(&pair[1]).map_err(|e| corrupt("content", e))?;
+            if let Some(envelope) = envelope {
+                out.push(QueueEntry {
+                    message: decode("envelope", &envelope)?,
+                    due_ms,
+                    size,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn retry_now(&self, id: &QueueId, now_ms: u64) -> Result<()> {
+        let found: i64 = self
+            .scripts
+            .rescore
+            .key(&self.keys.due)
+            .arg(id.as_str())
+            .arg(now_ms)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        if found == 0 {
+            return Err(StoreError::NotFound(format!("message {id}")));
+        }
+        self.replicated().await
+    }
+
+    async fn complete(&self, id: &QueueId) -> Result<()> {
+        redis::pipe()
+            .atomic()
+            .cmd("DEL")
+            .arg(self.keys.message(id.as_str()))
+            .ignore()
+            .cmd("ZREM")
+            .arg(&self.keys.due)
+            .arg(id.as_str())
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        self.replicated().await
+    }
+
+    async fn depth(&self) -> Result<usize> {
+        self.query(redis::cmd("ZCARD").arg(&self.keys.due)).await
+    }
+}
+
+#[async_trait]
+impl Ledger for RedisStore {
+    async fn usage(&self, scope: &Scope, window: Window) -> Result<Usage> {
+        let field = scope.key();
+        let (messages, recipients, bytes): (Option<u64>, Option<u64>, Option<u64>) = self
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.keys.counter(window))
+                    .arg(format!("{field}|m"))
+                    .arg(format!("{field}|r"))
+                    .arg(format!("{field}|b")),
+            )
+            .await?;
+        Ok(Usage {
+            messages: messages.unwrap_or(0),
+            recipients: recipients.unwrap_or(0),
+            bytes: bytes.unwrap_or(0),
+        })
+    }
+
+    async fn hours(&self, from_hour: u64, to_hour: u64) -> Result<Vec<HourUsage>> {
+        if to_hour <= from_hour {
+            return Ok(Vec::new());
+        }
+        let hours: Vec<u64> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&self.keys.hours)
+                    .arg(from_hour)
+                    .arg(format!("({to_hour}")),
+            )
+            .await?;
+        let mut pipe = redis::pipe();
+        for hour in &hours {
+            pipe.cmd("HGETALL").arg(self.keys.counter(Window::Hour(*hour)));
+        }
+        let counts: Vec<Vec<(String, u64)>> = pipe.query_async(&mut self.conn()).await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        for (hour, fields) in hours.into_iter().zip(counts) {
+            out.extend(plan::hour_usage(hour, fields));
+        }
+        Ok(out)
+    }
+
+    async fn peak(&self, scope: &Scope, year: ContractYear) -> Result<Option<(u64, u64)>> {
+        let peak: Option<String> = self
+            .query(redis::cmd("HGET").arg(self.keys.peak(year)).arg(scope.key()))
+            .await?;
+        peak.map(|p| {
+            p.split_once(' ')
+                .and_then(|(hour, units)| Some((hour.parse().ok()?, units.parse().ok()?)))
+                .ok_or_else(|| corrupt("peak", &p))
+        })
+        .transpose()
+    }
+
+    async fn alerts(&self, from_ms: u64, to_ms: u64) -> Result<Vec<Alert>> {
+        let ids: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&self.keys.alert_times)
+                    .arg(from_ms)
+                    .arg(format!("({to_ms}")),
+            )
+            .await?;
+        self.load_alerts(ids).await
+    }
+
+    async fn outbox_due(&self, now_ms: u64, max: usize) -> Result<Vec<Alert>> {
+        let ids: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&self.keys.outbox)
+                    .arg("-inf")
+                    .arg(now_ms)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(max),
+            )
+            .await?;
+        self.load_alerts(ids).await
+    }
+
+    async fn alert_delivered(&self, id: &str, at_ms: u64) -> Result<()> {
+        self.alert_state(id, "delivered", at_ms).await
+    }
+
+    async fn alert_retry(&self, id: &str, due_ms: u64) -> Result<()> {
+        self.alert_state(id, "retry", due_ms).await
+    }
+}
+
+impl RedisStore {
+    async fn alert_state(&self, id: &str, outcome: &str, at_ms: u64) -> Result<()> {
+        let found: i64 = self
+            .scripts
+            .alert
+            .key(self.keys.alert(id))
+            .key(&self.keys.outbox)
+            .arg(id)
+            .arg(outcome)
+            .arg(at_ms)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        if found == 0 {
+            return Err(StoreError::NotFound(format!("alert {id}")));
+        }
+        self.replicated().await
+    }
+}

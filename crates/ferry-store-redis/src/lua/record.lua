@@ -1,0 +1,13 @@
+-- Saves a delivery attempt's outcome. KEYS[1] the message's hash, KEYS[2]
+-- the due-time index; ARGV[1] id, ARGV[2] "done" | "retry" | "continue",
+-- ARGV[3] envelope JSON, ARGV[4] the next due time (retry).
+-- Returns 1, or 0 when the message is gone.
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[2] == 'done' then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 1
+end
+redis.call('HSET', KEYS[1], 'e', ARGV[3])
+if ARGV[2] == 'retry' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1]) end
+return 1

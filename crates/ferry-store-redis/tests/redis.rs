@@ -1,0 +1,83 @@
+//! The conformance suite against a real redis-server, plus what only a
+//! shared server can show: two handles (two nodes) see one queue, and
+//! acknowledged writes survive the server being killed.
+
+use std::sync::Arc;
+
+use ferry_store::conformance;
+use ferry_store::{Directory, Queue};
+use ferry_store_redis::{Connection, RedisStore};
+use ferry_testkit::servers::Redis;
+
+async fn open(redis: &Redis) -> RedisStore {
+    let url = redis.url();
+    RedisStore::connect(Connection {
+        url: &url,
+        key_prefix: "ferry-test",
+        wait_replicas: 0,
+        wait_timeout_ms: 1_000,
+    })
+    .await
+    .expect("connect")
+}
+
+#[tokio::test]
+async fn directory_round_trip() {
+    let redis = Redis::start();
+    conformance::directory_round_trip(&open(&redis).await).await;
+}
+
+#[tokio::test]
+async fn queue_lease_complete_and_expiry() {
+    let redis = Redis::start();
+    conformance::queue_lease_complete_and_expiry(&open(&redis).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_all_land() {
+    let redis = Redis::start();
+    conformance::concurrent_enqueues_all_land(Arc::new(open(&redis).await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_sessions_raise_each_alert_once() {
+    let redis = Redis::start();
+    conformance::racing_sessions_raise_each_alert_once(Arc::new(open(&redis).await)).await;
+}
+
+#[tokio::test]
+async fn a_cap_refuses_without_counting() {
+    let redis = Redis::start();
+    conformance::a_cap_refuses_without_counting(&open(&redis).await).await;
+}
+
+#[tokio::test]
+async fn two_nodes_share_one_queue_and_a_killed_server_keeps_what_it_acknowledged() {
+    let mut redis = Redis::start();
+    let (ingress, delivery) = (open(&redis).await, open(&redis).await);
+    ingress.create_tenant(conformance::tenant("hr")).await.expect("tenant");
+    let message = conformance::message(b"kept", 5);
+    ingress.enqueue(message.clone(), None).await.expect("enqueue");
+    assert!(delivery.tenant("hr").await.expect("read").is_some());
+    redis.restart_after_kill();
+    let delivery = open(&redis).await;
+    let leased = delivery.lease(10, 60_000, 10).await.expect("lease");
+    assert_eq!(
+        leased.len(),
+        1,
+        "the acknowledged message survived kill -9 of redis-server"
+    );
+    assert_eq!(
+        (leased[0].id.clone(), leased[0].content.as_slice()),
+        (message.id, &b"kept"[..])
+    );
+    // The other node sees the lease: nothing is handed out twice.
+    assert!(
+        open(&redis)
+            .await
+            .lease(20, 60_000, 10)
+            .await
+            .expect("lease")
+            .is_empty()
+    );
+}
