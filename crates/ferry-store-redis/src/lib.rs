@@ -211,6 +211,9 @@ impl RedisStore {
     }
 
     async fn load_alerts(&self, ids: Vec<String>) -> Result<Vec<Alert>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.cmd("HGETALL").arg(self.keys.alert(id));
@@ -409,6 +412,9 @@ impl Queue for RedisStore {
                     .arg("WITHSCORES"),
             )
             .await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for (id, _) in &due {
             let key = self.keys.message(id);
@@ -500,6 +506,9 @@ impl Ledger for RedisStore {
                     .arg(format!("({to_hour}")),
             )
             .await?;
+        if hours.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for hour in &hours {
             pipe.cmd("HGETALL").arg(self.keys.counter(Window::Hour(*hour)));

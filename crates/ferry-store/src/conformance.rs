@@ -133,7 +133,11 @@ pub async fn queue_lease_complete_and_expiry(store: &dyn Store) {
     store.record(&retried[0], Next::Done).await.expect("done");
     assert!(store.get(&m.id).await.expect("get").is_none());
     assert_eq!(store.depth().await.expect("depth"), 0);
+    assert!(store.list(10).await.expect("list").is_empty());
     assert!(store.lease(u64::MAX - 1, 1, 10).await.expect("lease").is_empty());
+    assert!(store.hours(0, u64::MAX).await.expect("hours").is_empty());
+    assert!(store.alerts(0, u64::MAX).await.expect("alerts").is_empty());
+    assert!(store.outbox_due(u64::MAX, 10).await.expect("outbox").is_empty());
 }
 
 pub async fn concurrent_enqueues_all_land(store: std::sync::Arc<dyn Store>) {

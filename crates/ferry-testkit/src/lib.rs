@@ -81,6 +81,15 @@ impl Ferry {
     /// allowed from loopback. `settings` are (`section.key`, value) pairs,
     /// given to every `ferry` command through the environment.
     pub fn prepare(settings: &[(&str, &str)]) -> Ferry {
+        let mut ferry = Ferry::node(settings);
+        ferry.cli_ok(&["tenant", "add", TENANT, "--domain", DOMAIN]);
+        ferry.password = ferry.add_app(USER, &["--from", SENDER, "--allow", "127.0.0.0/8"]);
+        ferry
+    }
+
+    /// A relay with its own directory, certificate and settings but no
+    /// onboarding: another node of a cluster whose store already has them.
+    pub fn node(settings: &[(&str, &str)]) -> Ferry {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = pki::TestPki::create(dir.path());
         let mut ferry = Ferry {
@@ -97,8 +106,6 @@ impl Ferry {
         };
         ferry.set(settings);
         ferry.write_config();
-        ferry.cli_ok(&["tenant", "add", TENANT, "--domain", DOMAIN]);
-        ferry.password = ferry.add_app(USER, &["--from", SENDER, "--allow", "127.0.0.0/8"]);
         ferry
     }
 
@@ -184,9 +191,14 @@ impl Ferry {
 
     /// Starts `ferry serve` and waits until all three listeners are bound.
     pub fn launch(&mut self) {
+        self.launch_as("all");
+    }
+
+    /// Starts `ferry serve --role ROLE` and waits until it is ready.
+    pub fn launch_as(&mut self, role: &str) {
         let mut child = self
             .command()
-            .arg("serve")
+            .args(["serve", "--role", role])
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -203,21 +215,16 @@ impl Ferry {
         });
         self.log = log;
         self.child = Some(child);
-        let addresses = wait_for("ferry to listen", Duration::from_secs(30), || {
+        let events = wait_for("ferry to be ready", Duration::from_secs(30), || {
             self.assert_running();
-            let found: Vec<(String, SocketAddr)> = self
-                .log_events()
-                .iter()
-                .filter(|e| e["message"] == "listening")
-                .filter_map(|e| {
-                    Some((
-                        e["listener"].as_str()?.to_string(),
-                        e["address"].as_str()?.parse().ok()?,
-                    ))
-                })
-                .collect();
-            let smtp_listeners = found.iter().filter(|(kind, _)| kind != "admin").count();
-            (smtp_listeners == 3).then_some(found)
+            let events = self.log_events();
+            events.iter().any(|e| e["message"] == "ferry ready").then_some(events)
+        });
+        let addresses = events.iter().filter(|e| e["message"] == "listening").filter_map(|e| {
+            Some((
+                e["listener"].as_str()?.to_string(),
+                e["address"].as_str()?.parse::<SocketAddr>().ok()?,
+            ))
         });
         for (kind, addr) in addresses {
             match kind.as_str() {

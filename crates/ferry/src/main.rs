@@ -16,9 +16,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use ferry_core::SystemClock;
-use ferry_core::config::{Config, LogFormat};
+use ferry_core::config::{Config, LogFormat, StoreBackend};
 use ferry_relay::{Relay, Roles};
 use ferry_store::{EmbeddedStore, Store};
+use ferry_store_redis::{Connection, RedisStore};
 
 use crate::cli::{Cli, Command, Role};
 
@@ -73,20 +74,51 @@ fn init_logging(config: &Config, serving: bool) {
     }
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let path = config.store_path();
-    let store = EmbeddedStore::open(&path).with_context(|| format!("store.path {}", path.display()))?;
-    Ok(Arc::new(store))
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match config.store.backend {
+        StoreBackend::Embedded => {
+            let path = config.store_path();
+            let store = EmbeddedStore::open(&path).with_context(|| format!("store.path {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        StoreBackend::Redis => {
+            let r = &config.store.redis;
+            let store = RedisStore::connect(Connection {
+                url: &r.url,
+                key_prefix: &r.key_prefix,
+                wait_replicas: r.wait_replicas,
+                wait_timeout_ms: r.wait_timeout_ms,
+            })
+            .await
+            .with_context(|| format!("store.redis.url {}", redacted(&r.url)))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The store as the log names it: a file, or a Redis URL without its password.
+fn store_name(config: &Config) -> String {
+    match config.store.backend {
+        StoreBackend::Embedded => config.store_path().display().to_string(),
+        StoreBackend::Redis => redacted(&config.store.redis.url),
+    }
+}
+
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+        _ => url.to_string(),
+    }
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(config, args.role).await,
-        Command::Queue(c) => queue::run(open_store(&config)?.as_ref(), c).await,
-        Command::Report(c) => report::run(open_store(&config)?.as_ref(), &config, c).await,
-        Command::Dkim(c) => dkim::run(open_store(&config)?.as_ref(), c).await,
-        Command::Tenant(c) => onboard::tenant(open_store(&config)?.as_ref(), c).await,
-        Command::App(c) => onboard::app(open_store(&config)?.as_ref(), &config, c).await,
+        Command::Queue(c) => queue::run(open_store(&config).await?.as_ref(), c).await,
+        Command::Report(c) => report::run(open_store(&config).await?.as_ref(), &config, c).await,
+        Command::Dkim(c) => dkim::run(open_store(&config).await?.as_ref(), c).await,
+        Command::Tenant(c) => onboard::tenant(open_store(&config).await?.as_ref(), c).await,
+        Command::App(c) => onboard::app(open_store(&config).await?.as_ref(), &config, c).await,
         Command::CheckConfig => Ok(()),
     }
 }
@@ -101,12 +133,12 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     } else {
         None
     };
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let relay = Relay::start(&config, store, Arc::new(SystemClock), tls, roles).await?;
     tracing::info!(
         hostname = %config.server.hostname,
         role = ?role,
-        store = %config.store_path().display(),
+        store = %store_name(&config),
         default_route = ?config.delivery.default_route,
         "ferry ready"
     );

@@ -1,0 +1,91 @@
+//! Cluster mode end to end: two ingress nodes and a delivery node, three
+//! processes sharing one real redis-server. Whatever ingress accepted a
+//! message, the delivery node delivers it once; the counts and alerts are
+//! the cluster's (one alert per threshold however the nodes race); the CLI
+//! works against the running cluster.
+
+use std::collections::BTreeSet;
+
+use ferry_testkit::client::Smtp;
+use ferry_testkit::servers::Redis;
+use ferry_testkit::{Ferry, SENDER, TENANT, USER};
+
+const SESSIONS_PER_NODE: usize = 4;
+const MESSAGES_PER_SESSION: usize = 5;
+
+/// One session of `MESSAGES_PER_SESSION` messages; the queue ids acknowledged.
+fn send_session(node: &Ferry, password: &str, session: usize) -> Vec<String> {
+    let mut smtp = Smtp::submission(node.submission.expect("submission"), &node.pki.ca_der);
+    assert!(smtp.auth_plain(USER, password).starts_with("235"));
+    (0..MESSAGES_PER_SESSION)
+        .map(|i| {
+            let content = format!("From: {SENDER}\r\nSubject: s{session} m{i}\r\n\r\nbody\r\n");
+            let reply = smtp.send_message(SENDER, &["r@example.net"], content.as_bytes());
+            assert!(reply.starts_with("250 2.0.0"), "{reply}");
+            reply.trim_end().rsplit(' ').next().expect("queue id").to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn two_ingress_nodes_and_a_delivery_node_share_one_queue_and_one_ledger() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let settings = [
+        ("store.backend", "redis"),
+        ("store.redis.url", url.as_str()),
+        ("store.redis.key_prefix", "cluster-test"),
+        ("alerts.yearly_percent", "80"),
+    ];
+    let mut first = Ferry::prepare(&settings);
+    first.cli_ok(&["tenant", "allocate", TENANT, "--yearly", "40"]);
+    first.launch_as("ingress");
+    let mut second = Ferry::node(&settings);
+    second.launch_as("ingress");
+    let mut delivery = Ferry::node(&settings);
+    delivery.launch_as("delivery");
+    assert!(delivery.submission.is_none(), "a delivery node does not listen");
+
+    let password = first.password.clone();
+    let acked: Vec<String> = std::thread::scope(|scope| {
+        let sessions: Vec<_> = (0..2 * SESSIONS_PER_NODE)
+            .map(|s| {
+                let node = if s % 2 == 0 { &first } else { &second };
+                let password = &password;
+                scope.spawn(move || send_session(node, password, s))
+            })
+            .collect();
+        sessions.into_iter().flat_map(|s| s.join().expect("session")).collect()
+    });
+    let total = 2 * SESSIONS_PER_NODE * MESSAGES_PER_SESSION;
+    let acked: BTreeSet<String> = acked.into_iter().collect();
+    assert_eq!(acked.len(), total, "every queue id is unique");
+
+    let captured = delivery.wait_captured(total);
+    let delivered: BTreeSet<String> = captured.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(
+        delivered, acked,
+        "the delivery node delivered exactly what both ingress nodes accepted"
+    );
+
+    // The ledger is the cluster's, read by the CLI while every node runs.
+    let report: serde_json::Value =
+        serde_json::from_str(&second.cli_ok(&["report", "usage", "--format", "json"])).expect("report json");
+    assert_eq!(report["organisation"]["usage"]["messages"], total);
+    assert_eq!(report["tenants"][0]["usage"]["messages"], total);
+    let alerts = first.cli_ok(&["report", "alerts"]);
+    assert_eq!(
+        alerts.matches("yearly:t:acme:80:").count(),
+        1,
+        "one alert for the threshold both nodes raced across: {alerts}"
+    );
+    assert!(alerts.contains("(32 of 32)"), "{alerts}");
+    let queue = second.cli_ok(&["queue", "list"]);
+    assert!(
+        !queue.contains(acked.first().expect("one")),
+        "delivered messages left the queue: {queue}"
+    );
+    for node in [&mut first, &mut second, &mut delivery] {
+        assert!(node.stop().success());
+    }
+}
