@@ -4,6 +4,8 @@
 set -euo pipefail
 need=()
 command -v swaks >/dev/null || need+=(swaks)
+# swaks speaks TLS only through these (Recommends, which --no-install-recommends skips).
+perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)

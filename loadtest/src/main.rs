@@ -34,8 +34,9 @@ enum Mode {
 )]
 struct Args {
     /// host:port of the submission (or implicit TLS) listener; loopback only.
-    #[arg(long)]
-    target: SocketAddr,
+    /// Repeat it to spread the connections over several nodes in turn.
+    #[arg(long, required = true)]
+    target: Vec<SocketAddr>,
     #[arg(long, value_enum, default_value_t = Mode::Starttls)]
     mode: Mode,
     #[arg(long)]
@@ -96,8 +97,8 @@ struct Ticket {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
-    if !args.target.ip().is_loopback() {
-        bail!("--target {}: only loopback targets are allowed", args.target);
+    if let Some(outside) = args.target.iter().find(|t| !t.ip().is_loopback()) {
+        bail!("--target {outside}: only loopback targets are allowed");
     }
     let tls = client::tls_config(args.ca.as_deref())?;
     if let Some(n) = args.idle {
@@ -111,7 +112,8 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let scheduler = tokio::spawn(schedule(args.clone(), tickets_tx, deadline));
     let mut workers = Vec::new();
-    for _ in 0..args.connections {
+    for n in 0..args.connections {
+        let target = args.target[n % args.target.len()];
         let (args, tls, body, results, tickets) = (
             args.clone(),
             tls.clone(),
@@ -120,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
             tickets.clone(),
         );
         workers.push(tokio::spawn(async move {
-            worker(&args, tls, &body, &results, &tickets, deadline).await
+            worker(&args, target, tls, &body, &results, &tickets, deadline).await
         }));
     }
     scheduler.await.context("scheduler")?;
@@ -143,7 +145,7 @@ async fn idle(args: &Args, tls: Arc<rustls::ClientConfig>, n: usize) -> anyhow::
     let mut held = Vec::with_capacity(n);
     let mut failed = 0usize;
     for chunk in (0..n).collect::<Vec<_>>().chunks(200) {
-        let opens = chunk.iter().map(|_| client::open_idle(args.target, tls.clone()));
+        let opens = chunk.iter().map(|_| client::open_idle(args.target[0], tls.clone()));
         for r in futures_join(opens).await {
             match r {
                 Ok(s) => held.push(s),
@@ -187,6 +189,7 @@ async fn schedule(args: Arc<Args>, tx: tokio::sync::mpsc::Sender<Ticket>, deadli
 
 async fn worker(
     args: &Args,
+    target: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
     body: &[u8],
     results: &Mutex<Results>,
@@ -212,7 +215,7 @@ async fn worker(
         }
         if session.is_none() {
             let t0 = Instant::now();
-            match Session::open(args.target, mode, tls.clone(), &args.user, &args.password).await {
+            match Session::open(target, mode, tls.clone(), &args.user, &args.password).await {
                 Ok(s) => {
                     results
                         .lock()
@@ -293,7 +296,7 @@ fn percentiles(samples: &[u64]) -> serde_json::Value {
 
 fn report(args: &Args, r: &Results, elapsed: Duration) -> serde_json::Value {
     serde_json::json!({
-        "target": args.target.to_string(),
+        "target": args.target.iter().map(SocketAddr::to_string).collect::<Vec<_>>(),
         "mode": format!("{:?}", args.mode).to_lowercase(),
         "connections": args.connections,
         "messages_per_connection": args.messages_per_connection,
