@@ -1,7 +1,8 @@
 //! The capture route, for development and tests: each message becomes
 //! `<queue id>.eml` in a folder, with its envelope in `<queue id>.json`.
-//! Files appear atomically (written, synced, renamed), and a redelivery after
-//! a crash rewrites the same names, so a message is captured exactly once.
+//! The `.eml` appears atomically (written, synced, renamed) after its synced
+//! sidecar, and a redelivery after a crash rewrites the same names, so a
+//! message is captured exactly once.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -47,16 +48,19 @@ impl CaptureRoute {
             received_ms: message.received_ms,
         };
         let json = serde_json::to_vec_pretty(&sidecar).map_err(std::io::Error::other)?;
-        self.write_atomically(&format!("{id}.json"), &json)?;
-        self.write_atomically(&format!("{id}.eml"), &message.content)?;
+        // The sidecar needs no rename of its own: the `.eml` is what readers
+        // look for, and it appears only once the sidecar is synced. A crash
+        // in between leaves a lone sidecar that the redelivery overwrites.
+        write_synced(&self.dir.join(format!("{id}.json")), &json)?;
+        let tmp = self.dir.join(format!(".{id}.eml.tmp"));
+        write_synced(&tmp, &message.content)?;
+        std::fs::rename(&tmp, self.dir.join(format!("{id}.eml")))?;
         std::fs::File::open(&self.dir)?.sync_all()
     }
+}
 
-    fn write_atomically(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join(name))
-    }
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_data()
 }
