@@ -36,6 +36,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # thousands of spool files between scenarios would make the file system's
 # inode allocation slower for the next scenario, which is not its cost.
 LEFTOVERS = []
+# A row whose runs spread wider than this share of the median is marked noisy.
+NOISY = 0.2
 atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in LEFTOVERS])
 
 
@@ -499,7 +501,10 @@ def print_table(rows):
         else:
             p99 = f"{r['p99_eod_ms']:.1f} ms" if r["p99_eod_ms"] is not None else "-"
             fail = f"  ({r['failures']} refused/failed)" if r["failures"] else ""
-            print(f"{r['scenario']:<44} {r['msgs_per_s']:>14.1f} {r['min']:>7.1f}–{r['max']:<7.1f} {r['cpu_ms_per_msg']:>17.2f} {p99:>12}{fail}")
+            noisy = "  noisy" if (r["max"] - r["min"]) > NOISY * r["msgs_per_s"] else ""
+            print(f"{r['scenario']:<44} {r['msgs_per_s']:>14.1f} {r['min']:>7.1f}–{r['max']:<7.1f} {r['cpu_ms_per_msg']:>17.2f} {p99:>12}{fail}{noisy}")
+    if any("msgs_per_s" in r and (r["max"] - r["min"]) > NOISY * r["msgs_per_s"] for r in rows):
+        print("\n(noisy: the runs spread over more than 20 % of the median; msg/s there is a rough figure, CPU per message still holds)")
     pf20 = by.get("5. Postfix 8×20, OpenDKIM RSA, to sink")
     pf1 = by.get("5. Postfix 8×1, OpenDKIM RSA, to sink")
     if pf20 and "msgs_per_s" in pf20:
