@@ -2,13 +2,13 @@
 //! processes sharing one real redis-server. Whatever ingress accepted a
 //! message, the delivery node delivers it once; the counts and alerts are
 //! the cluster's (one alert per threshold however the nodes race); the CLI
-//! works against the running cluster.
-
-use std::collections::BTreeSet;
+//! works against the running cluster; a delivery node killed in the middle
+//! of its deliveries loses nothing: another node takes them over.
 
 use ferry_testkit::client::Smtp;
-use ferry_testkit::servers::Redis;
+use ferry_testkit::servers::{Dns, Redis};
 use ferry_testkit::{Ferry, SENDER, TENANT, USER};
+use std::collections::BTreeSet;
 
 const SESSIONS_PER_NODE: usize = 4;
 const MESSAGES_PER_SESSION: usize = 5;
@@ -88,4 +88,49 @@ fn two_ingress_nodes_and_a_delivery_node_share_one_queue_and_one_ledger() {
     for node in [&mut first, &mut second, &mut delivery] {
         assert!(node.stop().success());
     }
+}
+
+#[test]
+fn a_delivery_node_killed_mid_delivery_loses_nothing() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let store = [
+        ("store.backend", "redis"),
+        ("store.redis.url", url.as_str()),
+        ("delivery.lease_secs", "2"),
+    ];
+    let mut ingress = Ferry::prepare(&store);
+    ingress.launch_as("ingress");
+    let acked: BTreeSet<String> = send_session(&ingress, &ingress.password.clone(), 0)
+        .into_iter()
+        .collect();
+
+    // The doomed node delivers by MX to a host that accepts the connection
+    // and never greets: it holds every message's lease when it is killed.
+    let stall = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let stall_port = stall.local_addr().expect("addr").port().to_string();
+    let dns = Dns::start(&[
+        "--mx-host=example.net,mx.example.net,10".into(),
+        "--host-record=mx.example.net,127.0.0.1".into(),
+    ]);
+    let resolver = dns.address();
+    let mut doomed = Ferry::node(&store);
+    doomed.set(&[
+        ("delivery.default_route", "mx"),
+        ("delivery.resolver", &resolver),
+        ("delivery.port", &stall_port),
+    ]);
+    doomed.launch_as("delivery");
+    // It took every due message in one lease before it connected.
+    let held = stall.accept().expect("the doomed node connects");
+    doomed.kill9();
+    drop(held);
+
+    let mut survivor = Ferry::node(&store);
+    survivor.launch_as("delivery");
+    let captured = survivor.wait_captured(acked.len());
+    let delivered: BTreeSet<String> = captured.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(delivered, acked, "the survivor delivered what the dead node held");
+    assert!(doomed.captured().is_empty(), "the doomed node delivered nothing itself");
+    assert!(survivor.stop().success());
 }

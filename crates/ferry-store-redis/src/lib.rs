@@ -121,17 +121,20 @@ impl RedisStore {
             }),
             wait: (c.wait_replicas > 0).then_some((c.wait_replicas, c.wait_timeout_ms)),
         };
-        store.check_persistence().await?;
+        store.query::<()>(&redis::cmd("PING")).await?;
+        store.check_persistence().await;
         Ok(store)
     }
 
-    async fn check_persistence(&self) -> Result<()> {
-        let settings: Vec<String> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("append*")
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+    /// Managed services often refuse CONFIG: then say so, and go on.
+    async fn check_persistence(&self) {
+        let settings: Vec<String> = match self.query(redis::cmd("CONFIG").arg("GET").arg("append*")).await {
+            Ok(settings) => settings,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the Redis server's persistence settings; make sure it syncs each write (appendfsync always) or set store.redis.wait_replicas");
+                return;
+            }
+        };
         let get = |name: &str| {
             settings
                 .chunks(2)
@@ -148,7 +151,6 @@ impl RedisStore {
                 "the Redis server does not fsync each write before answering: a crash of its machine can lose mail already acknowledged with 250; set appendonly yes and appendfsync always (or store.redis.wait_replicas)"
             );
         }
-        Ok(())
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -345,10 +347,10 @@ impl Queue for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        raw.chunks_exact(3)
+        raw.chunks_exact(2)
             .map(|m| {
-                let mut message: QueuedMessage = decode("envelope", &m[1])?;
-                message.content = m[2].clone();
+                let mut message: QueuedMessage = decode("envelope", &m[0])?;
+                message.content = m[1].clone();
                 Ok(message)
             })
             .collect()

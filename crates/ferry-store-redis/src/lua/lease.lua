@@ -1,14 +1,13 @@
 -- Takes up to ARGV[3] messages due at ARGV[1]: each is due again at ARGV[2]
 -- (the lease is the schedule moved forward, so a node that dies loses
 -- nothing). KEYS[1] the due-time index; ARGV[4] the message key prefix.
--- Returns id, envelope, content for each message taken.
+-- Returns envelope, content for each message taken.
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
 local out = {}
 for _, id in ipairs(ids) do
   local m = redis.call('HMGET', ARGV[4] .. id, 'e', 'b')
   if m[1] then
     redis.call('ZADD', KEYS[1], ARGV[2], id)
-    out[#out + 1] = id
     out[#out + 1] = m[1]
     out[#out + 1] = m[2] or ''
   else
