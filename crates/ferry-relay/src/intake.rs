@@ -83,7 +83,10 @@ impl MessageIntake {
         let mut content = self.added_headers(&id, &envelope, app, origin, &headers, now);
         content.extend_from_slice(scan_headers.as_bytes());
         content.extend_from_slice(&envelope.content);
-        let content = self.sign(content, headers.from_domain()).await;
+        let Some(content) = self.sign(content, headers.from_domain()).await else {
+            let reply = Reply::new(451, "4.3.0", "Temporary failure; try again later");
+            return refused(reply, "DKIM signing failed".into());
+        };
         let usage = Usage {
             messages: 1,
             recipients: envelope.recipients.len() as u64,
@@ -174,19 +177,26 @@ impl MessageIntake {
     }
 
     /// DKIM-signs the final message (every header the relay adds is already
-    /// there) on the blocking pool: RSA signing is CPU work.
-    async fn sign(&self, content: Vec<u8>, from_domain: Option<String>) -> Vec<u8> {
+    /// there) on the blocking pool: RSA signing is CPU work. None if the
+    /// signing task died: the client is told to retry, nothing is spooled.
+    async fn sign(&self, content: Vec<u8>, from_domain: Option<String>) -> Option<Vec<u8>> {
         if self.dkim.is_empty() {
-            return content;
+            return Some(content);
         }
         let dkim = self.dkim.clone();
-        tokio::task::spawn_blocking(move || {
+        let signed = tokio::task::spawn_blocking(move || {
             let mut signed = dkim.sign(&content, from_domain.as_deref());
             signed.extend_from_slice(&content);
             signed
         })
-        .await
-        .unwrap_or_default()
+        .await;
+        match signed {
+            Ok(signed) => Some(signed),
+            Err(e) => {
+                tracing::error!(error = %e, "DKIM signing task failed");
+                None
+            }
+        }
     }
 
     /// Is there room under the hard caps for one more message? (The enqueue
