@@ -97,14 +97,21 @@ pub async fn open_idle(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> anyh
     Ok(stream)
 }
 
+/// The SASL mechanism a session authenticates with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mechanism {
+    Plain,
+    Login,
+}
+
 impl Session {
-    /// Connect, TLS (STARTTLS or implicit), EHLO, AUTH PLAIN.
+    /// Connect, TLS (STARTTLS or implicit), EHLO, AUTH PLAIN or LOGIN.
     pub async fn open(
         addr: SocketAddr,
         mode: TlsMode,
         tls: Arc<rustls::ClientConfig>,
-        user: &str,
-        password: &str,
+        mechanism: Mechanism,
+        (user, password): (&str, &str),
     ) -> anyhow::Result<Session> {
         let mut tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
@@ -127,8 +134,18 @@ impl Session {
             }
         }
         expect(&mut stream, &mut buf, "EHLO load.test\r\n", "250").await?;
-        let token = ferry_smtp::sasl::encode_base64(format!("\0{user}\0{password}").as_bytes());
-        expect(&mut stream, &mut buf, &format!("AUTH PLAIN {token}\r\n"), "235").await?;
+        let b64 = |s: &str| ferry_smtp::sasl::encode_base64(s.as_bytes());
+        match mechanism {
+            Mechanism::Plain => {
+                let token = b64(&format!("\0{user}\0{password}"));
+                expect(&mut stream, &mut buf, &format!("AUTH PLAIN {token}\r\n"), "235").await?;
+            }
+            Mechanism::Login => {
+                expect(&mut stream, &mut buf, "AUTH LOGIN\r\n", "334").await?;
+                expect(&mut stream, &mut buf, &format!("{}\r\n", b64(user)), "334").await?;
+                expect(&mut stream, &mut buf, &format!("{}\r\n", b64(password)), "235").await?;
+            }
+        }
         Ok(Session { stream, buf })
     }
 

@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use tokio::sync::Mutex;
 
-use crate::client::{Session, TlsMode};
+use crate::client::{Mechanism, Session, TlsMode};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Mode {
@@ -39,6 +39,9 @@ struct Args {
     target: Vec<SocketAddr>,
     #[arg(long, value_enum, default_value_t = Mode::Starttls)]
     mode: Mode,
+    /// The SASL mechanism.
+    #[arg(long, value_enum, default_value_t = Mechanism::Plain)]
+    auth: Mechanism,
     #[arg(long)]
     user: String,
     #[arg(long)]
@@ -62,9 +65,10 @@ struct Args {
     /// The run stops after this many seconds, whatever is left.
     #[arg(long, default_value_t = 120)]
     max_seconds: u64,
-    /// Message size in bytes (headers included).
-    #[arg(long, default_value_t = 10_240)]
-    size: usize,
+    /// Message size in bytes (headers included); a list (1024,10240,102400)
+    /// is a size mix, the messages taking each size in turn.
+    #[arg(long, value_delimiter = ',', default_value = "10240")]
+    size: Vec<usize>,
     /// Open loop: schedule messages at this rate (per second) instead of as fast as possible.
     #[arg(long)]
     rate: Option<f64>,
@@ -104,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(n) = args.idle {
         return idle(&args, tls, n).await;
     }
-    let body = Arc::new(message_body(&args));
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(args.size.iter().map(|size| message_body(&args, *size)).collect());
     let results = Arc::new(Mutex::new(Results::default()));
     let (tickets_tx, tickets_rx) = tokio::sync::mpsc::channel::<Ticket>(args.connections * 2);
     let tickets = Arc::new(Mutex::new(tickets_rx));
@@ -114,15 +118,15 @@ async fn main() -> anyhow::Result<()> {
     let mut workers = Vec::new();
     for n in 0..args.connections {
         let target = args.target[n % args.target.len()];
-        let (args, tls, body, results, tickets) = (
+        let (args, tls, bodies, results, tickets) = (
             args.clone(),
             tls.clone(),
-            body.clone(),
+            bodies.clone(),
             results.clone(),
             tickets.clone(),
         );
         workers.push(tokio::spawn(async move {
-            worker(&args, target, tls, &body, &results, &tickets, deadline).await
+            worker(&args, target, tls, &bodies, &results, &tickets, deadline).await
         }));
     }
     scheduler.await.context("scheduler")?;
@@ -191,7 +195,7 @@ async fn worker(
     args: &Args,
     target: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
-    body: &[u8],
+    bodies: &[Vec<u8>],
     results: &Mutex<Results>,
     tickets: &Mutex<tokio::sync::mpsc::Receiver<Ticket>>,
     deadline: Instant,
@@ -206,6 +210,7 @@ async fn worker(
         .collect();
     let mut session: Option<Session> = None;
     let mut sent_on_session = 0;
+    let mut sizes = bodies.iter().cycle();
     loop {
         let Some(ticket) = tickets.lock().await.recv().await else {
             break;
@@ -215,7 +220,7 @@ async fn worker(
         }
         if session.is_none() {
             let t0 = Instant::now();
-            match Session::open(target, mode, tls.clone(), &args.user, &args.password).await {
+            match Session::open(target, mode, tls.clone(), args.auth, (&args.user, &args.password)).await {
                 Ok(s) => {
                     results
                         .lock()
@@ -232,6 +237,7 @@ async fn worker(
             }
         }
         let Some(s) = session.as_mut() else { continue };
+        let body = sizes.next().map_or(&[][..], Vec::as_slice);
         let outcome = s.send(&args.from, &rcpts, body).await;
         let mut r = results.lock().await;
         match outcome {
@@ -270,15 +276,15 @@ fn recipient(to: &str, i: usize, n: usize) -> String {
     }
 }
 
-/// A message of about `--size` bytes: headers, then 76-character lines.
-fn message_body(args: &Args) -> Vec<u8> {
+/// A message of about `size` bytes: headers, then 76-character lines.
+fn message_body(args: &Args, size: usize) -> Vec<u8> {
     let mut m = format!(
         "From: Load <{}>\r\nTo: <{}>\r\nSubject: ferry-load\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n",
         args.from, args.to
     )
     .into_bytes();
     let line = b"The quick brown fox jumps over the lazy dog; pack my box with five dozen jugs\r\n";
-    while m.len() < args.size {
+    while m.len() < size {
         m.extend_from_slice(line);
     }
     m
@@ -298,6 +304,7 @@ fn report(args: &Args, r: &Results, elapsed: Duration) -> serde_json::Value {
     serde_json::json!({
         "target": args.target.iter().map(SocketAddr::to_string).collect::<Vec<_>>(),
         "mode": format!("{:?}", args.mode).to_lowercase(),
+        "auth": format!("{:?}", args.auth).to_lowercase(),
         "connections": args.connections,
         "messages_per_connection": args.messages_per_connection,
         "size_bytes": args.size,
