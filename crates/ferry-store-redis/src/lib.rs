@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ferry_core::config::RedisStore as RedisConfig;
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::metering::{Alert, Metering, Window};
@@ -69,15 +70,6 @@ struct Scripts {
     alert: Script,
 }
 
-/// How the store reaches its server.
-#[derive(Debug, Clone)]
-pub struct Connection<'a> {
-    pub url: &'a str,
-    pub key_prefix: &'a str,
-    pub wait_replicas: u32,
-    pub wait_timeout_ms: u64,
-}
-
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
 }
@@ -96,10 +88,10 @@ fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T>
 }
 
 impl RedisStore {
-    /// Connects and checks the server answers; warns when its persistence
+    /// Connects (`store.redis`) and checks the server answers; warns when its persistence
     /// settings promise less than "synced before 250".
-    pub async fn connect(c: Connection<'_>) -> Result<RedisStore> {
-        let client = redis::Client::open(c.url).map_err(unavailable)?;
+    pub async fn connect(c: &RedisConfig) -> Result<RedisStore> {
+        let client = redis::Client::open(c.url.as_str()).map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(10)))
@@ -110,7 +102,7 @@ impl RedisStore {
             .map_err(unavailable)?;
         let store = RedisStore {
             conn,
-            keys: Arc::new(Keys::new(c.key_prefix)),
+            keys: Arc::new(Keys::new(&c.key_prefix)),
             scripts: Arc::new(Scripts {
                 enqueue: Script::new(include_str!("lua/enqueue.lua")),
                 lease: Script::new(include_str!("lua/lease.lua")),

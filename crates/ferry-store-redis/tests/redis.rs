@@ -4,21 +4,19 @@
 
 use std::sync::Arc;
 
+use ferry_core::config::RedisStore as RedisConfig;
 use ferry_store::conformance;
 use ferry_store::{Directory, Queue};
-use ferry_store_redis::{Connection, RedisStore};
+use ferry_store_redis::RedisStore;
 use ferry_testkit::servers::Redis;
 
 async fn open(redis: &Redis) -> RedisStore {
-    let url = redis.url();
-    RedisStore::connect(Connection {
-        url: &url,
-        key_prefix: "ferry-test",
-        wait_replicas: 0,
-        wait_timeout_ms: 1_000,
-    })
-    .await
-    .expect("connect")
+    let settings = RedisConfig {
+        url: redis.url(),
+        key_prefix: "ferry-test".into(),
+        ..RedisConfig::default()
+    };
+    RedisStore::connect(&settings).await.expect("connect")
 }
 
 #[tokio::test]

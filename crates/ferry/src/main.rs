@@ -19,7 +19,7 @@ use ferry_core::SystemClock;
 use ferry_core::config::{Config, LogFormat, StoreBackend};
 use ferry_relay::{Relay, Roles};
 use ferry_store::{EmbeddedStore, Store};
-use ferry_store_redis::{Connection, RedisStore};
+use ferry_store_redis::RedisStore;
 
 use crate::cli::{Cli, Command, Role};
 
@@ -82,15 +82,9 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             Ok(Arc::new(store))
         }
         StoreBackend::Redis => {
-            let r = &config.store.redis;
-            let store = RedisStore::connect(Connection {
-                url: &r.url,
-                key_prefix: &r.key_prefix,
-                wait_replicas: r.wait_replicas,
-                wait_timeout_ms: r.wait_timeout_ms,
-            })
-            .await
-            .with_context(|| format!("store.redis.url {}", redacted(&r.url)))?;
+            let store = RedisStore::connect(&config.store.redis)
+                .await
+                .with_context(|| format!("store.redis.url {}", redacted(&config.store.redis.url)))?;
             Ok(Arc::new(store))
         }
     }
