@@ -265,6 +265,29 @@ pub struct AppShare {
     pub share: f64,
 }
 
+impl Metering {
+    /// The alert `threshold` raises when this message crosses it, with the
+    /// count (or projection) it reached and who drove it.
+    pub fn alert(&self, threshold: &Threshold, value: u64, drivers: Vec<Driver>) -> Alert {
+        let (start, end) = threshold.window.bounds_ms();
+        Alert {
+            id: threshold.id.clone(),
+            kind: threshold.kind,
+            scope: threshold.scope.clone(),
+            threshold: threshold.label.clone(),
+            unit: self.unit,
+            limit: threshold.limit,
+            value,
+            period_start_ms: start,
+            period_end_ms: end,
+            at_ms: self.at_ms,
+            drivers,
+            attempts: 0,
+            delivered_ms: None,
+        }
+    }
+}
+
 /// Who drove a crossing: the tenants (with their applications) among
 /// `apps` (tenant, application, units counted in the window), largest first,
 /// with their shares of the scope's `total`.

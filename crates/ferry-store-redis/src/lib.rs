@@ -153,6 +153,18 @@ impl RedisStore {
         cmd.query_async(&mut self.conn()).await.map_err(unavailable)
     }
 
+    async fn run<T: redis::FromRedisValue>(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<T> {
+        invocation.invoke_async(&mut self.conn()).await.map_err(unavailable)
+    }
+
+    /// A script that answers 0 when `what` is not there, and 1 when it changed it.
+    async fn change(&self, invocation: &redis::ScriptInvocation<'_>, what: String) -> Result<()> {
+        if self.run::<i64>(invocation).await? == 0 {
+            return Err(StoreError::NotFound(what));
+        }
+        self.replicated().await
+    }
+
     /// Waits for the configured replicas to have every write made so far.
     async fn replicated(&self) -> Result<()> {
         let Some((replicas, timeout_ms)) = self.wait else {
@@ -185,7 +197,7 @@ impl RedisStore {
             .arg(json)
             .arg(if create { "create" } else { "update" })
             .arg(parent.map_or("", |(_, field)| field));
-        let outcome = invocation.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
+        let outcome = self.run(&invocation).await?;
         self.replicated().await?;
         Ok(outcome)
     }
@@ -306,18 +318,18 @@ impl Queue for RedisStore {
         let id = message.id.as_str();
         let plan = metering.as_ref().map(|m| self.keys.plan(m));
         let refused: usize = self
-            .scripts
-            .enqueue
-            .key(self.keys.message(id))
-            .key(&self.keys.due)
-            .arg(id)
-            .arg(message.received_ms)
-            .arg(encode(&message))
-            .arg(message.content.as_slice())
-            .arg(plan.as_ref().map(encode).unwrap_or_default())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+            .run(
+                self.scripts
+                    .enqueue
+                    .key(self.keys.message(id))
+                    .key(&self.keys.due)
+                    .arg(id)
+                    .arg(message.received_ms)
+                    .arg(encode(&message))
+                    .arg(message.content.as_slice())
+                    .arg(plan.as_ref().map(encode).unwrap_or_default()),
+            )
+            .await?;
         if let Some(cap) = refused.checked_sub(1).and_then(|i| metering.as_ref()?.caps.get(i)) {
             return Err(StoreError::CapReached {
                 name: cap.name.clone(),
@@ -329,16 +341,16 @@ impl Queue for RedisStore {
 
     async fn lease(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<QueuedMessage>> {
         let raw: Vec<Vec<u8>> = self
-            .scripts
-            .lease
-            .key(&self.keys.due)
-            .arg(now_ms)
-            .arg(now_ms.saturating_add(lease_ms))
-            .arg(max)
-            .arg(self.keys.message(""))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+            .run(
+                self.scripts
+                    .lease
+                    .key(&self.keys.due)
+                    .arg(now_ms)
+                    .arg(now_ms.saturating_add(lease_ms))
+                    .arg(max)
+                    .arg(self.keys.message("")),
+            )
+            .await?;
         raw.chunks_exact(2)
             .map(|m| {
                 let mut message: QueuedMessage = decode("envelope", &m[0])?;
@@ -360,22 +372,14 @@ impl Queue for RedisStore {
             }
             Next::Continue => ("continue", 0),
         };
-        let found: i64 = self
-            .scripts
-            .record
-            .key(self.keys.message(id))
+        let mut invocation = self.scripts.record.key(self.keys.message(id));
+        invocation
             .key(&self.keys.due)
             .arg(id)
             .arg(mode)
             .arg(encode(&saved))
-            .arg(due)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        if found == 0 {
-            return Err(StoreError::NotFound(format!("message {id}")));
-        }
-        self.replicated().await
+            .arg(due);
+        self.change(&invocation, format!("message {id}")).await
     }
 
     async fn get(&self, id: &QueueId) -> Result<Option<QueuedMessage>> {
@@ -432,19 +436,9 @@ impl Queue for RedisStore {
     }
 
     async fn retry_now(&self, id: &QueueId, now_ms: u64) -> Result<()> {
-        let found: i64 = self
-            .scripts
-            .rescore
-            .key(&self.keys.due)
-            .arg(id.as_str())
-            .arg(now_ms)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        if found == 0 {
-            return Err(StoreError::NotFound(format!("message {id}")));
-        }
-        self.replicated().await
+        let mut invocation = self.scripts.rescore.key(&self.keys.due);
+        invocation.arg(id.as_str()).arg(now_ms);
+        self.change(&invocation, format!("message {id}")).await
     }
 
     async fn complete(&self, id: &QueueId) -> Result<()> {
@@ -565,20 +559,8 @@ impl Ledger for RedisStore {
 
 impl RedisStore {
     async fn alert_state(&self, id: &str, outcome: &str, at_ms: u64) -> Result<()> {
-        let found: i64 = self
-            .scripts
-            .alert
-            .key(self.keys.alert(id))
-            .key(&self.keys.outbox)
-            .arg(id)
-            .arg(outcome)
-            .arg(at_ms)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        if found == 0 {
-            return Err(StoreError::NotFound(format!("alert {id}")));
-        }
-        self.replicated().await
+        let mut invocation = self.scripts.alert.key(self.keys.alert(id));
+        invocation.key(&self.keys.outbox).arg(id).arg(outcome).arg(at_ms);
+        self.change(&invocation, format!("alert {id}")).await
     }
 }

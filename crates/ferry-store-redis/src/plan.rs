@@ -86,25 +86,7 @@ impl Keys {
         let templates = m
             .thresholds
             .iter()
-            .map(|t| {
-                let (start, end) = t.window.bounds_ms();
-                let alert = Alert {
-                    id: t.id.clone(),
-                    kind: t.kind,
-                    scope: t.scope.clone(),
-                    threshold: t.label.clone(),
-                    unit: m.unit,
-                    limit: t.limit,
-                    value: 0,
-                    period_start_ms: start,
-                    period_end_ms: end,
-                    at_ms: m.at_ms,
-                    drivers: Vec::new(),
-                    attempts: 0,
-                    delivered_ms: None,
-                };
-                serde_json::to_string(&alert).unwrap_or_default()
-            })
+            .map(|t| serde_json::to_string(&m.alert(t, 0, Vec::new())).unwrap_or_default())
             .collect();
         Plan {
             unit: match m.unit {

@@ -147,22 +147,7 @@ fn raise_if_crossed(txn: &WriteTransaction, m: &Metering, t: &Threshold) -> Resu
     {
         return Ok(());
     }
-    let (start, end) = t.window.bounds_ms();
-    let alert = Alert {
-        id: t.id.clone(),
-        kind: t.kind,
-        scope: t.scope.clone(),
-        threshold: t.label.clone(),
-        unit: m.unit,
-        limit: t.limit,
-        value,
-        period_start_ms: start,
-        period_end_ms: end,
-        at_ms: m.at_ms,
-        drivers: drivers(txn, t.window, &t.scope, m.unit)?,
-        attempts: 0,
-        delivered_ms: None,
-    };
+    let alert = m.alert(t, value, drivers(txn, t.window, &t.scope, m.unit)?);
     txn.open_table(ALERTS)
         .map_err(backend)?
         .insert(t.id.as_str(), encode(&alert).as_slice())
