@@ -37,6 +37,9 @@ pub struct AlertDispatcher {
 }
 
 const POLL: Duration = Duration::from_millis(500);
+/// How long a claimed alert is this node's: well past a batch of webhook
+/// POSTs (10 s each at most), so no other node sends it meanwhile.
+const CLAIM: Duration = Duration::from_secs(600);
 
 /// `sha256=<hex>` of the body under the secret.
 pub fn signature(secret: &str, body: &[u8]) -> String {
@@ -50,7 +53,7 @@ impl AlertDispatcher {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
             let now = self.clock.now_ms();
-            match self.store.outbox_due(now, 32).await {
+            match self.store.claim_alerts(now, CLAIM.as_millis() as u64, 32).await {
                 Ok(due) => {
                     for alert in due {
                         self.dispatch(alert).await;

@@ -68,6 +68,7 @@ struct Scripts {
     put: Script,
     rescore: Script,
     alert: Script,
+    claim: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -110,6 +111,7 @@ impl RedisStore {
                 put: Script::new(include_str!("lua/put.lua")),
                 rescore: Script::new(include_str!("lua/rescore.lua")),
                 alert: Script::new(include_str!("lua/alert.lua")),
+                claim: Script::new(include_str!("lua/claim.lua")),
             }),
             wait: (c.wait_replicas > 0).then_some((c.wait_replicas, c.wait_timeout_ms)),
         };
@@ -533,15 +535,14 @@ impl Ledger for RedisStore {
         self.load_alerts(ids).await
     }
 
-    async fn outbox_due(&self, now_ms: u64, max: usize) -> Result<Vec<Alert>> {
+    async fn claim_alerts(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<Alert>> {
         let ids: Vec<String> = self
-            .query(
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(&self.keys.outbox)
-                    .arg("-inf")
+            .run(
+                self.scripts
+                    .claim
+                    .key(&self.keys.outbox)
                     .arg(now_ms)
-                    .arg("LIMIT")
-                    .arg(0)
+                    .arg(now_ms.saturating_add(lease_ms))
                     .arg(max),
             )
             .await?;

@@ -137,7 +137,13 @@ pub async fn queue_lease_complete_and_expiry(store: &dyn Store) {
     assert!(store.lease(u64::MAX - 1, 1, 10).await.expect("lease").is_empty());
     assert!(store.hours(0, u64::MAX).await.expect("hours").is_empty());
     assert!(store.alerts(0, u64::MAX).await.expect("alerts").is_empty());
-    assert!(store.outbox_due(u64::MAX, 10).await.expect("outbox").is_empty());
+    assert!(
+        store
+            .claim_alerts(u64::MAX - 1, 1, 10)
+            .await
+            .expect("outbox")
+            .is_empty()
+    );
 }
 
 pub async fn concurrent_enqueues_all_land(store: std::sync::Arc<dyn Store>) {
@@ -222,12 +228,23 @@ pub async fn racing_sessions_raise_each_alert_once(store: std::sync::Arc<dyn Sto
         .map(|a| a.application.as_str())
         .collect();
     assert_eq!(apps, ["payroll", "reports"]);
-    let due = store.outbox_due(now, 10).await.expect("outbox");
-    assert_eq!(due.len(), 3);
-    store.alert_retry(&due[0].id, now + 1_000).await.expect("retry");
-    assert_eq!(store.outbox_due(now, 10).await.expect("outbox").len(), 2);
-    store.alert_delivered(&due[1].id, now).await.expect("delivered");
-    assert_eq!(store.outbox_due(now + 1_000, 10).await.expect("outbox").len(), 2);
+    let claimed = store.claim_alerts(now, 1_000, 10).await.expect("outbox");
+    assert_eq!(claimed.len(), 3);
+    assert!(
+        store.claim_alerts(now, 1_000, 10).await.expect("outbox").is_empty(),
+        "another node's dispatcher does not get claimed alerts"
+    );
+    store.alert_retry(&claimed[0].id, now + 500).await.expect("retry");
+    store.alert_delivered(&claimed[1].id, now).await.expect("delivered");
+    let retried = store.claim_alerts(now + 500, 1_000, 10).await.expect("outbox");
+    assert_eq!(retried.iter().map(|a| &a.id).collect::<Vec<_>>(), [&claimed[0].id]);
+    assert_eq!(retried[0].attempts, 1);
+    let expired = store.claim_alerts(now + 1_000, 1_000, 10).await.expect("outbox");
+    assert_eq!(
+        expired.iter().map(|a| &a.id).collect::<Vec<_>>(),
+        [&claimed[2].id],
+        "a claim that ran out makes the alert due again; a delivered one never is"
+    );
     let peak = store
         .peak(
             &Scope::Org,

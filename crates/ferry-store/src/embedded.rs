@@ -14,7 +14,7 @@ use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ledger::{self, ALERT_TIMES, ALERTS, COUNTERS, OUTBOX};
+use crate::ledger::{self, ALERT_TIMES, ALERTS, COUNTERS};
 use crate::{Directory, Ledger, Next, Queue, QueueEntry, Result, StoreError};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
@@ -47,6 +47,7 @@ enum WriteOp {
     AlertDelivered(String, u64),
     AlertRetry(String, u64),
     Lease { now_ms: u64, lease_ms: u64, max: usize },
+    ClaimAlerts { now_ms: u64, lease_ms: u64, max: usize },
     Complete(QueueId),
     Record(Box<QueuedMessage>, Next),
     RetryNow(QueueId, u64),
@@ -54,15 +55,16 @@ enum WriteOp {
 
 impl WriteOp {
     /// Whether the caller relies on the write surviving a crash. A lost
-    /// lease only makes a message due again sooner.
+    /// lease or claim only makes a message or an alert due again sooner.
     fn needs_sync(&self) -> bool {
-        !matches!(self, WriteOp::Lease { .. })
+        !matches!(self, WriteOp::Lease { .. } | WriteOp::ClaimAlerts { .. })
     }
 }
 
 enum Outcome {
     Done,
     Leased(Vec<QueuedMessage>),
+    Claimed(Vec<Alert>),
 }
 
 struct Job {
@@ -270,6 +272,10 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
         }
         WriteOp::Lease { now_ms, lease_ms, max } => {
             return lease(txn, *now_ms, *lease_ms, *max).map(|l| Ok(Outcome::Leased(l)));
+        }
+        WriteOp::ClaimAlerts { now_ms, lease_ms, max } => {
+            return ledger::claim_alerts(txn, *now_ms, now_ms.saturating_add(*lease_ms), *max)
+                .map(|a| Ok(Outcome::Claimed(a)));
         }
         WriteOp::Complete(id) => remove_message(txn, id.as_str())?,
         WriteOp::Record(message, next) => {
@@ -515,7 +521,7 @@ impl Queue for EmbeddedStore {
     async fn lease(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<QueuedMessage>> {
         match self.write(WriteOp::Lease { now_ms, lease_ms, max }).await? {
             Outcome::Leased(messages) => Ok(messages),
-            Outcome::Done => Ok(Vec::new()),
+            _ => Ok(Vec::new()),
         }
     }
     async fn record(&self, message: &QueuedMessage, next: Next) -> Result<()> {
@@ -620,26 +626,11 @@ impl Ledger for EmbeddedStore {
         })
         .await
     }
-    async fn outbox_due(&self, now_ms: u64, max: usize) -> Result<Vec<Alert>> {
-        self.read(move |txn| {
-            let outbox = txn.open_table(OUTBOX).map_err(backend)?;
-            let alerts = txn.open_table(ALERTS).map_err(backend)?;
-            let mut out = Vec::new();
-            for entry in outbox.iter().map_err(backend)? {
-                let (id, due) = entry.map_err(backend)?;
-                if due.value() > now_ms {
-                    continue;
-                }
-                if let Some(bytes) = alerts.get(id.value()).map_err(backend)? {
-                    out.push(decode(bytes.value())?);
-                }
-                if out.len() >= max {
-                    break;
-                }
-            }
-            Ok(out)
-        })
-        .await
+    async fn claim_alerts(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<Alert>> {
+        match self.write(WriteOp::ClaimAlerts { now_ms, lease_ms, max }).await? {
+            Outcome::Claimed(alerts) => Ok(alerts),
+            _ => Ok(Vec::new()),
+        }
     }
     async fn alert_delivered(&self, id: &str, at_ms: u64) -> Result<()> {
         done(self.write(WriteOp::AlertDelivered(id.to_string(), at_ms)).await)

@@ -213,3 +213,27 @@ pub(crate) fn alert_state(
     alerts.insert(id, encode(&alert).as_slice()).map_err(backend)?;
     Ok(Ok(()))
 }
+
+/// Undelivered alerts due at `now_ms`, each then due again at `until_ms`.
+pub(crate) fn claim_alerts(txn: &WriteTransaction, now_ms: u64, until_ms: u64, max: usize) -> Result<Vec<Alert>> {
+    let mut outbox = txn.open_table(OUTBOX).map_err(backend)?;
+    let mut due = Vec::new();
+    for entry in outbox.iter().map_err(backend)? {
+        let (id, at) = entry.map_err(backend)?;
+        if at.value() <= now_ms {
+            due.push(id.value().to_string());
+            if due.len() >= max {
+                break;
+            }
+        }
+    }
+    let alerts = txn.open_table(ALERTS).map_err(backend)?;
+    let mut claimed = Vec::with_capacity(due.len());
+    for id in due {
+        outbox.insert(id.as_str(), until_ms).map_err(backend)?;
+        if let Some(bytes) = alerts.get(id.as_str()).map_err(backend)? {
+            claimed.push(decode(bytes.value())?);
+        }
+    }
+    Ok(claimed)
+}

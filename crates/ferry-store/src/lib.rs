@@ -124,8 +124,11 @@ pub trait Ledger: Send + Sync {
     async fn peak(&self, scope: &Scope, year: ContractYear) -> Result<Option<(u64, u64)>>;
     /// Alerts raised in [from_ms, to_ms), oldest first.
     async fn alerts(&self, from_ms: u64, to_ms: u64) -> Result<Vec<Alert>>;
-    /// Alerts not yet delivered whose next try is due.
-    async fn outbox_due(&self, now_ms: u64, max: usize) -> Result<Vec<Alert>>;
+    /// Takes up to `max` undelivered alerts whose next try is due and
+    /// reserves them until `now_ms + lease_ms`, so that the dispatcher of
+    /// another node does not send them too; one neither delivered nor
+    /// retried by then is due again.
+    async fn claim_alerts(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<Alert>>;
     /// The alert was delivered: it leaves the outbox (and stays in the log).
     async fn alert_delivered(&self, id: &str, at_ms: u64) -> Result<()>;
     /// Delivery failed: try again at `due_ms`.
