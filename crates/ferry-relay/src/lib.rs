@@ -129,6 +129,10 @@ impl Relay {
         let wakeup = worker
             .as_ref()
             .map_or_else(|| Arc::new(Notify::new()), |w| w.wakeup.clone());
+        if worker.is_some() {
+            // Mail enqueued by other nodes wakes this one's delivery too.
+            store.watch_enqueues(wakeup.clone());
+        }
         let parts = Parts {
             store: store.clone(),
             clock: clock.clone(),

@@ -54,6 +54,7 @@ use crate::plan::Keys;
 /// that reconnects by itself.
 #[derive(Clone)]
 pub struct RedisStore {
+    client: redis::Client,
     conn: ConnectionManager,
     keys: Arc<Keys>,
     scripts: Arc<Scripts>,
@@ -102,6 +103,7 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         let store = RedisStore {
+            client,
             conn,
             keys: Arc::new(Keys::new(&c.key_prefix)),
             scripts: Arc::new(Scripts {
@@ -329,7 +331,8 @@ impl Queue for RedisStore {
                     .arg(message.received_ms)
                     .arg(encode(&message))
                     .arg(message.content.as_slice())
-                    .arg(plan.as_ref().map(encode).unwrap_or_default()),
+                    .arg(plan.as_ref().map(encode).unwrap_or_default())
+                    .arg(&self.keys.enqueued),
             )
             .await?;
         if let Some(cap) = refused.checked_sub(1).and_then(|i| metering.as_ref()?.caps.get(i)) {
@@ -462,6 +465,10 @@ impl Queue for RedisStore {
     async fn depth(&self) -> Result<usize> {
         self.query(redis::cmd("ZCARD").arg(&self.keys.due)).await
     }
+
+    fn watch_enqueues(&self, wake: Arc<tokio::sync::Notify>) {
+        tokio::spawn(announcements(self.client.clone(), self.keys.enqueued.clone(), wake));
+    }
 }
 
 #[async_trait]
@@ -563,5 +570,29 @@ impl RedisStore {
         let mut invocation = self.scripts.alert.key(self.keys.alert(id));
         invocation.key(&self.keys.outbox).arg(id).arg(outcome).arg(at_ms);
         self.change(&invocation, format!("alert {id}")).await
+    }
+}
+
+/// Notifies `wake` for every enqueue announced on `channel`, reconnecting
+/// after a lost connection (and waking once then: announcements may have
+/// been missed meanwhile, the lease finds what is due).
+async fn announcements(client: redis::Client, channel: String, wake: Arc<tokio::sync::Notify>) {
+    use futures_util::StreamExt;
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                Ok(()) => {
+                    wake.notify_one();
+                    let mut messages = pubsub.into_on_message();
+                    while messages.next().await.is_some() {
+                        wake.notify_one();
+                    }
+                    tracing::warn!("lost the Redis subscription to new mail; reconnecting");
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot subscribe to new mail in Redis; retrying"),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot open a Redis subscription for new mail; retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

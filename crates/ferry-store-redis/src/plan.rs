@@ -22,6 +22,8 @@ pub(crate) struct Keys {
     pub hours: String,
     pub alert_times: String,
     pub outbox: String,
+    /// The pub/sub channel every enqueue is announced on.
+    pub enqueued: String,
 }
 
 impl Keys {
@@ -36,6 +38,7 @@ impl Keys {
             hours: key("hours"),
             alert_times: key("alert_times"),
             outbox: key("outbox"),
+            enqueued: key("enqueued"),
         }
     }
 

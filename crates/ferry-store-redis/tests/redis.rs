@@ -79,3 +79,22 @@ async fn two_nodes_share_one_queue_and_a_killed_server_keeps_what_it_acknowledge
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn an_enqueue_on_one_node_wakes_the_delivery_of_another() {
+    let redis = Redis::start();
+    let (ingress, delivery) = (open(&redis).await, open(&redis).await);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    delivery.watch_enqueues(wake.clone());
+    let deadline = std::time::Duration::from_secs(10);
+    tokio::time::timeout(deadline, wake.notified())
+        .await
+        .expect("woken once subscribed");
+    ingress
+        .enqueue(conformance::message(b"new", 1), None)
+        .await
+        .expect("enqueue");
+    tokio::time::timeout(deadline, wake.notified())
+        .await
+        .expect("woken by the other node's enqueue");
+}

@@ -111,6 +111,12 @@ pub trait Queue: Send + Sync {
     async fn complete(&self, id: &QueueId) -> Result<()>;
     /// Messages in the queue (due, leased or waiting).
     async fn depth(&self) -> Result<usize>;
+    /// From now on, `wake` is notified whenever another process enqueues a
+    /// message: a hint to lease sooner than the next poll. Must be cheap;
+    /// the default does nothing (one process sees its own enqueues).
+    fn watch_enqueues(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        let _ = wake;
+    }
 }
 
 /// Usage counters and the alert log with its outbox.

@@ -2,7 +2,8 @@
 -- a script alone, so two nodes racing across a threshold cannot both see it.
 -- KEYS[1] the message's hash, KEYS[2] the due-time index.
 -- ARGV[1] id, ARGV[2] due ms, ARGV[3] envelope JSON, ARGV[4] content,
--- ARGV[5] the plan as JSON, or "" for none (see `Plan` in lib.rs).
+-- ARGV[5] the plan as JSON, or "" for none (see `Plan` in plan.rs),
+-- ARGV[6] the channel that wakes delivery nodes.
 -- Returns 0 when spooled, or the 1-based index of the cap that refused it.
 local plan = nil
 if ARGV[5] ~= '' then plan = cjson.decode(ARGV[5]) end
@@ -18,6 +19,7 @@ if plan then
 end
 redis.call('HSET', KEYS[1], 'e', ARGV[3], 'b', ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('PUBLISH', ARGV[6], ARGV[1])
 if not plan then return 0 end
 
 for _, c in ipairs(plan.counts) do
