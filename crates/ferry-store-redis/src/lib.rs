@@ -573,11 +573,15 @@ impl RedisStore {
     }
 }
 
-/// Notifies `wake` for every enqueue announced on `channel`, reconnecting
+/// The most often an idle delivery node is woken by announcements.
+const WAKE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Notifies `wake` for enqueues announced on `channel` (at most every
+/// [`WAKE_INTERVAL`]), reconnecting
 /// after a lost connection (and waking once then: announcements may have
 /// been missed meanwhile, the lease finds what is due).
 async fn announcements(client: redis::Client, channel: String, wake: Arc<tokio::sync::Notify>) {
-    use futures_util::StreamExt;
+    use futures_util::{FutureExt, StreamExt};
     loop {
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
@@ -586,6 +590,10 @@ async fn announcements(client: redis::Client, channel: String, wake: Arc<tokio::
                     let mut messages = pubsub.into_on_message();
                     while messages.next().await.is_some() {
                         wake.notify_one();
+                        // Under load the worker keeps leasing by itself: a wake
+                        // per message would only add empty leases.
+                        tokio::time::sleep(WAKE_INTERVAL).await;
+                        while let Some(Some(_)) = messages.next().now_or_never() {}
                     }
                     tracing::warn!("lost the Redis subscription to new mail; reconnecting");
                 }
