@@ -197,13 +197,13 @@ class Ferry:
         LEFTOVERS.append(self.dir)
 
 
-def ferry_run(ferry, connections, per_conn, messages, extra=(), ingress=(), processes=()):
+def ferry_run(ferry, connections, per_conn, messages, extra=(), ingress=(), pids=()):
     """One load run against `ferry` (or the `ingress` nodes in turn). It ends
     when every accepted message has been delivered (or captured), so the CPU
-    of every process of the relay (`processes`, default `ferry`) counts the
+    of every process of the relay (`pids`, default `ferry`'s) counts the
     whole of each message's work, not only what happened before the 250."""
     ingress = ingress or (ferry,)
-    pids = [p.proc.pid for p in (processes or (ferry,))]
+    pids = pids or [ferry.proc.pid]
     cpu0 = cpu_seconds(pids)
     started = time.time()
     targets = [a for node in ingress for a in ("--target", node.ports["submission"])]
@@ -248,17 +248,14 @@ def cluster_rows(sink):
         first.start("ingress")
         second.start("ingress")
         delivery.start("delivery")
-
-        class RedisProc:
-            proc = redis.proc
-        relay = (*nodes, RedisProc)
+        relay = [node.proc.pid for node in nodes] + [redis.proc.pid]
         return [
             summarize("4. cluster 8×20, RSA, delivered to sink",
                       repeat(lambda: ferry_run(delivery, 8, 20, MESSAGES_REUSED, ingress=(first, second),
-                                               processes=relay))),
+                                               pids=relay))),
             summarize("4. cluster 8×1, RSA, delivered to sink",
                       repeat(lambda: ferry_run(delivery, 8, 1, MESSAGES_NEW_SESSION, ingress=(first, second),
-                                               processes=relay))),
+                                               pids=relay))),
         ]
     finally:
         for node in nodes:
