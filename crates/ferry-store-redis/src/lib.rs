@@ -206,6 +206,12 @@ impl RedisStore {
         Ok(outcome)
     }
 
+    /// The members of a sorted set scored in [from, to).
+    async fn scored_between<T: redis::FromRedisValue>(&self, key: &str, from: u64, to: u64) -> Result<Vec<T>> {
+        self.query(redis::cmd("ZRANGEBYSCORE").arg(key).arg(from).arg(format!("({to}")))
+            .await
+    }
+
     async fn record_of<T: serde::de::DeserializeOwned>(&self, hash: &str, name: &str) -> Result<Option<T>> {
         let bytes: Option<Vec<u8>> = self.query(redis::cmd("HGET").arg(hash).arg(name)).await?;
         bytes.map(|b| decode(hash, &b)).transpose()
@@ -495,14 +501,7 @@ impl Ledger for RedisStore {
         if to_hour <= from_hour {
             return Ok(Vec::new());
         }
-        let hours: Vec<u64> = self
-            .query(
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(&self.keys.hours)
-                    .arg(from_hour)
-                    .arg(format!("({to_hour}")),
-            )
-            .await?;
+        let hours: Vec<u64> = self.scored_between(&self.keys.hours, from_hour, to_hour).await?;
         if hours.is_empty() {
             return Ok(Vec::new());
         }
@@ -531,14 +530,7 @@ impl Ledger for RedisStore {
     }
 
     async fn alerts(&self, from_ms: u64, to_ms: u64) -> Result<Vec<Alert>> {
-        let ids: Vec<String> = self
-            .query(
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(&self.keys.alert_times)
-                    .arg(from_ms)
-                    .arg(format!("({to_ms}")),
-            )
-            .await?;
+        let ids = self.scored_between(&self.keys.alert_times, from_ms, to_ms).await?;
         self.load_alerts(ids).await
     }
 

@@ -259,17 +259,7 @@ impl Clamd {
             .stderr(Stdio::null())
             .spawn()
             .expect("start clamd (apt-get install clamav-daemon)");
-        wait_for("clamd to answer PING", Duration::from_secs(60), || {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("clamd exited: {status}");
-            }
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-            use std::io::{Read, Write};
-            s.write_all(b"zPING\0").ok()?;
-            let mut buf = [0u8; 8];
-            let n = s.read(&mut buf).ok()?;
-            buf[..n].starts_with(b"PONG").then_some(())
-        });
+        ping_until_ready(&mut child, "clamd", port, b"zPING\0", b"PONG", Duration::from_secs(60));
         Clamd {
             _child: Process(child),
             address: format!("127.0.0.1:{port}"),
@@ -388,18 +378,14 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server (apt-get install redis-server)");
-        let port = self.port;
-        wait_for("redis-server to answer PING", Duration::from_secs(30), || {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("redis-server exited: {status}");
-            }
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-            use std::io::{Read, Write};
-            s.write_all(b"PING\r\n").ok()?;
-            let mut buf = [0u8; 16];
-            let n = s.read(&mut buf).ok()?;
-            buf[..n].starts_with(b"+PONG").then_some(())
-        });
+        ping_until_ready(
+            &mut child,
+            "redis-server",
+            self.port,
+            b"PING\r\n",
+            b"+PONG",
+            Duration::from_secs(30),
+        );
         self.child = Some(Process(child));
     }
 
@@ -409,4 +395,20 @@ impl Redis {
         self.child = None;
         self.launch();
     }
+}
+
+/// Waits until the server `child` answers `ping` on a loopback `port` with
+/// something starting with `pong`; panics if it exits first.
+fn ping_until_ready(child: &mut Child, name: &str, port: u16, ping: &[u8], pong: &[u8], timeout: Duration) {
+    use std::io::{Read, Write};
+    wait_for(&format!("{name} to answer"), timeout, || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{name} exited: {status}");
+        }
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(ping).ok()?;
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).ok()?;
+        buf[..n].starts_with(pong).then_some(())
+    });
 }
