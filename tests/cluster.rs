@@ -134,3 +134,49 @@ fn a_delivery_node_killed_mid_delivery_loses_nothing() {
     assert!(doomed.captured().is_empty(), "the doomed node delivered nothing itself");
     assert!(survivor.stop().success());
 }
+
+#[test]
+fn while_redis_is_down_clients_are_told_to_retry_and_nothing_is_lost() {
+    let mut redis = Redis::start();
+    let url = redis.url();
+    let mut ingress = Ferry::prepare(&[("store.backend", "redis"), ("store.redis.url", url.as_str())]);
+    ingress.launch_as("all");
+    let mut smtp = Smtp::submission(ingress.submission.expect("submission"), &ingress.pki.ca_der);
+    assert!(smtp.auth_plain(USER, &ingress.password.clone()).starts_with("235"));
+    let content = format!("From: {SENDER}\r\nSubject: outage\r\n\r\nbody\r\n");
+    let first = smtp.send_message(SENDER, &["r@example.net"], content.as_bytes());
+    assert!(first.starts_with("250 2.0.0"), "{first}");
+
+    redis.kill();
+    let refused = smtp.send_message(SENDER, &["r@example.net"], content.as_bytes());
+    assert!(
+        refused.starts_with("451 4.3.0"),
+        "a store outage is a temporary failure: {refused}"
+    );
+    smtp.cmd("RSET");
+
+    redis.restart_after_kill();
+    let again = wait_for_reply(&mut smtp, content.as_bytes());
+    assert!(again.starts_with("250 2.0.0"), "{again}");
+    let captured = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ingress.wait_captured(2)));
+    let log = ingress.log_text();
+    let captured = captured.unwrap_or_else(|_| panic!("log:\n{log}"));
+    assert_eq!(
+        captured.len(),
+        2,
+        "both acknowledged messages, and only those, were delivered"
+    );
+}
+
+/// Sends until the relay's store connection is back (each refusal is a 451).
+fn wait_for_reply(smtp: &mut Smtp, content: &[u8]) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let reply = smtp.send_message(SENDER, &["r@example.net"], content);
+        if reply.starts_with("250") || std::time::Instant::now() > deadline {
+            return reply;
+        }
+        assert!(reply.starts_with("451 4.3.0"), "{reply}");
+        smtp.cmd("RSET");
+    }
+}

@@ -14,6 +14,8 @@
 //! - `P:msg:{id}`: one message: `e` its envelope (JSON), `b` its content.
 //! - `P:due`: message ids by due time (ms). A lease moves a message's due
 //!   time to the lease's end, so a node that dies with it loses nothing.
+//! - `P:lease:{token}`: the ids one lease took, until it ends, so a lease
+//!   whose reply was lost can be handed back at once.
 //! - `P:c:{window}:{period}`: a counting window (0 minute, 1 hour, 2 year),
 //!   fields `{scope}|m`, `|r`, `|b` (messages, recipients, bytes).
 //! - `P:hours`: the hours that have counts; `P:peak:{year start}`: scope →
@@ -70,6 +72,7 @@ struct Scripts {
     rescore: Script,
     alert: Script,
     claim: Script,
+    release: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -114,6 +117,7 @@ impl RedisStore {
                 rescore: Script::new(include_str!("lua/rescore.lua")),
                 alert: Script::new(include_str!("lua/alert.lua")),
                 claim: Script::new(include_str!("lua/claim.lua")),
+                release: Script::new(include_str!("lua/release.lua")),
             }),
             wait: (c.wait_replicas > 0).then_some((c.wait_replicas, c.wait_timeout_ms)),
         };
@@ -351,17 +355,32 @@ impl Queue for RedisStore {
     }
 
     async fn lease(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<QueuedMessage>> {
-        let raw: Vec<Vec<u8>> = self
-            .run(
-                self.scripts
-                    .lease
-                    .key(&self.keys.due)
-                    .arg(now_ms)
-                    .arg(now_ms.saturating_add(lease_ms))
-                    .arg(max)
-                    .arg(self.keys.message("")),
-            )
-            .await?;
+        let token = uuid::Uuid::now_v7().simple().to_string();
+        let until_ms = now_ms.saturating_add(lease_ms);
+        let leased: redis::RedisResult<Vec<Vec<u8>>> = self
+            .scripts
+            .lease
+            .key(&self.keys.due)
+            .key(self.keys.lease(&token))
+            .arg(now_ms)
+            .arg(until_ms)
+            .arg(max)
+            .arg(self.keys.message(""))
+            .arg(lease_ms)
+            .invoke_async(&mut self.conn())
+            .await;
+        let raw = match leased {
+            Ok(raw) => raw,
+            Err(e) => {
+                // Unless the request never left, the script may have run
+                // with its reply lost: hand back whatever it took rather
+                // than hold it for the whole lease.
+                if !e.is_connection_refusal() {
+                    tokio::spawn(self.clone().release(token, until_ms, now_ms, lease_ms));
+                }
+                return Err(unavailable(e));
+            }
+        };
         raw.chunks_exact(2)
             .map(|m| {
                 let mut message: QueuedMessage = decode("envelope", &m[0])?;
@@ -558,6 +577,31 @@ impl Ledger for RedisStore {
 }
 
 impl RedisStore {
+    /// Undoes lease `token` (see `lua/release.lua`), retrying once a second
+    /// while Redis is unreachable, for as long as the lease would last.
+    async fn release(self, token: String, until_ms: u64, due_ms: u64, lease_ms: u64) {
+        for _ in 0..(lease_ms / 1_000).clamp(1, 600) {
+            let released = self
+                .run::<u64>(
+                    self.scripts
+                        .release
+                        .key(&self.keys.due)
+                        .key(self.keys.lease(&token))
+                        .arg(until_ms)
+                        .arg(due_ms),
+                )
+                .await;
+            match released {
+                Ok(0) => return,
+                Ok(n) => {
+                    tracing::info!(messages = n, "released the messages of a lease whose reply was lost");
+                    return;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+    }
+
     async fn alert_state(&self, id: &str, outcome: &str, at_ms: u64) -> Result<()> {
         let mut invocation = self.scripts.alert.key(self.keys.alert(id));
         invocation.key(&self.keys.outbox).arg(id).arg(outcome).arg(at_ms);

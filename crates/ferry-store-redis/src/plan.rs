@@ -55,6 +55,10 @@ impl Keys {
         format!("{}:peak:{}", self.prefix, year.start_ms)
     }
 
+    pub fn lease(&self, token: &str) -> String {
+        format!("{}:lease:{token}", self.prefix)
+    }
+
     pub fn alert(&self, id: &str) -> String {
         format!("{}:alert:{id}", self.prefix)
     }

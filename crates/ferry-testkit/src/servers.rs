@@ -389,8 +389,13 @@ impl Redis {
         self.child = Some(Process(child));
     }
 
-    /// SIGKILL and start again on the same port and files: what was
-    /// acknowledged must still be there.
+    /// SIGKILL: the server is gone until [`Redis::restart_after_kill`].
+    pub fn kill(&mut self) {
+        self.child = None;
+    }
+
+    /// SIGKILL (if it still runs) and start again on the same port and
+    /// files: what was acknowledged must still be there.
     pub fn restart_after_kill(&mut self) {
         self.child = None;
         self.launch();
