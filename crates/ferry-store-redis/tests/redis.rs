@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ferry_core::config::RedisStore as RedisConfig;
 use ferry_store::conformance;
-use ferry_store::{Directory, Queue};
+use ferry_store::{Directory, Queue, StoreError};
 use ferry_store_redis::RedisStore;
 use ferry_testkit::servers::Redis;
 
@@ -97,4 +97,32 @@ async fn an_enqueue_on_one_node_wakes_the_delivery_of_another() {
     tokio::time::timeout(deadline, wake.notified())
         .await
         .expect("woken by the other node's enqueue");
+}
+
+#[tokio::test]
+async fn with_wait_replicas_a_write_counts_only_once_a_replica_has_it() {
+    let primary = Redis::start();
+    let mut replica = Redis::replica_of(&primary);
+    let settings = RedisConfig {
+        url: primary.url(),
+        key_prefix: "ferry-test".into(),
+        wait_replicas: 1,
+        wait_timeout_ms: 300,
+    };
+    let store = RedisStore::connect(&settings).await.expect("connect");
+    // The replica has to finish its first sync before WAIT can count it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut replicated = store.enqueue(conformance::message(b"one", 1), None).await;
+    while replicated.is_err() && std::time::Instant::now() < deadline {
+        replicated = store.enqueue(conformance::message(b"one", 1), None).await;
+    }
+    replicated.expect("acknowledged once the replica has the write");
+    replica.kill();
+    assert!(
+        matches!(
+            store.enqueue(conformance::message(b"two", 2), None).await,
+            Err(StoreError::Unavailable(why)) if why.contains("0 of 1 replicas")
+        ),
+        "without its replica the write is not acknowledged"
+    );
 }

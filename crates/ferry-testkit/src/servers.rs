@@ -351,13 +351,35 @@ pub struct Redis {
     child: Option<Process>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// The primary's port, for a replica.
+    replica_of: Option<u16>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port(&["127.0.0.1"]);
-        let mut redis = Redis { child: None, port, dir };
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir,
+            replica_of: None,
+        };
+        redis.launch();
+        redis
+    }
+
+    /// A replica of `primary`, started and answering (it may still be
+    /// catching up: the primary's `WAIT` is what tells).
+    pub fn replica_of(primary: &Redis) -> Redis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port(&["127.0.0.1"]);
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir,
+            replica_of: Some(primary.port),
+        };
         redis.launch();
         redis
     }
@@ -373,6 +395,11 @@ impl Redis {
             .arg("--dir")
             .arg(self.dir.path())
             .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .args(
+                self.replica_of
+                    .map(|primary| vec!["--replicaof".to_string(), "127.0.0.1".into(), primary.to_string()])
+                    .unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
