@@ -156,7 +156,7 @@ fn while_redis_is_down_clients_are_told_to_retry_and_nothing_is_lost() {
     smtp.cmd("RSET");
 
     redis.restart_after_kill();
-    let again = wait_for_reply(&mut smtp, content.as_bytes());
+    let again = send_until_accepted(&mut smtp, content.as_bytes());
     assert!(again.starts_with("250 2.0.0"), "{again}");
     let captured = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ingress.wait_captured(2)));
     let log = ingress.log_text();
@@ -169,7 +169,7 @@ fn while_redis_is_down_clients_are_told_to_retry_and_nothing_is_lost() {
 }
 
 /// Sends until the relay's store connection is back (each refusal is a 451).
-fn wait_for_reply(smtp: &mut Smtp, content: &[u8]) -> String {
+fn send_until_accepted(smtp: &mut Smtp, content: &[u8]) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let reply = smtp.send_message(SENDER, &["r@example.net"], content);
