@@ -84,7 +84,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         StoreBackend::Redis => {
             let store = RedisStore::connect(&config.store.redis)
                 .await
-                .with_context(|| format!("store.redis.url {}", redacted(&config.store.redis.url)))?;
+                .with_context(|| format!("store.redis.url {}", settings::redacted(&config.store.redis.url)))?;
             Ok(Arc::new(store))
         }
     }
@@ -94,14 +94,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 fn store_name(config: &Config) -> String {
     match config.store.backend {
         StoreBackend::Embedded => config.store_path().display().to_string(),
-        StoreBackend::Redis => redacted(&config.store.redis.url),
-    }
-}
-
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
-        _ => url.to_string(),
+        StoreBackend::Redis => settings::redacted(&config.store.redis.url),
     }
 }
 

@@ -67,7 +67,7 @@ fn env_origin(key: &str, env: &HashMap<String, String>) -> Option<String> {
 }
 
 /// The effective configuration as TOML, secrets masked: any key whose name
-/// says password, secret or token.
+/// says password, secret or token, and the credentials in any URL.
 pub fn render_masked(config: &Config) -> String {
     let mut value = toml::Value::try_from(config).unwrap_or(toml::Value::Table(Default::default()));
     mask(&mut value);
@@ -78,12 +78,20 @@ fn mask(value: &mut toml::Value) {
     if let toml::Value::Table(table) = value {
         for (key, v) in table.iter_mut() {
             let secret = ["password", "secret", "token"].iter().any(|s| key.contains(s));
-            if secret && v.is_str() {
-                *v = toml::Value::String("********".into());
-            } else {
-                mask(v);
+            match v {
+                toml::Value::String(_) if secret => *v = toml::Value::String("********".into()),
+                toml::Value::String(text) => *text = redacted(text),
+                _ => mask(v),
             }
         }
+    }
+}
+
+/// A URL without the credentials it carries (`redis://:pw@host` → `redis://***@host`).
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+        _ => url.to_string(),
     }
 }
 
@@ -151,9 +159,13 @@ mod tests {
 
     #[test]
     fn secrets_are_masked() {
-        let mut v: toml::Value = toml::from_str("[a]\nredis_password = \"hunter2\"\nname = \"x\"\n").expect("toml");
+        let mut v: toml::Value = toml::from_str(
+            "[a]\nredis_password = \"hunter2\"\nname = \"x\"\n[b.c]\nurl = \"redis://:hunter3@10.0.0.5:6379/0\"\n",
+        )
+        .expect("toml");
         mask(&mut v);
         let text = v.to_string();
         assert!(!text.contains("hunter2") && text.contains("x"), "{text}");
+        assert!(text.contains("redis://***@10.0.0.5:6379/0"), "{text}");
     }
 }
