@@ -501,7 +501,7 @@ def print_table(rows):
             noisy = "  noisy" if (r["max"] - r["min"]) > NOISY * r["msgs_per_s"] else ""
             print(f"{r['scenario']:<44} {r['msgs_per_s']:>14.1f} {r['min']:>7.1f}–{r['max']:<7.1f} {r['cpu_ms_per_msg']:>17.2f} {p99:>12}{fail}{noisy}")
     if any("msgs_per_s" in r and (r["max"] - r["min"]) > NOISY * r["msgs_per_s"] for r in rows):
-        print("\n(noisy: the runs spread over more than 20 % of the median; msg/s there is a rough figure, CPU per message still holds)")
+        print("\n(noisy: the runs spread over more than 20 % of the median; msg/s there is a rough figure; CPU per message varies less, but it too moves between runs on a busy host: compare the ratios of one run)")
     pf20 = by.get("5. Postfix 8×20, OpenDKIM RSA, to sink")
     pf1 = by.get("5. Postfix 8×1, OpenDKIM RSA, to sink")
     if pf20 and "msgs_per_s" in pf20:
