@@ -357,28 +357,21 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Redis {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port(&["127.0.0.1"]);
-        let mut redis = Redis {
-            child: None,
-            port,
-            dir,
-            replica_of: None,
-        };
-        redis.launch();
-        redis
+        Redis::launched(None)
     }
 
     /// A replica of `primary`, started and answering (it may still be
     /// catching up: the primary's `WAIT` is what tells).
     pub fn replica_of(primary: &Redis) -> Redis {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port(&["127.0.0.1"]);
+        Redis::launched(Some(primary.port))
+    }
+
+    fn launched(replica_of: Option<u16>) -> Redis {
         let mut redis = Redis {
             child: None,
-            port,
-            dir,
-            replica_of: Some(primary.port),
+            port: free_port(&["127.0.0.1"]),
+            dir: tempfile::tempdir().expect("tempdir"),
+            replica_of,
         };
         redis.launch();
         redis
