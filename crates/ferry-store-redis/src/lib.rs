@@ -46,7 +46,7 @@ use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::usage::{HourUsage, Scope, Usage};
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
-use ferry_store::{Directory, Ledger, Next, Queue, QueueEntry, Result, StoreError};
+use ferry_store::{Directory, Ledger, Next, Queue, QueueEntry, Result, StoreError, decode, encode};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
@@ -79,17 +79,8 @@ fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("corrupt {what} in redis: {e}"))
-}
-
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    // Serialising our own plain data types cannot fail.
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
-fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| corrupt(what, e))
 }
 
 impl RedisStore {
@@ -218,14 +209,14 @@ impl RedisStore {
 
     async fn record_of<T: serde::de::DeserializeOwned>(&self, hash: &str, name: &str) -> Result<Option<T>> {
         let bytes: Option<Vec<u8>> = self.query(redis::cmd("HGET").arg(hash).arg(name)).await?;
-        bytes.map(|b| decode(hash, &b)).transpose()
+        bytes.map(|b| decode(&b)).transpose()
     }
 
     async fn records<T: serde::de::DeserializeOwned>(&self, hash: &str) -> Result<Vec<T>> {
         let all: Vec<(String, Vec<u8>)> = self.query(redis::cmd("HGETALL").arg(hash)).await?;
         let mut out = Vec::with_capacity(all.len());
         for (_, bytes) in all {
-            out.push(decode(hash, &bytes)?);
+            out.push(decode(&bytes)?);
         }
         Ok(out)
     }
@@ -383,7 +374,7 @@ impl Queue for RedisStore {
         };
         raw.chunks_exact(2)
             .map(|m| {
-                let mut message: QueuedMessage = decode("envelope", &m[0])?;
+                let mut message: QueuedMessage = decode(&m[0])?;
                 message.content = m[1].clone();
                 Ok(message)
             })
@@ -422,7 +413,7 @@ impl Queue for RedisStore {
             )
             .await?;
         let Some(envelope) = envelope else { return Ok(None) };
-        let mut message: QueuedMessage = decode("envelope", &envelope)?;
+        let mut message: QueuedMessage = decode(&envelope)?;
         message.content = content.unwrap_or_default();
         Ok(Some(message))
     }
@@ -456,7 +447,7 @@ impl Queue for RedisStore {
             let size: usize = redis::from_redis_value_ref(&pair[1]).map_err(|e| corrupt("content", e))?;
             if let Some(envelope) = envelope {
                 out.push(QueueEntry {
-                    message: decode("envelope", &envelope)?,
+                    message: decode(&envelope)?,
                     due_ms,
                     size,
                 });

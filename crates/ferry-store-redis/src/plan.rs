@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use ferry_core::contract::{ContractYear, Unit};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::usage::{HourUsage, Scope, Usage};
-use ferry_store::{Result, StoreError};
+use ferry_store::Result;
 use serde::Serialize;
 
 /// Minute windows only matter for a minute; Redis forgets them after this.
@@ -160,17 +160,15 @@ struct PlanThreshold {
     apps: String,
 }
 
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("corrupt {what} in redis"))
-}
-
 /// An alert from its hash, as `lua/enqueue.lua` and `lua/alert.lua` write it.
 pub(crate) fn alert_from_fields(fields: Vec<(String, Vec<u8>)>) -> Result<Alert> {
     let fields: BTreeMap<String, Vec<u8>> = fields.into_iter().collect();
     let text = |name: &str| fields.get(name).map(|v| String::from_utf8_lossy(v).into_owned());
     let number = |name: &str| text(name).and_then(|v| v.parse::<u64>().ok());
-    let template = fields.get("alert").ok_or_else(|| corrupt("alert"))?;
-    let mut alert: Alert = serde_json::from_slice(template).map_err(|_| corrupt("alert"))?;
+    let template = fields
+        .get("alert")
+        .ok_or_else(|| crate::corrupt("alert", "no alert field"))?;
+    let mut alert: Alert = ferry_store::decode(template)?;
     alert.value = number("value").unwrap_or(0);
     alert.attempts = number("attempts").unwrap_or(0) as u32;
     alert.delivered_ms = number("delivered");

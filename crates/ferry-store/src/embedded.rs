@@ -15,7 +15,7 @@ use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefi
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ledger::{self, ALERT_TIMES, ALERTS, COUNTERS};
-use crate::{Directory, Ledger, Next, Queue, QueueEntry, Result, StoreError};
+use crate::{Directory, Ledger, Next, Queue, QueueEntry, Result, StoreError, decode, encode};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::metering::{Alert, Metering, Window};
@@ -81,15 +81,6 @@ pub struct EmbeddedStore {
 
 pub(crate) fn backend(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Unavailable(e.into().to_string())
-}
-
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Unavailable(format!("corrupt record: {e}")))
-}
-
-pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    // Serialising our own plain data types cannot fail.
-    serde_json::to_vec(value).unwrap_or_default()
 }
 
 impl EmbeddedStore {

@@ -7,8 +7,9 @@ use ferry_core::metering::{Alert, Driver, Metering, Threshold, Window};
 use ferry_core::usage::{Scope, Usage};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
-use crate::embedded::{backend, decode, encode};
+use crate::embedded::backend;
 use crate::{Result, StoreError};
+use crate::{decode, encode};
 
 /// (window kind, period, scope key) → messages, recipients, bytes.
 pub(crate) const COUNTERS: TableDefinition<(u8, u64, &str), (u64, u64, u64)> = TableDefinition::new("counters");

@@ -44,6 +44,19 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// A record (tenant, application, envelope, alert) in the JSON form every
+/// backend stores it in.
+pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own plain data types cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// A record back from its stored form; a record that does not parse is a
+/// store failure, not the caller's.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Unavailable(format!("corrupt record: {e}")))
+}
+
 /// Tenants and applications.
 #[async_trait]
 pub trait Directory: Send + Sync {
