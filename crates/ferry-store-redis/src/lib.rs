@@ -10,7 +10,9 @@
 //!   writes, alert state.
 //!
 //! Keys, all under `store.redis.key_prefix` (`P` here):
-//! - `P:tenants`, `P:apps`, `P:dkim`: hashes of JSON records by name.
+//! - `P:tenants`, `P:apps`, `P:dkim`: hashes of JSON records by name;
+//!   `P:directory_version`: a counter bumped with each of their writes, which
+//!   every node polls to learn that its copies are stale.
 //! - `P:msg:{id}`: one message: `e` its envelope (JSON), `b` its content.
 //! - `P:due`: message ids by due time (ms). A lease moves a message's due
 //!   time to the lease's end, so a node that dies with it loses nothing.
@@ -73,6 +75,7 @@ struct Scripts {
     alert: Script,
     claim: Script,
     release: Script,
+    extend: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -109,6 +112,7 @@ impl RedisStore {
                 alert: Script::new(include_str!("lua/alert.lua")),
                 claim: Script::new(include_str!("lua/claim.lua")),
                 release: Script::new(include_str!("lua/release.lua")),
+                extend: Script::new(include_str!("lua/extend.lua")),
             }),
             wait: (c.wait_replicas > 0).then_some((c.wait_replicas, c.wait_timeout_ms)),
         };
@@ -195,7 +199,8 @@ impl RedisStore {
             .arg(name)
             .arg(json)
             .arg(if create { "create" } else { "update" })
-            .arg(parent.map_or("", |(_, field)| field));
+            .arg(parent.map_or("", |(_, field)| field))
+            .arg(&self.keys.directory_version);
         let outcome = self.run(&invocation).await?;
         self.replicated().await?;
         Ok(outcome)
@@ -306,9 +311,22 @@ impl Directory for RedisStore {
     }
     async fn put_dkim_key(&self, key: DkimKeyRecord) -> Result<()> {
         let name = format!("{}/{}", key.domain, key.selector);
-        self.query::<()>(redis::cmd("HSET").arg(&self.keys.dkim).arg(name).arg(encode(&key)))
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HSET")
+            .arg(&self.keys.dkim)
+            .arg(name)
+            .arg(encode(&key))
+            .ignore()
+            .cmd("INCR")
+            .arg(&self.keys.directory_version)
+            .ignore();
+        pipe.query_async::<()>(&mut self.conn()).await.map_err(unavailable)?;
         self.replicated().await
+    }
+    async fn directory_version(&self) -> Result<u64> {
+        let version: Option<u64> = self.query(redis::cmd("GET").arg(&self.keys.directory_version)).await?;
+        Ok(version.unwrap_or(0))
     }
     async fn dkim_keys(&self) -> Result<Vec<DkimKeyRecord>> {
         let mut all: Vec<DkimKeyRecord> = self.records(&self.keys.dkim).await?;
@@ -379,6 +397,19 @@ impl Queue for RedisStore {
                 Ok(message)
             })
             .collect()
+    }
+
+    async fn extend_leases(&self, held: &[(QueueId, u64)], until_ms: u64) -> Result<Vec<QueueId>> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = self.scripts.extend.key(&self.keys.due);
+        invocation.arg(until_ms);
+        for (id, held_until) in held {
+            invocation.arg(id.as_str()).arg(held_until);
+        }
+        let moved: Vec<String> = self.run(&invocation).await?;
+        Ok(moved.iter().filter_map(|id| QueueId::parse(id)).collect())
     }
 
     async fn record(&self, message: &QueuedMessage, next: Next) -> Result<()> {

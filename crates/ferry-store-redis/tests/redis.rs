@@ -31,6 +31,12 @@ async fn queue_lease_complete_and_expiry() {
     conformance::queue_lease_complete_and_expiry(&open(&redis).await).await;
 }
 
+#[tokio::test]
+async fn leases_renew_and_hand_back() {
+    let redis = Redis::start();
+    conformance::leases_renew_and_hand_back(&open(&redis).await).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_enqueues_all_land() {
     let redis = Redis::start();

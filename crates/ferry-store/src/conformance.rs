@@ -146,6 +146,54 @@ pub async fn queue_lease_complete_and_expiry(store: &dyn Store) {
     );
 }
 
+/// Leases are renewed while held, handed back at once, and never taken
+/// from another holder; directory writes change the directory version.
+pub async fn leases_renew_and_hand_back(store: &dyn Store) {
+    let m = message(b"Subject: x\r\n\r\nbody\r\n", 1_000);
+    store.enqueue(m.clone(), None).await.expect("enqueue");
+    assert_eq!(store.lease(1_000, 10_000, 10).await.expect("lease").len(), 1);
+    let held = [(m.id.clone(), 11_000)];
+    let renewed = store.extend_leases(&held, 40_000).await.expect("renew");
+    assert_eq!(renewed, vec![m.id.clone()]);
+    assert!(
+        store.lease(20_000, 10_000, 10).await.expect("lease").is_empty(),
+        "a renewed lease holds past its first end"
+    );
+    assert!(
+        store.extend_leases(&held, 90_000).await.expect("stale").is_empty(),
+        "a lease that no longer ends where the caller thinks is not the caller's"
+    );
+    let mine = [(m.id.clone(), 40_000)];
+    assert_eq!(store.extend_leases(&mine, 21_000).await.expect("hand back").len(), 1);
+    let again = store.lease(21_000, 10_000, 10).await.expect("lease");
+    assert_eq!(again.len(), 1, "a handed-back message is due at once");
+    assert_eq!(again[0].attempts, 0, "handing back is not an attempt");
+    store.record(&again[0], Next::RetryAt(500_000)).await.expect("retry");
+    assert!(
+        store
+            .extend_leases(&[(m.id.clone(), 31_000)], 600_000)
+            .await
+            .expect("recorded")
+            .is_empty(),
+        "a recorded message's schedule is not moved by an old lease"
+    );
+    assert_eq!(store.list(10).await.expect("list")[0].due_ms, 500_000);
+
+    let before = store.directory_version().await.expect("version");
+    store.create_tenant(tenant("versioned")).await.expect("tenant");
+    let after_tenant = store.directory_version().await.expect("version");
+    assert_ne!(before, after_tenant, "a tenant write changes the version");
+    store.create_app(app("versioned-app", "versioned")).await.expect("app");
+    assert_ne!(store.directory_version().await.expect("version"), after_tenant);
+    let unchanged = store.directory_version().await.expect("version");
+    assert!(store.create_tenant(tenant("versioned")).await.is_err());
+    assert_eq!(
+        store.directory_version().await.expect("version"),
+        unchanged,
+        "a refused write changes nothing"
+    );
+}
+
 pub async fn concurrent_enqueues_all_land(store: std::sync::Arc<dyn Store>) {
     let mut tasks = Vec::new();
     for i in 0..200u64 {

@@ -5,9 +5,13 @@
 //! hundred sessions finishing DATA together share one fsync instead of
 //! paying one each. Reads run on tokio's blocking pool against redb's MVCC
 //! snapshots and never wait for the writer.
+//!
+//! The writer is a [`StoreWriter`]: [`EmbeddedStore::open`] runs it on a
+//! thread of its own; [`EmbeddedStore::open_supervised`] hands it to the
+//! relay's supervisor, which runs it again should it ever die.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
@@ -33,6 +37,9 @@ const SCHEDULE: TableDefinition<(u64, &str), ()> = TableDefinition::new("schedul
 const DUE: TableDefinition<&str, u64> = TableDefinition::new("due");
 /// id → the due time a leased message had before it was taken.
 const LEASES: TableDefinition<&str, u64> = TableDefinition::new("leases");
+/// Single numbers: `directory_version`.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const DIRECTORY_VERSION: &str = "directory_version";
 
 /// Requests served by the writer thread; the largest batch it commits at once.
 const MAX_BATCH: usize = 512;
@@ -51,13 +58,28 @@ enum WriteOp {
     Complete(QueueId),
     Record(Box<QueuedMessage>, Next),
     RetryNow(QueueId, u64),
+    ExtendLeases { held: Vec<(QueueId, u64)>, until_ms: u64 },
 }
 
 impl WriteOp {
     /// Whether the caller relies on the write surviving a crash. A lost
     /// lease or claim only makes a message or an alert due again sooner.
     fn needs_sync(&self) -> bool {
-        !matches!(self, WriteOp::Lease { .. } | WriteOp::ClaimAlerts { .. })
+        !matches!(
+            self,
+            WriteOp::Lease { .. } | WriteOp::ClaimAlerts { .. } | WriteOp::ExtendLeases { .. }
+        )
+    }
+
+    fn changes_directory(&self) -> bool {
+        matches!(
+            self,
+            WriteOp::CreateTenant(_)
+                | WriteOp::UpdateTenant(_)
+                | WriteOp::CreateApp(_)
+                | WriteOp::UpdateApp(_)
+                | WriteOp::PutDkimKey(_)
+        )
     }
 }
 
@@ -65,6 +87,7 @@ enum Outcome {
     Done,
     Leased(Vec<QueuedMessage>),
     Claimed(Vec<Alert>),
+    Extended(Vec<QueueId>),
 }
 
 struct Job {
@@ -83,9 +106,37 @@ pub(crate) fn backend(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Unavailable(e.into().to_string())
 }
 
+/// The one writer of an embedded store. Whoever runs it owns the store's
+/// commits; while it is not running, writes wait for it (none is lost).
+pub struct StoreWriter {
+    db: Arc<Database>,
+    jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
+}
+
+impl StoreWriter {
+    /// Commits batches until every handle of the store is gone; blocks. A
+    /// panic in a commit fails that batch's callers (their replies are
+    /// dropped) and unwinds out of here; running it again resumes with the
+    /// requests still waiting.
+    pub fn run(&self) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        write_loop(&self.db, &mut jobs);
+    }
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the store file and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self> {
+        let (store, writer) = Self::open_supervised(path)?;
+        std::thread::Builder::new()
+            .name("ferry-store-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        Ok(store)
+    }
+
+    /// Opens (or creates) the store file; its writer is the caller's to run.
+    pub fn open_supervised(path: &Path) -> Result<(Self, StoreWriter)> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
         }
@@ -102,18 +153,18 @@ impl EmbeddedStore {
             txn.open_table(SCHEDULE).map_err(backend)?;
             txn.open_table(DUE).map_err(backend)?;
             txn.open_table(DKIM_KEYS).map_err(backend)?;
+            txn.open_table(META).map_err(backend)?;
             ledger::create_tables(&txn)?;
             release_leases(&txn)?;
         }
         txn.commit().map_err(backend)?;
         let db = Arc::new(db);
         let (writer, jobs) = mpsc::unbounded_channel();
-        let writer_db = db.clone();
-        std::thread::Builder::new()
-            .name("ferry-store-writer".into())
-            .spawn(move || write_loop(&writer_db, jobs))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-        Ok(EmbeddedStore { db, writer })
+        let runner = StoreWriter {
+            db: db.clone(),
+            jobs: Arc::new(Mutex::new(jobs)),
+        };
+        Ok((EmbeddedStore { db, writer }, runner))
     }
 
     async fn write(&self, op: WriteOp) -> Result<Outcome> {
@@ -137,7 +188,7 @@ impl EmbeddedStore {
     }
 }
 
-fn write_loop(db: &Database, mut jobs: mpsc::UnboundedReceiver<Job>) {
+fn write_loop(db: &Database, jobs: &mut mpsc::UnboundedReceiver<Job>) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -159,7 +210,10 @@ fn commit_batch(db: &Database, batch: Vec<Job>) {
     let result = (|| -> Result<Vec<Result<Outcome>>> {
         let mut txn = db.begin_write().map_err(backend)?;
         txn.set_durability(if sync { Durability::Immediate } else { Durability::None });
-        let outcomes = ops.iter().map(|op| apply(&txn, op)).collect::<Result<Vec<_>>>()?;
+        let outcomes = ops
+            .iter()
+            .map(|op| apply_counted(&txn, op))
+            .collect::<Result<Vec<_>>>()?;
         txn.commit().map_err(backend)?;
         Ok(outcomes)
     })();
@@ -176,6 +230,17 @@ fn commit_batch(db: &Database, batch: Vec<Job>) {
             }
         }
     }
+}
+
+/// [`apply`], and a directory change bumps the directory version.
+fn apply_counted(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> {
+    let outcome = apply(txn, op)?;
+    if outcome.is_ok() && op.changes_directory() {
+        let mut meta = txn.open_table(META).map_err(backend)?;
+        let version = meta.get(DIRECTORY_VERSION).map_err(backend)?.map_or(0, |v| v.value());
+        meta.insert(DIRECTORY_VERSION, version + 1).map_err(backend)?;
+    }
+    Ok(outcome)
 }
 
 /// One operation inside the batch transaction. The outer error is a storage
@@ -263,6 +328,9 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
         }
         WriteOp::Lease { now_ms, lease_ms, max } => {
             return lease(txn, *now_ms, *lease_ms, *max).map(|l| Ok(Outcome::Leased(l)));
+        }
+        WriteOp::ExtendLeases { held, until_ms } => {
+            return extend_leases(txn, held, *until_ms).map(|ids| Ok(Outcome::Extended(ids)));
         }
         WriteOp::ClaimAlerts { now_ms, lease_ms, max } => {
             return ledger::claim_alerts(txn, *now_ms, now_ms.saturating_add(*lease_ms), *max)
@@ -415,6 +483,40 @@ fn lease(txn: &redb::WriteTransaction, now_ms: u64, lease_ms: u64, max: usize) -
     Ok(leased)
 }
 
+/// Moves each lease still ending where its holder says to `until_ms`,
+/// keeping the due time it had before it was leased (for a restart).
+fn extend_leases(txn: &redb::WriteTransaction, held: &[(QueueId, u64)], until_ms: u64) -> Result<Vec<QueueId>> {
+    let mut moved = Vec::with_capacity(held.len());
+    for (id, held_until) in held {
+        let id_str = id.as_str();
+        let due = txn
+            .open_table(DUE)
+            .map_err(backend)?
+            .get(id_str)
+            .map_err(backend)?
+            .map(|v| v.value());
+        if due != Some(*held_until) {
+            continue;
+        }
+        let before = txn
+            .open_table(LEASES)
+            .map_err(backend)?
+            .get(id_str)
+            .map_err(backend)?
+            .map(|v| v.value());
+        unschedule(txn, id_str)?;
+        schedule(txn, id_str, until_ms)?;
+        if let Some(before) = before {
+            txn.open_table(LEASES)
+                .map_err(backend)?
+                .insert(id_str, before)
+                .map_err(backend)?;
+        }
+        moved.push(id.clone());
+    }
+    Ok(moved)
+}
+
 fn load_message(
     envelopes: &impl ReadableTable<&'static str, &'static [u8]>,
     contents: &impl ReadableTable<&'static str, &'static [u8]>,
@@ -468,6 +570,13 @@ impl Directory for EmbeddedStore {
     async fn put_dkim_key(&self, key: DkimKeyRecord) -> Result<()> {
         done(self.write(WriteOp::PutDkimKey(Box::new(key))).await)
     }
+    async fn directory_version(&self) -> Result<u64> {
+        self.read(|txn| {
+            let meta = txn.open_table(META).map_err(backend)?;
+            Ok(meta.get(DIRECTORY_VERSION).map_err(backend)?.map_or(0, |v| v.value()))
+        })
+        .await
+    }
     async fn dkim_keys(&self) -> Result<Vec<DkimKeyRecord>> {
         self.read(|txn| list(txn, DKIM_KEYS)).await
     }
@@ -512,6 +621,19 @@ impl Queue for EmbeddedStore {
     async fn lease(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<QueuedMessage>> {
         match self.write(WriteOp::Lease { now_ms, lease_ms, max }).await? {
             Outcome::Leased(messages) => Ok(messages),
+            _ => Ok(Vec::new()),
+        }
+    }
+    async fn extend_leases(&self, held: &[(QueueId, u64)], until_ms: u64) -> Result<Vec<QueueId>> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let op = WriteOp::ExtendLeases {
+            held: held.to_vec(),
+            until_ms,
+        };
+        match self.write(op).await? {
+            Outcome::Extended(ids) => Ok(ids),
             _ => Ok(Vec::new()),
         }
     }

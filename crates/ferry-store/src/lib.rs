@@ -77,6 +77,10 @@ pub trait Directory: Send + Sync {
     /// Adds or replaces a DKIM key (by domain and selector).
     async fn put_dkim_key(&self, key: DkimKeyRecord) -> Result<()>;
     async fn dkim_keys(&self) -> Result<Vec<DkimKeyRecord>>;
+    /// A number that changes whenever a tenant, an application or a DKIM
+    /// key is written. Must be cheap (one read): every node polls it to
+    /// learn that its copies of directory records are stale.
+    async fn directory_version(&self) -> Result<u64>;
 }
 
 /// What happens to a message after a delivery attempt was recorded.
@@ -111,6 +115,13 @@ pub trait Queue: Send + Sync {
     /// Takes up to `max` due messages, reserving each until `now_ms + lease_ms`;
     /// a message not recorded as done or rescheduled by then is due again.
     async fn lease(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<QueuedMessage>>;
+    /// Moves the lease of each message in `held` (id, the end of the lease
+    /// the caller holds) to `until_ms`: later to renew it while the message
+    /// is worked on, now to hand it back. A message whose lease no longer
+    /// ends at the time given (it ran out and another node took it, or it
+    /// was recorded since) is left alone. Returns the ids moved. Need not
+    /// be durable: a lost renewal only makes a message due sooner.
+    async fn extend_leases(&self, held: &[(QueueId, u64)], until_ms: u64) -> Result<Vec<QueueId>>;
     /// Durably saves the message's outcomes and history, then applies `next`.
     /// Recipients recorded as delivered are never handed out as pending again.
     async fn record(&self, message: &QueuedMessage, next: Next) -> Result<()>;

@@ -24,6 +24,12 @@ async fn queue_lease_complete_and_expiry() {
     conformance::queue_lease_complete_and_expiry(&store).await;
 }
 
+#[tokio::test]
+async fn leases_renew_and_hand_back() {
+    let (_dir, store) = open();
+    conformance::leases_renew_and_hand_back(&store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_enqueues_all_land() {
     let (_dir, store) = open();
