@@ -169,6 +169,10 @@ pub struct Server {
     pub max_sessions_per_ip: usize,
     /// How long a SIGTERM waits for open sessions to finish.
     pub shutdown_grace_secs: u64,
+    /// How often the TLS certificate files and the store's directory version
+    /// are looked at: a certificate replaced on disk, or a DKIM key
+    /// activated or retired, is in use within this many seconds.
+    pub reload_secs: u64,
 }
 
 impl Default for Server {
@@ -179,6 +183,7 @@ impl Default for Server {
             max_sessions: 10_000,
             max_sessions_per_ip: 100,
             shutdown_grace_secs: 30,
+            reload_secs: 5,
         }
     }
 }
@@ -336,9 +341,12 @@ pub struct Delivery {
     pub tls_required_domains: Vec<String>,
     /// Name sent in EHLO; default `server.hostname`.
     pub helo_name: Option<String>,
-    /// How long a taken message is reserved for one worker before another may take it.
+    /// How long a taken message is reserved for this node; renewed every
+    /// third of it while the message is worked on, so a node that dies
+    /// leaves its messages due again within this many seconds.
     pub lease_secs: u64,
-    /// Messages handled at once by this node's delivery workers.
+    /// Messages this node holds at once (sending or waiting for their
+    /// destination); one destination holds at most half of them.
     pub concurrency: usize,
     /// Connections at once to one destination (domain or smart host).
     pub max_connections_per_destination: usize,
@@ -372,8 +380,8 @@ impl Default for Delivery {
             extra_ca_files: Vec::new(),
             tls_required_domains: Vec::new(),
             helo_name: None,
-            lease_secs: 300,
-            concurrency: 16,
+            lease_secs: 15,
+            concurrency: 64,
             max_connections_per_destination: 8,
             max_messages_per_second_per_destination: 0,
             max_messages_per_connection: 100,
@@ -484,6 +492,7 @@ impl Config {
             ("auth.lockout_failures", self.auth.lockout_failures as u64),
             ("delivery.concurrency", self.delivery.concurrency as u64),
             ("delivery.lease_secs", self.delivery.lease_secs),
+            ("server.reload_secs", self.server.reload_secs),
             ("delivery.port", self.delivery.port as u64),
             (
                 "delivery.max_connections_per_destination",

@@ -13,8 +13,8 @@ use ferry_core::usage::Scope;
 use ferry_core::{QueueId, QueuedMessage};
 use ferry_store::Store;
 use hmac::{Hmac, Mac};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sha2::Sha256;
-use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 
@@ -49,22 +49,45 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The dispatcher as an actor of the node's tree: one look at the outbox
+/// per `Tick`, the next one scheduled when it ends (so a slow webhook never
+/// stacks up looks). A stop lets the look in progress finish.
+#[derive(Clone)]
+pub struct Dispatcher;
+
+pub struct Tick;
+
+impl Actor for Dispatcher {
+    type Msg = Tick;
+    type State = Arc<AlertDispatcher>;
+    type Arguments = Arc<AlertDispatcher>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Tick>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.cast(Tick)?;
+        Ok(args)
+    }
+
+    async fn handle(&self, myself: ActorRef<Tick>, _: Tick, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        state.look().await;
+        myself.send_after(POLL, || Tick);
+        Ok(())
+    }
+}
+
 impl AlertDispatcher {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        loop {
-            let now = self.clock.now_ms();
-            match self.store.claim_alerts(now, CLAIM.as_millis() as u64, 32).await {
-                Ok(due) => {
-                    for alert in due {
-                        self.dispatch(alert).await;
-                    }
+    async fn look(&self) {
+        let now = self.clock.now_ms();
+        match self.store.claim_alerts(now, CLAIM.as_millis() as u64, 32).await {
+            Ok(due) => {
+                for alert in due {
+                    self.dispatch(alert).await;
                 }
-                Err(e) => tracing::error!(error = %e, "cannot read the alert outbox"),
             }
-            tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
-                _ = stop.changed() => return,
-            }
+            Err(e) => tracing::error!(error = %e, "cannot read the alert outbox"),
         }
     }
 

@@ -43,7 +43,8 @@ pub struct MessageIntake {
     pub alerts: Alerts,
     pub metrics: Arc<Metrics>,
     pub scanners: Scanners,
-    pub dkim: Arc<DkimSigners>,
+    /// The signing keys in use, from the keyring.
+    pub dkim: tokio::sync::watch::Receiver<Arc<DkimSigners>>,
     pub bulk_recipients: usize,
     /// Woken after each enqueue so delivery starts at once.
     pub delivery_wakeup: Arc<tokio::sync::Notify>,
@@ -180,10 +181,10 @@ impl MessageIntake {
     /// there) on the blocking pool: RSA signing is CPU work. None if the
     /// signing task died: the client is told to retry, nothing is spooled.
     async fn sign(&self, content: Vec<u8>, from_domain: Option<String>) -> Option<Vec<u8>> {
-        if self.dkim.is_empty() {
+        let dkim = self.dkim.borrow().clone();
+        if dkim.is_empty() {
             return Some(content);
         }
-        let dkim = self.dkim.clone();
         let signed = tokio::task::spawn_blocking(move || {
             let mut signed = dkim.sign(&content, from_domain.as_deref());
             signed.extend_from_slice(&content);

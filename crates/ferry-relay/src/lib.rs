@@ -1,18 +1,31 @@
 //! Ferry's runtime: listeners, TLS, the per-connection session actors that
-//! drive `ferry-smtp`, authentication, message intake, and the delivery
-//! worker with its routes.
+//! drive `ferry-smtp`, authentication, message intake, delivery and its
+//! destination actors, all in one supervised actor tree (ractor).
 //!
-//! Layout:
-//! - [`Relay`]: binds the listeners, runs sessions and delivery, drains on shutdown.
-//! - `listener`: accept loops and session caps; `session`: the session actor;
-//!   `stream`: plaintext or TLS.
-//! - [`auth`]: argon2id verification, lockout, the login cache.
-//! - [`intake`]: header checks, added headers, the durable enqueue before 250.
-//! - [`tls`]: rustls configuration and the development certificate.
-//! - `delivery` and [`capture`]: the queue worker and the capture route;
-//!   [`outbound`]: MX resolution, the SMTP client, per-destination limits.
-//! - [`alerting`]: the alert outbox dispatcher (log, metric, signed webhook).
-//! - [`admin`] and [`metrics`]: `/metrics` and `/health`.
+//! The tree — who owns what, who restarts whom:
+//!
+//! ```text
+//! node supervisor (supervisor)        restarts its children with backoff within a budget;
+//! │                                   past it the node is failed: unready, drains, exits 1
+//! ├─ keyring (keyring)                TLS certificate and DKIM keys, published as snapshots
+//! ├─ store writer (writer)            the embedded store's one committing thread
+//! ├─ delivery supervisor (delivery)   leases (renewed), hands back, routes groups
+//! │  └─ destination actor, one per next hop: its connections, limits, backoff;
+//! │     started on first use, stopped when idle, never restarted (the next
+//! │     message for it starts a new one; its groups go back to the queue)
+//! ├─ alert dispatcher (alerting)      the outbox: log, metric, webhook, e-mail
+//! └─ listener, one per port (listener) accepts, admits within the caps
+//!    └─ session actor, one per connection (session): never restarted; a
+//!       panic answers 421 4.3.0 and touches nothing else
+//! ```
+//!
+//! Every permanent child is restarted with the same policy (see
+//! [`PERMANENT`]); the admin endpoint reports the tree on `/readyz`.
+//!
+//! Other modules: [`auth`] (argon2id, lockout, login cache), [`intake`]
+//! (header checks, added headers, the durable enqueue before 250), [`tls`],
+//! [`capture`] and [`outbound`] (MX resolution, the SMTP client), `stream`,
+//! [`admin`] and [`metrics`].
 
 pub mod admin;
 pub mod alerting;
@@ -21,6 +34,7 @@ pub mod capture;
 mod delivery;
 pub mod dkim;
 pub mod intake;
+pub mod keyring;
 pub mod listener;
 pub mod metrics;
 pub mod outbound;
@@ -28,30 +42,49 @@ pub mod scan;
 mod session;
 pub mod spf;
 mod stream;
+pub mod supervisor;
 pub mod tls;
+mod writer;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_core::Clock;
 use ferry_core::config::Config;
 use ferry_smtp::{SessionConfig, TlsPolicy};
 use ferry_store::Store;
+use ferry_store::embedded::StoreWriter;
+use ractor::{Actor, ActorCell, ActorRef};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{AuthSettings, Authenticator};
 use crate::capture::CaptureRoute;
-use crate::delivery::DeliveryWorker;
+use crate::delivery::{DeliveryArgs, DeliveryMsg, DeliverySupervisor, DeliveryWork, DestinationLimits};
 use crate::intake::MessageIntake;
-use crate::listener::{ListenerKind, SessionLimits, accept_loop};
-use crate::outbound::destinations::{DestinationLimits, Destinations};
+use crate::keyring::{Keyring, KeyringArgs, Loaded};
+use crate::listener::{Listener, ListenerArgs, ListenerKind, ListenerSocket, SessionLimits};
 use crate::outbound::resolve::Resolver;
 use crate::outbound::{Outbound, OutboundSettings};
 use crate::session::SessionContext;
+use crate::supervisor::{
+    ChildSpec, NodeHealth, NodeSupervisor, RestartPolicy, StartChild, SupervisorArgs, SupervisorMsg,
+};
 use ferry_core::retry::RetrySchedule;
+
+/// The restart policy of every permanent child of the node: five restarts
+/// within a minute, the first after 100 ms, doubling up to 5 s. A part that
+/// fails more often than that is broken, not unlucky: the node stops being
+/// ready and exits so that it is replaced.
+pub const PERMANENT: RestartPolicy = RestartPolicy {
+    max_restarts: 5,
+    window: Duration::from_secs(60),
+    backoff_min: Duration::from_millis(100),
+    backoff_max: Duration::from_secs(5),
+};
 
 /// A relay that could not start; names the configuration key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +107,8 @@ pub enum StartError {
     Contract(String),
     #[error("dkim: {0}")]
     Dkim(String),
+    #[error("cannot start the node's actors: {0}")]
+    Tree(String),
 }
 
 /// Which halves of the relay this process runs.
@@ -85,26 +120,37 @@ pub struct Roles {
     pub delivery: bool,
 }
 
-/// A running relay: its bound addresses, and the switch that drains it.
+/// What the relay is started with besides its configuration.
+pub struct RelayParts {
+    pub store: Arc<dyn Store>,
+    /// The embedded store's writer, to run under the node supervisor.
+    pub store_writer: Option<StoreWriter>,
+    pub clock: Arc<dyn Clock>,
+    /// The TLS certificate and key files; None for a node without listeners.
+    pub certificate: Option<(PathBuf, PathBuf)>,
+    pub roles: Roles,
+}
+
+/// A running relay: its bound addresses, its health, and the switch that drains it.
 pub struct Relay {
     pub addresses: Vec<(ListenerKind, SocketAddr)>,
+    pub admin: Option<SocketAddr>,
     drain: watch::Sender<bool>,
+    health: Arc<watch::Sender<NodeHealth>>,
+    supervisor: ActorRef<SupervisorMsg>,
+    delivery: Arc<Mutex<Option<ActorRef<DeliveryMsg>>>>,
+    sockets: Vec<ListenerSocket>,
     limits: Arc<SessionLimits>,
     max_sessions: usize,
     grace: Duration,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    pub admin: Option<SocketAddr>,
+    admin_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Relay {
-    /// Binds every configured listener (all or nothing) and starts serving.
-    pub async fn start(
-        config: &Config,
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        tls: Option<Arc<rustls::ServerConfig>>,
-        roles: Roles,
-    ) -> Result<Relay, StartError> {
+    /// Binds every configured listener (all or nothing), loads the keys, and
+    /// starts the node's actor tree.
+    pub async fn start(config: &Config, parts: RelayParts) -> Result<Relay, StartError> {
+        let roles = parts.roles;
         let bound = if roles.ingress { bind(config).await? } else { Vec::new() };
         let admin_listener = match config.admin.listen {
             Some(addr) => Some(
@@ -115,86 +161,92 @@ impl Relay {
             None => None,
         };
         let node_metrics = Arc::new(metrics::Metrics::new());
-        let worker = if roles.delivery {
-            Some(delivery_worker(
-                config,
-                store.clone(),
-                clock.clone(),
-                node_metrics.clone(),
-            )?)
-        } else {
-            None
-        };
         let (drain, draining) = watch::channel(false);
-        let wakeup = worker
-            .as_ref()
-            .map_or_else(|| Arc::new(Notify::new()), |w| w.wakeup.clone());
-        if worker.is_some() {
-            // Mail enqueued by other nodes wakes this one's delivery too.
-            store.watch_enqueues(wakeup.clone());
+        let wakeup = Arc::new(Notify::new());
+        let keyring = keyring_args(config, &parts).await?;
+        let mut children = Vec::new();
+        if let Some(writer) = parts.store_writer {
+            children.push(child("store writer", writer::Writer, Arc::new(writer)));
         }
-        let parts = Parts {
-            store: store.clone(),
-            clock: clock.clone(),
-            tls,
+        children.push(child("keyring", Keyring, keyring.clone()));
+        let delivery = Arc::new(Mutex::new(None));
+        if roles.delivery {
+            // Mail enqueued by other nodes wakes this one's delivery too.
+            parts.store.watch_enqueues(wakeup.clone());
+            let args = delivery_args(
+                config,
+                parts.store.clone(),
+                parts.clock.clone(),
+                node_metrics.clone(),
+                wakeup.clone(),
+            )?;
+            children.push(delivery_child(args, delivery.clone()));
+            let dispatcher = alert_dispatcher(config, parts.store.clone(), parts.clock.clone(), node_metrics.clone());
+            children.push(child("alert dispatcher", alerting::Dispatcher, Arc::new(dispatcher)));
+        }
+        let session_parts = SessionParts {
+            store: parts.store.clone(),
+            clock: parts.clock.clone(),
+            tls: keyring.tls.subscribe(),
+            tls_available: keyring.certificate.is_some(),
             wakeup,
             draining: draining.clone(),
             metrics: node_metrics.clone(),
-            dkim: Arc::new(dkim_signers(config, store.as_ref()).await?),
+            dkim: keyring.dkim.subscribe(),
         };
-        let ctx = Arc::new(session_context(config, parts)?);
+        let ctx = Arc::new(session_context(config, session_parts)?);
         let limits = Arc::new(SessionLimits::new(
             config.server.max_sessions,
             config.server.max_sessions_per_ip,
             node_metrics.sessions.clone(),
         ));
+        let mut addresses = Vec::new();
+        let mut sockets = Vec::new();
+        for (kind, listener, local) in bound {
+            tracing::info!(listener = kind.name(), address = %local, "listening");
+            addresses.push((kind, local));
+            let socket: ListenerSocket = Arc::new(Mutex::new(Some(Arc::new(listener))));
+            sockets.push(socket.clone());
+            let args = ListenerArgs {
+                socket,
+                kind,
+                ctx: ctx.clone(),
+                limits: limits.clone(),
+            };
+            children.push(child(&format!("{} listener", kind.name()), Listener, args));
+        }
+        let health = Arc::new(watch::channel(NodeHealth::default()).0);
+        let tree = SupervisorArgs {
+            children,
+            health: health.clone(),
+        };
+        let (supervisor, _) = Actor::spawn(None, NodeSupervisor, tree)
+            .await
+            .map_err(|e| StartError::Tree(e.to_string()))?;
         let mut relay = Relay {
-            addresses: Vec::new(),
+            addresses,
+            admin: None,
             drain,
-            limits: limits.clone(),
+            health: health.clone(),
+            supervisor,
+            delivery,
+            sockets,
+            limits,
             max_sessions: config.server.max_sessions,
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
-            tasks: Vec::new(),
-            admin: None,
+            admin_task: None,
         };
         if let Some(listener) = admin_listener {
             if let Ok(local) = listener.local_addr() {
                 tracing::info!(listener = "admin", address = %local, "listening");
                 relay.admin = Some(local);
             }
-            relay.tasks.push(tokio::spawn(admin::serve(
+            relay.admin_task = Some(tokio::spawn(admin::serve(
                 listener,
-                node_metrics.clone(),
-                draining.clone(),
+                node_metrics,
+                health.subscribe(),
+                draining,
             )));
-        }
-        if roles.delivery {
-            let dispatcher = alerting::AlertDispatcher {
-                store: store.clone(),
-                clock: clock.clone(),
-                metrics: node_metrics.clone(),
-                webhook: config
-                    .alerts
-                    .webhook_url
-                    .clone()
-                    .zip(config.alerts.webhook_secret.clone())
-                    .map(|(url, secret)| alerting::Webhook { url, secret }),
-                retry_max: Duration::from_secs(config.alerts.retry_max_secs),
-                http: reqwest::Client::new(),
-                hostname: config.server.hostname.clone(),
-                organisation_contact: config.alerts.organisation_contact.clone(),
-            };
-            relay.tasks.push(tokio::spawn(dispatcher.run(draining.clone())));
-        }
-        for (kind, listener, local) in bound {
-            tracing::info!(listener = kind.name(), address = %local, "listening");
-            relay.addresses.push((kind, local));
-            relay
-                .tasks
-                .push(tokio::spawn(accept_loop(listener, kind, ctx.clone(), limits.clone())));
-        }
-        if let Some(worker) = worker {
-            relay.tasks.push(tokio::spawn(worker.run(draining)));
         }
         Ok(relay)
     }
@@ -203,25 +255,127 @@ impl Relay {
         self.addresses.iter().find(|(k, _)| *k == kind).map(|(_, a)| *a)
     }
 
-    /// Stops accepting, tells idle sessions 421, lets transactions in
-    /// progress finish (up to the grace period), then stops delivery.
+    /// Resolves when a part of the node spent its restart budget: the node
+    /// is failed and should drain and exit non-zero.
+    pub async fn failed(&self) -> String {
+        let mut health = self.health.subscribe();
+        match health.wait_for(|h| h.fatal.is_some()).await {
+            Ok(h) => h.fatal.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Turns unready, stops accepting (closing the listening sockets), tells
+    /// idle sessions 421, lets transactions in progress finish (up to the
+    /// grace period), hands delivery's leases back, then stops the tree.
     pub async fn drain(self) {
+        self.health.send_modify(|h| h.draining = true);
+        for socket in &self.sockets {
+            socket.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
         let _ = self.drain.send(true);
         if !self.limits.drained(self.max_sessions, self.grace).await {
             tracing::warn!("grace period over; closing the remaining sessions");
         }
-        for task in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        let delivery = self.delivery.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(delivery) = delivery {
+            let drained = delivery.call(DeliveryMsg::Drain, Some(Duration::from_secs(10))).await;
+            if !matches!(drained, Ok(ractor::rpc::CallResult::Success(()))) {
+                tracing::warn!("delivery did not finish in time; its leases run out by themselves");
+            }
+        }
+        let _ = self
+            .supervisor
+            .stop_and_wait(Some("drained".into()), Some(Duration::from_secs(30)))
+            .await;
+        if let Some(task) = self.admin_task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
     }
 }
 
-async fn dkim_signers(config: &Config, store: &dyn Store) -> Result<dkim::DkimSigners, StartError> {
-    let keys = store.dkim_keys().await.map_err(|e| StartError::Dkim(e.to_string()))?;
-    let signers = dkim::DkimSigners::load(&keys, config.dkim.relay_domain.clone()).map_err(StartError::Dkim)?;
-    let active: Vec<String> = keys.iter().filter(|k| k.active).map(|k| k.dns_name()).collect();
-    tracing::info!(keys = %active.join(", "), "DKIM signing keys");
-    Ok(signers)
+/// A permanent child that starts `actor` with a copy of `args`.
+fn child<A>(name: &str, actor: A, args: A::Arguments) -> ChildSpec
+where
+    A: Actor + Clone,
+    A::Arguments: Clone + Sync,
+{
+    let start: StartChild = Arc::new(move |supervisor: ActorCell| {
+        let (actor, args) = (actor.clone(), args.clone());
+        Box::pin(async move { Ok(Actor::spawn_linked(None, actor, args, supervisor).await?.0.get_cell()) })
+    });
+    ChildSpec {
+        name: name.to_string(),
+        policy: PERMANENT,
+        start,
+    }
+}
+
+/// The delivery supervisor; each start leaves its reference where the drain finds it.
+fn delivery_child(args: DeliveryArgs, slot: Arc<Mutex<Option<ActorRef<DeliveryMsg>>>>) -> ChildSpec {
+    let start: StartChild = Arc::new(move |supervisor: ActorCell| {
+        let (args, slot) = (args.clone(), slot.clone());
+        Box::pin(async move {
+            let (actor, _) = Actor::spawn_linked(None, DeliverySupervisor, args, supervisor).await?;
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(actor.clone());
+            Ok(actor.get_cell())
+        })
+    });
+    ChildSpec {
+        name: "delivery".into(),
+        policy: PERMANENT,
+        start,
+    }
+}
+
+/// The keyring's starting point: the certificate and DKIM keys loaded now
+/// (a start with unusable ones fails, naming the key).
+async fn keyring_args(config: &Config, parts: &RelayParts) -> Result<KeyringArgs, StartError> {
+    let mut loaded = Loaded::default();
+    let tls = match &parts.certificate {
+        Some((cert, key)) => {
+            let server = tls::server_config(cert, key)?;
+            loaded.files = keyring::read_pair(cert, key).await.ok();
+            Some(TlsAcceptor::from(server))
+        }
+        None => None,
+    };
+    let (signers, version) = keyring::load_dkim(parts.store.as_ref(), config.dkim.relay_domain.clone())
+        .await
+        .map_err(StartError::Dkim)?;
+    loaded.directory_version = Some(version);
+    Ok(KeyringArgs {
+        certificate: parts.certificate.clone(),
+        store: parts.store.clone(),
+        relay_domain: config.dkim.relay_domain.clone(),
+        every: Duration::from_secs(config.server.reload_secs),
+        tls: Arc::new(watch::channel(tls).0),
+        dkim: Arc::new(watch::channel(Arc::new(signers)).0),
+        loaded,
+    })
+}
+
+fn alert_dispatcher(
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<metrics::Metrics>,
+) -> alerting::AlertDispatcher {
+    alerting::AlertDispatcher {
+        store,
+        clock,
+        metrics,
+        webhook: config
+            .alerts
+            .webhook_url
+            .clone()
+            .zip(config.alerts.webhook_secret.clone())
+            .map(|(url, secret)| alerting::Webhook { url, secret }),
+        retry_max: Duration::from_secs(config.alerts.retry_max_secs),
+        http: reqwest::Client::new(),
+        hostname: config.server.hostname.clone(),
+        organisation_contact: config.alerts.organisation_contact.clone(),
+    }
 }
 
 async fn bind(config: &Config) -> Result<Vec<(ListenerKind, TcpListener, SocketAddr)>, StartError> {
@@ -244,12 +398,13 @@ async fn bind(config: &Config) -> Result<Vec<(ListenerKind, TcpListener, SocketA
     Ok(bound)
 }
 
-fn delivery_worker(
+fn delivery_args(
     config: &Config,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     node_metrics: Arc<metrics::Metrics>,
-) -> Result<DeliveryWorker, StartError> {
+    wakeup: Arc<Notify>,
+) -> Result<DeliveryArgs, StartError> {
     let d = &config.delivery;
     let limits = DestinationLimits {
         max_connections: d.max_connections_per_destination,
@@ -258,11 +413,11 @@ fn delivery_worker(
         failure_limit: d.destination_failure_limit,
         backoff: Duration::from_secs(d.destination_backoff_secs),
         idle: Duration::from_secs(d.idle_connection_secs),
+        max_held: (d.concurrency / 2).max(d.max_connections_per_destination),
     };
     let outbound = Outbound {
         resolver: Resolver::new(&d.resolver).map_err(StartError::Resolver)?,
         tls: tls::client_tls(&d.extra_ca_files)?,
-        destinations: Destinations::new(limits),
         settings: OutboundSettings {
             port: d.port,
             helo: d.helo_name.clone().unwrap_or_else(|| config.server.hostname.clone()),
@@ -272,11 +427,11 @@ fn delivery_worker(
             max_messages_per_connection: d.max_messages_per_connection,
         },
     };
-    Ok(DeliveryWorker {
+    let work = DeliveryWork {
         store,
         clock,
         capture: CaptureRoute::new(config.capture_dir()).map_err(StartError::Capture)?,
-        outbound,
+        outbound: Arc::new(outbound),
         default_route: d.default_route,
         retry: RetrySchedule {
             base_ms: d.retry_base_secs * 1000,
@@ -284,25 +439,30 @@ fn delivery_worker(
             max_age_ms: d.max_age_secs * 1000,
         },
         hostname: config.server.hostname.clone(),
-        lease: Duration::from_secs(d.lease_secs),
-        concurrency: d.concurrency,
-        wakeup: Arc::new(Notify::new()),
+        wakeup,
         metrics: node_metrics,
+    };
+    Ok(DeliveryArgs {
+        work: Arc::new(work),
+        lease: Duration::from_secs(d.lease_secs),
+        max_held: d.concurrency,
+        limits,
     })
 }
 
 /// What the session context is built from.
-struct Parts {
+struct SessionParts {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: watch::Receiver<Option<TlsAcceptor>>,
+    tls_available: bool,
     wakeup: Arc<Notify>,
     draining: watch::Receiver<bool>,
     metrics: Arc<metrics::Metrics>,
-    dkim: Arc<dkim::DkimSigners>,
+    dkim: watch::Receiver<Arc<dkim::DkimSigners>>,
 }
 
-fn session_context(config: &Config, p: Parts) -> Result<SessionContext, StartError> {
+fn session_context(config: &Config, p: SessionParts) -> Result<SessionContext, StartError> {
     let a = &config.auth;
     let settings = AuthSettings {
         max_concurrent_verifications: a.max_concurrent_verifications,
@@ -321,7 +481,8 @@ fn session_context(config: &Config, p: Parts) -> Result<SessionContext, StartErr
             tls: TlsPolicy::Unavailable,
             max_errors: config.smtp.max_errors,
         },
-        tls: p.tls.map(TlsAcceptor::from),
+        tls: p.tls,
+        tls_available: p.tls_available,
         auth: Authenticator::new(p.store.clone(), p.clock.clone(), settings),
         intake: MessageIntake {
             store: p.store,

@@ -1,14 +1,17 @@
 //! Listeners: accept connections, enforce the per-node and per-source-address
-//! session caps, and start one session actor per connection.
+//! session caps, and start one session actor per connection. Admission is
+//! decided here, before an actor exists: actor mailboxes are unbounded, the
+//! caps are what bound the sessions.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use ferry_smtp::{SessionConfig, TlsPolicy};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::session::{self, SessionContext};
 
@@ -32,7 +35,7 @@ impl ListenerKind {
         }
     }
 
-    fn tls_policy(self, tls_available: bool) -> TlsPolicy {
+    pub fn tls_policy(self, tls_available: bool) -> TlsPolicy {
         match (self, tls_available) {
             (_, false) => TlsPolicy::Unavailable,
             (ListenerKind::Smtp, true) => TlsPolicy::Offered,
@@ -52,7 +55,7 @@ pub struct SessionLimits {
 }
 
 /// Holds one session's place in the caps until dropped.
-struct SessionSlot {
+pub struct SessionSlot {
     _node: OwnedSemaphorePermit,
     ip: IpAddr,
     by_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
@@ -106,44 +109,124 @@ impl SessionLimits {
     }
 }
 
-/// Accepts until `draining` turns true. Sessions run on their own; each
-/// holds a slot of `limits` until it ends, which is how draining waits.
-pub async fn accept_loop(
-    listener: TcpListener,
+/// The listener actor: accepts connections one `Accept` message at a time
+/// (so the supervision events of its sessions are handled in between), and
+/// spawns one session actor per admitted connection, linked to itself.
+/// Restarted by the node supervisor with the same bound socket. Sessions
+/// are never restarted: a client whose session died reconnects.
+#[derive(Clone)]
+pub struct Listener;
+
+/// A listener's socket, shared with its child spec so a restart serves the
+/// same port; taken away on drain, which closes it.
+pub type ListenerSocket = Arc<Mutex<Option<Arc<TcpListener>>>>;
+
+#[derive(Clone)]
+pub struct ListenerArgs {
+    pub socket: ListenerSocket,
+    pub kind: ListenerKind,
+    pub ctx: Arc<SessionContext>,
+    pub limits: Arc<SessionLimits>,
+}
+
+pub struct ListenerState {
+    socket: Option<Arc<TcpListener>>,
     kind: ListenerKind,
     ctx: Arc<SessionContext>,
     limits: Arc<SessionLimits>,
-) {
-    let mut draining = ctx.draining.clone();
-    let config = SessionConfig {
-        tls: kind.tls_policy(ctx.tls.is_some()),
-        ..ctx.smtp.clone()
-    };
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = draining.wait_for(|d| *d) => return,
+    config: SessionConfig,
+    draining: watch::Receiver<bool>,
+}
+
+pub struct Accept;
+
+impl Actor for Listener {
+    type Msg = Accept;
+    type State = ListenerState;
+    type Arguments = ListenerArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Accept>,
+        args: ListenerArgs,
+    ) -> Result<ListenerState, ActorProcessingErr> {
+        let socket = args.socket.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let config = SessionConfig {
+            tls: args.kind.tls_policy(args.ctx.tls_available),
+            ..args.ctx.smtp.clone()
         };
-        let (tcp, peer) = match accepted {
-            Ok(pair) => pair,
+        myself.cast(Accept)?;
+        Ok(ListenerState {
+            socket,
+            kind: args.kind,
+            draining: args.ctx.draining.clone(),
+            ctx: args.ctx,
+            limits: args.limits,
+            config,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Accept>,
+        _: Accept,
+        state: &mut ListenerState,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(socket) = state.socket.clone() else {
+            return Ok(());
+        };
+        let accepted = tokio::select! {
+            accepted = socket.accept() => accepted,
+            _ = state.draining.wait_for(|d| *d) => {
+                // Closes the socket (the spec's copy is dropped by the drain).
+                state.socket = None;
+                return Ok(());
+            }
+        };
+        match accepted {
+            Ok((tcp, peer)) => state.admit(&myself, tcp, peer).await,
             Err(e) => {
                 // EMFILE and friends: keep serving the sessions we have.
-                tracing::warn!(listener = kind.name(), error = %e, "accept failed");
+                tracing::warn!(listener = state.kind.name(), error = %e, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
             }
-        };
+        }
+        myself.cast(Accept)?;
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<Accept>,
+        event: SupervisionEvent,
+        state: &mut ListenerState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(_, e) = event {
+            tracing::error!(listener = state.kind.name(), error = %e, "session actor failed");
+        }
+        Ok(())
+    }
+}
+
+impl ListenerState {
+    async fn admit(&self, myself: &ActorRef<Accept>, tcp: TcpStream, peer: SocketAddr) {
         let _ = tcp.set_nodelay(true);
-        let ctx = ctx.clone();
-        let config = config.clone();
-        let slot = limits.admit(peer.ip());
-        let implicit = kind == ListenerKind::Submissions;
-        tokio::spawn(async move {
-            match slot {
-                Some(_slot) => session::run(ctx, tcp, peer, config, implicit).await,
-                None => refuse_busy(tcp, peer, implicit && ctx.tls.is_some()).await,
-            }
-        });
+        let implicit = self.kind == ListenerKind::Submissions;
+        let Some(slot) = self.limits.admit(peer.ip()) else {
+            tokio::spawn(refuse_busy(tcp, peer, implicit && self.ctx.tls_available));
+            return;
+        };
+        let args = session::SessionArgs {
+            ctx: self.ctx.clone(),
+            tcp,
+            peer,
+            config: self.config.clone(),
+            implicit_tls: implicit,
+            slot,
+        };
+        if let Err(e) = Actor::spawn_linked(None, session::SessionActor, args, myself.get_cell()).await {
+            tracing::error!(%peer, error = %e, "cannot start a session");
+        }
     }
 }
 

@@ -12,6 +12,13 @@ pub struct Metrics {
     pub scans: IntCounterVec,
     pub scanner_failures: IntCounterVec,
     pub sessions: IntGauge,
+    pub destinations: IntGauge,
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+    let _ = registry.register(Box::new(g.clone()));
+    g
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -24,9 +31,12 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let sessions = IntGauge::new("ferry_sessions", "SMTP sessions open on this node")
-            .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
-        let _ = registry.register(Box::new(sessions.clone()));
+        let sessions = gauge(&registry, "ferry_sessions", "SMTP sessions open on this node");
+        let destinations = gauge(
+            &registry,
+            "ferry_delivery_destinations",
+            "Destination actors running on this node (one per next hop with work or open connections)",
+        );
         Metrics {
             messages_accepted: counter(
                 &registry,
@@ -71,6 +81,7 @@ impl Metrics {
                 &["scanner"],
             ),
             sessions,
+            destinations,
             registry,
         }
     }

@@ -1,13 +1,19 @@
-//! The session actor: one per connection. It owns the socket and drives the
-//! pure [`ferry_smtp::Session`], answering its decisions with the
-//! authenticator, the sender policy and the intake.
+//! The session actor: one per connection, linked to its listener. It owns
+//! the socket and drives the pure [`ferry_smtp::Session`], answering its
+//! decisions with the authenticator, the sender policy and the intake.
+//! Never restarted: a panic while answering a decision is caught here, the
+//! client is told `421 4.3.0` if the connection still works, and nothing
+//! else is touched.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::policy::{SenderRefusal, check_envelope_from};
 use ferry_smtp::{Action, AppLimits, Envelope, Reply, Session, SessionConfig};
+use futures_util::FutureExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -15,13 +21,17 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Authenticator, Login};
 use crate::intake::{MessageIntake, Origin};
+use crate::listener::SessionSlot;
 use crate::stream::{ServerStream, Stream};
 use crate::tls::TlsInfo;
 
 /// What every session of a node shares.
 pub struct SessionContext {
     pub smtp: SessionConfig,
-    pub tls: Option<TlsAcceptor>,
+    /// The certificate in use, from the keyring; None without TLS.
+    pub tls: watch::Receiver<Option<TlsAcceptor>>,
+    /// Whether this node serves TLS at all (decides the listeners' policies).
+    pub tls_available: bool,
     pub auth: Authenticator,
     pub intake: MessageIntake,
     pub command_timeout: Duration,
@@ -47,14 +57,51 @@ struct Connection {
     recipients: u64,
 }
 
-/// Runs one SMTP session to its end. `implicit_tls` is set on RFC 8314 listeners.
-pub async fn run(
-    ctx: Arc<SessionContext>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    config: SessionConfig,
-    implicit_tls: bool,
-) {
+pub struct SessionActor;
+
+/// One admitted connection; its slot in the caps is held until the session ends.
+pub struct SessionArgs {
+    pub ctx: Arc<SessionContext>,
+    pub tcp: TcpStream,
+    pub peer: SocketAddr,
+    pub config: SessionConfig,
+    /// Set on RFC 8314 listeners.
+    pub implicit_tls: bool,
+    pub slot: SessionSlot,
+}
+
+impl Actor for SessionActor {
+    type Msg = ();
+    type State = Option<SessionArgs>;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(&self, _: ActorRef<()>, args: SessionArgs) -> Result<Self::State, ActorProcessingErr> {
+        Ok(Some(args))
+    }
+
+    /// The whole session runs here: the thin IO loop owns the socket; the
+    /// actor gives it a place in the tree (killed with its listener, or
+    /// when a drain's grace runs out).
+    async fn post_start(&self, myself: ActorRef<()>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        if let Some(args) = state.take() {
+            let SessionArgs {
+                ctx,
+                tcp,
+                peer,
+                config,
+                implicit_tls,
+                slot,
+            } = args;
+            run(ctx, tcp, peer, config, implicit_tls).await;
+            drop(slot);
+        }
+        myself.stop(None);
+        Ok(())
+    }
+}
+
+/// Runs one SMTP session to its end.
+async fn run(ctx: Arc<SessionContext>, tcp: TcpStream, peer: SocketAddr, config: SessionConfig, implicit_tls: bool) {
     let mut conn = Connection {
         stream: Some(Stream::Plain(tcp)),
         peer,
@@ -70,36 +117,13 @@ pub async fn run(
     let mut draining = ctx.draining.clone();
     loop {
         let action = session.advance();
-        let step = match action {
-            Action::NeedInput => conn.read_more(&ctx, &mut session, &mut buf, &mut draining).await,
-            Action::Authenticate(credentials) => {
-                conn.authenticate(&ctx, &mut session, credentials).await;
-                true
-            }
-            Action::Mail(request) => {
-                conn.recipients = 0;
-                session.mail_result(conn.check_sender(&ctx, &request.from).await);
-                true
-            }
-            Action::Rcpt(_) => {
-                let verdict = conn.check_recipient(&ctx).await;
-                conn.recipients += u64::from(verdict.is_ok());
-                session.rcpt_result(verdict);
-                true
-            }
-            Action::Message(envelope) => {
-                let reply = conn.deliver(&ctx, &session, envelope).await;
-                session.message_result(reply);
-                true
-            }
-            Action::StartTls => {
-                conn.flush(&mut session, ctx.command_timeout).await && conn.start_tls(&ctx).await && {
-                    session.tls_started();
-                    true
-                }
-            }
-            Action::Close => {
-                conn.flush(&mut session, ctx.command_timeout).await;
+        let step = AssertUnwindSafe(conn.answer(&ctx, &mut session, action, &mut buf, &mut draining))
+            .catch_unwind()
+            .await;
+        let step = match step {
+            Ok(step) => step,
+            Err(panic) => {
+                conn.failed(&ctx, &mut session, panic_message(panic.as_ref())).await;
                 false
             }
         };
@@ -112,7 +136,69 @@ pub async fn run(
     }
 }
 
+/// What a panic said, for the log.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
 impl Connection {
+    /// Answers one decision of the dialogue; false when the session is over.
+    async fn answer(
+        &mut self,
+        ctx: &SessionContext,
+        session: &mut Session,
+        action: Action,
+        buf: &mut [u8],
+        draining: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let conn = self;
+        match action {
+            Action::NeedInput => conn.read_more(ctx, session, buf, draining).await,
+            Action::Authenticate(credentials) => {
+                conn.authenticate(ctx, session, credentials).await;
+                true
+            }
+            Action::Mail(request) => {
+                conn.recipients = 0;
+                session.mail_result(conn.check_sender(ctx, &request.from).await);
+                true
+            }
+            Action::Rcpt(_) => {
+                let verdict = conn.check_recipient(ctx).await;
+                conn.recipients += u64::from(verdict.is_ok());
+                session.rcpt_result(verdict);
+                true
+            }
+            Action::Message(envelope) => {
+                let reply = conn.deliver(ctx, session, envelope).await;
+                session.message_result(reply);
+                true
+            }
+            Action::StartTls => {
+                conn.flush(session, ctx.command_timeout).await && conn.start_tls(ctx).await && {
+                    session.tls_started();
+                    true
+                }
+            }
+            Action::Close => {
+                conn.flush(session, ctx.command_timeout).await;
+                false
+            }
+        }
+    }
+
+    /// A panic while answering: the session ends with `421 4.3.0` if the
+    /// connection can still carry it.
+    async fn failed(&mut self, ctx: &SessionContext, session: &mut Session, why: String) {
+        tracing::error!(peer = %self.peer, panic = %why, "session failed; closing with 421");
+        session.close_with(Reply::new(421, "4.3.0", "Internal error; try again later"));
+        self.flush(session, ctx.command_timeout).await;
+    }
+
     fn stream(&mut self) -> Option<&mut ServerStream> {
         self.stream.as_mut()
     }
@@ -179,7 +265,8 @@ impl Connection {
     }
 
     async fn start_tls(&mut self, ctx: &SessionContext) -> bool {
-        let (Some(acceptor), Some(Stream::Plain(tcp))) = (ctx.tls.clone(), self.stream.take()) else {
+        let acceptor = ctx.tls.borrow().clone();
+        let (Some(acceptor), Some(Stream::Plain(tcp))) = (acceptor, self.stream.take()) else {
             return false;
         };
         match tokio::time::timeout(ctx.command_timeout, acceptor.accept(tcp)).await {

@@ -17,7 +17,8 @@ use anyhow::Context;
 use clap::Parser;
 use ferry_core::SystemClock;
 use ferry_core::config::{Config, LogFormat, StoreBackend};
-use ferry_relay::{Relay, Roles};
+use ferry_relay::{Relay, RelayParts, Roles};
+use ferry_store::embedded::StoreWriter;
 use ferry_store::{EmbeddedStore, Store};
 use ferry_store_redis::RedisStore;
 
@@ -65,6 +66,12 @@ fn init_logging(config: &Config, serving: bool) {
     } else {
         tracing_subscriber::EnvFilter::new("warn")
     };
+    // ractor opens a span per actor at info: they add nothing to Ferry's
+    // events and cost on every poll, so they are off unless asked for.
+    let filter = match "ractor=warn".parse() {
+        Ok(directive) if std::env::var_os("RUST_LOG").is_none() => filter.add_directive(directive),
+        _ => filter,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -75,17 +82,30 @@ fn init_logging(config: &Config, serving: bool) {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let (store, writer) = open_supervised_store(config).await?;
+    if let Some(writer) = writer {
+        std::thread::Builder::new()
+            .name("ferry-store-writer".into())
+            .spawn(move || writer.run())
+            .context("cannot start the store's writer thread")?;
+    }
+    Ok(store)
+}
+
+/// The store, and the embedded store's writer for the relay to supervise.
+async fn open_supervised_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Option<StoreWriter>)> {
     match config.store.backend {
         StoreBackend::Embedded => {
             let path = config.store_path();
-            let store = EmbeddedStore::open(&path).with_context(|| format!("store.path {}", path.display()))?;
-            Ok(Arc::new(store))
+            let (store, writer) =
+                EmbeddedStore::open_supervised(&path).with_context(|| format!("store.path {}", path.display()))?;
+            Ok((Arc::new(store), Some(writer)))
         }
         StoreBackend::Redis => {
             let store = RedisStore::connect(&config.store.redis)
                 .await
                 .with_context(|| format!("store.redis.url {}", settings::redacted(&config.store.redis.url)))?;
-            Ok(Arc::new(store))
+            Ok((Arc::new(store), None))
         }
     }
 }
@@ -115,13 +135,20 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         ingress: role != Role::Delivery,
         delivery: role != Role::Ingress,
     };
-    let tls = if roles.ingress {
-        Some(tls_config(&config)?)
+    let certificate = if roles.ingress {
+        Some(certificate_files(&config)?)
     } else {
         None
     };
-    let store = open_store(&config).await?;
-    let relay = Relay::start(&config, store, Arc::new(SystemClock), tls, roles).await?;
+    let (store, store_writer) = open_supervised_store(&config).await?;
+    let parts = RelayParts {
+        store,
+        store_writer,
+        clock: Arc::new(SystemClock),
+        certificate,
+        roles,
+    };
+    let relay = Relay::start(&config, parts).await?;
     tracing::info!(
         hostname = %config.server.hostname,
         role = ?role,
@@ -129,14 +156,22 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         default_route = ?config.delivery.default_route,
         "ferry ready"
     );
-    shutdown_signal().await;
+    let failed = tokio::select! {
+        _ = shutdown_signal() => None,
+        fatal = relay.failed() => Some(fatal),
+    };
     tracing::info!("shutting down: draining sessions");
     relay.drain().await;
     tracing::info!("stopped");
-    Ok(())
+    match failed {
+        // Non-zero, so that an orchestrator replaces the node.
+        Some(fatal) => anyhow::bail!("node failed: {fatal}"),
+        None => Ok(()),
+    }
 }
 
-fn tls_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+/// The certificate and key files: the configured ones, or a development pair.
+fn certificate_files(config: &Config) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
     let (cert, key) = match (&config.tls.certificate, &config.tls.key) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
         _ => {
@@ -149,7 +184,7 @@ fn tls_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
             pair
         }
     };
-    Ok(ferry_relay::tls::server_config(&cert, &key)?)
+    Ok((cert, key))
 }
 
 async fn shutdown_signal() {

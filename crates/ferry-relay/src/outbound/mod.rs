@@ -3,10 +3,11 @@
 //!
 //! - [`resolve`]: MX, then A/AAAA; null MX and NXDOMAIN are permanent.
 //! - [`client`]: one SMTP connection to a next hop.
-//! - [`destinations`]: connection and rate limits, reuse, backoff per destination.
+//!
+//! Per-destination state (connections kept open, limits, backoff) is the
+//! destination actor's, in `delivery::destination`.
 
 pub mod client;
-pub mod destinations;
 pub mod resolve;
 
 use std::net::SocketAddr;
@@ -15,7 +16,6 @@ use std::time::Duration;
 use ferry_core::{DeliveryAttempt, QueuedMessage, SmartHost};
 
 use self::client::{ClientError, Connection, Dial, RemoteReply, TlsMode};
-use self::destinations::Destinations;
 use self::resolve::{Host, Resolver, RouteError};
 use crate::tls::ClientTls;
 
@@ -57,23 +57,51 @@ pub struct OutboundSettings {
     pub max_messages_per_connection: u32,
 }
 
+/// Resolution, connection and one transaction: what a destination actor
+/// uses to work. Holds no per-destination state.
 pub struct Outbound {
     pub resolver: Resolver,
     pub tls: ClientTls,
-    pub destinations: Destinations,
     pub settings: OutboundSettings,
 }
 
-/// A next hop: where to connect and how.
-struct Hop<'a> {
-    key: String,
+/// What becomes of a connection after a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// Kept open for the destination's next message.
+    Reuse,
+    /// It carried its share of messages: QUIT.
+    Quit,
+    /// It failed mid-transaction: closed without a word.
+    Drop,
+}
+
+/// Where a group of recipients goes: a recipient domain's MX hosts, or a
+/// tenant's smart host. Its key names its destination actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hop {
+    Domain(String),
+    SmartHost(SmartHost),
+}
+
+impl Hop {
+    pub fn key(&self) -> String {
+        match self {
+            Hop::Domain(domain) => domain.to_ascii_lowercase(),
+            Hop::SmartHost(smart) => format!("{}:{}", smart.host, smart.port),
+        }
+    }
+}
+
+/// A next hop resolved: where to connect and how.
+pub struct Target {
     hosts: Vec<Host>,
     port: u16,
     tls: TlsMode,
-    credentials: Option<(&'a str, &'a str)>,
+    credentials: Option<(String, String)>,
 }
 
-fn attempt(now_ms: u64, destination: &str, rcpts: &[String], reply: String) -> DeliveryAttempt {
+pub fn attempt(now_ms: u64, destination: &str, rcpts: &[String], reply: String) -> DeliveryAttempt {
     DeliveryAttempt {
         at_ms: now_ms,
         destination: destination.to_string(),
@@ -85,174 +113,66 @@ fn attempt(now_ms: u64, destination: &str, rcpts: &[String], reply: String) -> D
 }
 
 impl Outbound {
-    /// Delivers to the MX hosts of `domain`.
-    pub async fn to_domain(&self, domain: &str, rcpts: &[String], message: &QueuedMessage, now_ms: u64) -> GroupResult {
-        if let Some(left) = self.destinations.suspended(domain) {
-            let why = format!(
-                "destination {domain} backed off for {}s after repeated failures",
-                left.as_secs()
-            );
-            return GroupResult::all(
-                rcpts,
-                Answer::Deferred(why.clone()),
-                attempt(now_ms, domain, rcpts, why),
-            );
+    fn tls_mode(&self, required: bool) -> TlsMode {
+        if required {
+            TlsMode::Required(client::connector(self.tls.verified.clone()))
+        } else {
+            TlsMode::Opportunistic(client::connector(self.tls.opportunistic.clone()))
         }
-        let hosts = match self.resolver.hosts(domain).await {
-            Ok(hosts) => hosts,
-            Err(e) => {
-                let answer = match &e {
-                    RouteError::Permanent(why) => Answer::Failed {
-                        status: e.status().into(),
-                        reply: format!("550 {} {why}", e.status()),
-                        remote: None,
-                    },
-                    RouteError::Temporary(why) => Answer::Deferred(why.clone()),
-                };
-                return GroupResult::all(rcpts, answer, attempt(now_ms, domain, rcpts, e.to_string()));
-            }
-        };
-        let required = self
-            .settings
-            .tls_required_domains
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(domain));
-        let connector = client::connector(if required {
-            self.tls.verified.clone()
-        } else {
-            self.tls.opportunistic.clone()
-        });
-        let tls = if required {
-            TlsMode::Required(connector)
-        } else {
-            TlsMode::Opportunistic(connector)
-        };
-        let hop = Hop {
-            key: domain.to_ascii_lowercase(),
-            hosts,
-            port: self.settings.port,
-            tls,
-            credentials: None,
-        };
-        self.through(hop, rcpts, message, now_ms).await
     }
 
-    /// Delivers through a tenant's smart host.
-    pub async fn to_smart_host(
-        &self,
-        smart: &SmartHost,
-        rcpts: &[String],
-        message: &QueuedMessage,
-        now_ms: u64,
-    ) -> GroupResult {
-        let key = format!("{}:{}", smart.host, smart.port);
-        let addresses = self.resolver.addresses(&smart.host).await;
-        let connector = client::connector(if smart.tls_required {
-            self.tls.verified.clone()
-        } else {
-            self.tls.opportunistic.clone()
-        });
-        let tls = if smart.tls_required {
-            TlsMode::Required(connector)
-        } else {
-            TlsMode::Opportunistic(connector)
-        };
-        let credentials = smart.username.as_deref().zip(smart.password.as_deref());
-        let hop = Hop {
-            key,
-            hosts: vec![Host {
-                name: smart.host.clone(),
-                addresses,
-            }],
-            port: smart.port,
-            tls,
-            credentials,
-        };
-        self.through(hop, rcpts, message, now_ms).await
-    }
-
-    async fn through(&self, hop: Hop<'_>, rcpts: &[String], message: &QueuedMessage, now_ms: u64) -> GroupResult {
-        let Some(_slot) = self.destinations.slot(&hop.key).await else {
-            return GroupResult::all(
-                rcpts,
-                Answer::Deferred("shutting down".into()),
-                attempt(now_ms, &hop.key, rcpts, "shutting down".into()),
-            );
-        };
-        self.destinations.pace(&hop.key).await;
-        let mut conn = match self.destinations.take_idle(&hop.key) {
-            Some(conn) => conn,
-            None => match self.connect(&hop).await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    self.destinations.failed(&hop.key);
-                    let why = format!("451 4.4.1 {e}");
-                    return GroupResult::all(
-                        rcpts,
-                        Answer::Deferred(why.clone()),
-                        attempt(now_ms, &hop.key, rcpts, why),
-                    );
-                }
-            },
-        };
-        self.destinations.connected(&hop.key);
-        let mut record = attempt(now_ms, &conn.host, rcpts, String::new());
-        record.address = Some(conn.peer.to_string());
-        record.tls = conn.tls.as_ref().map(|t| t.describe());
-        if let Some(refusal) = capability_refusal(&conn, message) {
-            record.reply = refusal.1.clone();
-            let answer = Answer::Failed {
-                status: refusal.0.into(),
-                reply: refusal.1,
-                remote: Some(conn.host.clone()),
-            };
-            self.destinations.put_idle(&hop.key, conn);
-            return GroupResult::all(rcpts, answer, record);
-        }
-        match conn
-            .send(
-                &message.mail_from,
-                rcpts,
-                &message.content,
-                message.eight_bit,
-                message.smtputf8,
-            )
-            .await
-        {
-            Ok(replies) => {
-                record.reply = summarize(&replies);
-                let answers = replies
-                    .into_iter()
-                    .map(|(r, reply)| (r, answer_for(&reply, &conn.host)))
-                    .collect();
-                if conn.messages_sent < self.settings.max_messages_per_connection {
-                    self.destinations.put_idle(&hop.key, conn);
-                } else {
-                    conn.quit().await;
-                }
-                GroupResult {
-                    answers,
-                    attempt: record,
-                }
+    /// Resolves a hop: MX (then A/AAAA) for a domain, the addresses of a
+    /// smart host. A domain that cannot receive mail fails (5.1.2) or
+    /// waits (a DNS failure), as the answer says.
+    pub async fn target(&self, hop: &Hop) -> Result<Target, (Answer, String)> {
+        match hop {
+            Hop::Domain(domain) => {
+                let hosts = self.resolver.hosts(domain).await.map_err(|e| {
+                    let answer = match &e {
+                        RouteError::Permanent(why) => Answer::Failed {
+                            status: e.status().into(),
+                            reply: format!("550 {} {why}", e.status()),
+                            remote: None,
+                        },
+                        RouteError::Temporary(why) => Answer::Deferred(why.clone()),
+                    };
+                    (answer, e.to_string())
+                })?;
+                let required = self
+                    .settings
+                    .tls_required_domains
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(domain));
+                Ok(Target {
+                    hosts,
+                    port: self.settings.port,
+                    tls: self.tls_mode(required),
+                    credentials: None,
+                })
             }
-            Err(e) => {
-                record.reply = format!("451 4.4.2 {e}");
-                GroupResult::all(rcpts, Answer::Deferred(record.reply.clone()), record)
-            }
+            Hop::SmartHost(smart) => Ok(Target {
+                hosts: vec![Host {
+                    name: smart.host.clone(),
+                    addresses: self.resolver.addresses(&smart.host).await,
+                }],
+                port: smart.port,
+                tls: self.tls_mode(smart.tls_required),
+                credentials: smart.username.clone().zip(smart.password.clone()),
+            }),
         }
     }
 
     /// Tries each host in preference order, each of its addresses in turn.
-    async fn connect(&self, hop: &Hop<'_>) -> Result<Connection, ClientError> {
+    pub async fn connect(&self, target: &Target) -> Result<Connection, ClientError> {
         let mut last = None;
-        for host in &hop.hosts {
+        for host in &target.hosts {
             for ip in &host.addresses {
                 let dial = Dial {
-                    addr: SocketAddr::new(*ip, hop.port),
+                    addr: SocketAddr::new(*ip, target.port),
                     host: &host.name,
                     helo: &self.settings.helo,
-                    tls: &hop.tls,
-                    credentials: hop.credentials,
+                    tls: &target.tls,
+                    credentials: target.credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
                     connect_timeout: self.settings.connect_timeout,
                     command_timeout: self.settings.command_timeout,
                 };
@@ -267,16 +187,69 @@ impl Outbound {
         }
         Err(last.unwrap_or_else(|| {
             ClientError::Refused(
-                SocketAddr::from(([0, 0, 0, 0], hop.port)),
+                SocketAddr::from(([0, 0, 0, 0], target.port)),
                 "no address to connect to".into(),
             )
         }))
     }
 
-    /// Closes connections that waited too long for another message.
-    pub async fn close_idle(&self) {
-        for conn in self.destinations.expired_idle() {
-            conn.quit().await;
+    /// One transaction on an open connection. Returns the answers and what
+    /// becomes of the connection.
+    pub async fn send(
+        &self,
+        conn: &mut Connection,
+        rcpts: &[String],
+        message: &QueuedMessage,
+        now_ms: u64,
+    ) -> (GroupResult, After) {
+        let mut record = attempt(now_ms, &conn.host, rcpts, String::new());
+        record.address = Some(conn.peer.to_string());
+        record.tls = conn.tls.as_ref().map(|t| t.describe());
+        if let Some(refusal) = capability_refusal(conn, message) {
+            record.reply = refusal.1.clone();
+            let answer = Answer::Failed {
+                status: refusal.0.into(),
+                reply: refusal.1,
+                remote: Some(conn.host.clone()),
+            };
+            return (GroupResult::all(rcpts, answer, record), After::Reuse);
+        }
+        let sent = conn
+            .send(
+                &message.mail_from,
+                rcpts,
+                &message.content,
+                message.eight_bit,
+                message.smtputf8,
+            )
+            .await;
+        match sent {
+            Ok(replies) => {
+                record.reply = summarize(&replies);
+                let answers = replies
+                    .into_iter()
+                    .map(|(r, reply)| (r, answer_for(&reply, &conn.host)))
+                    .collect();
+                let after = if conn.messages_sent < self.settings.max_messages_per_connection {
+                    After::Reuse
+                } else {
+                    After::Quit
+                };
+                (
+                    GroupResult {
+                        answers,
+                        attempt: record,
+                    },
+                    after,
+                )
+            }
+            Err(e) => {
+                record.reply = format!("451 4.4.2 {e}");
+                (
+                    GroupResult::all(rcpts, Answer::Deferred(record.reply.clone()), record),
+                    After::Drop,
+                )
+            }
         }
     }
 }

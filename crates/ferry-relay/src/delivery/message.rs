@@ -1,38 +1,24 @@
-//! The delivery worker: takes due messages from the shared queue under a
-//! lease, groups each message's pending recipients by next hop, records
-//! every answer durably as it comes, and then completes the message, sends
-//! its DSN, or schedules the next try.
+//! One message's walk: its pending recipients grouped by next hop, each
+//! group sent to its destination actor (or written by the capture route),
+//! every answer recorded durably as it comes, and then the message
+//! completed, its DSN sent, its next try scheduled — or, when no group was
+//! even tried, the message handed back to the queue.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::config::RouteKind;
-use ferry_core::retry::RetrySchedule;
-use ferry_core::{Clock, DeliveryAttempt, QueuedMessage, RecipientOutcome, Route, dsn};
-use ferry_store::{Next, Store};
-use tokio::sync::{Notify, watch};
+use ferry_core::{DeliveryAttempt, QueueId, QueuedMessage, RecipientOutcome, Route, dsn};
+use ferry_store::Next;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use ractor::ActorRef;
+use ractor::rpc::CallResult;
 
-use crate::capture::CaptureRoute;
-use crate::outbound::{Answer, GroupResult, Outbound};
-
-pub struct DeliveryWorker {
-    pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
-    pub capture: CaptureRoute,
-    pub outbound: Outbound,
-    pub default_route: RouteKind,
-    pub retry: RetrySchedule,
-    pub hostname: String,
-    pub lease: Duration,
-    pub concurrency: usize,
-    pub wakeup: Arc<Notify>,
-    pub metrics: Arc<crate::metrics::Metrics>,
-}
-
-/// How often the queue is looked at when nothing wakes the worker (retries
-/// falling due, leases running out).
-const POLL: Duration = Duration::from_millis(500);
+use super::destination::{Group, GroupAnswer};
+use super::{DeliveryMsg, DeliveryWork};
+use crate::outbound::{Answer, GroupResult, Hop};
 
 /// Where one group of recipients goes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,75 +28,65 @@ enum NextHop {
     SmartHost,
 }
 
-impl DeliveryWorker {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let this = Arc::new(self);
-        let mut running = tokio::task::JoinSet::new();
-        loop {
-            let room = this.concurrency.saturating_sub(running.len());
-            let batch = if room == 0 { Vec::new() } else { this.take(room).await };
-            let took = !batch.is_empty();
-            for message in batch {
-                running.spawn(this.clone().deliver(message));
-            }
-            let stopping = *stop.borrow();
-            if stopping {
-                while running.join_next().await.is_some() {}
-                return;
-            }
-            if took && running.len() < this.concurrency {
+/// Tells the supervisor the message is no longer worked on, however the task ends.
+struct Finished {
+    to: ActorRef<DeliveryMsg>,
+    id: QueueId,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let _ = self.to.cast(DeliveryMsg::Finished(self.id.clone()));
+    }
+}
+
+/// A destination actor that died with the group: wait a little before the
+/// message is tried again, so a message that kills it cannot spin.
+const AFTER_FAILURE: Duration = Duration::from_secs(5);
+
+pub(super) async fn deliver(work: Arc<DeliveryWork>, supervisor: ActorRef<DeliveryMsg>, mut message: QueuedMessage) {
+    let _finished = Finished {
+        to: supervisor.clone(),
+        id: message.id.clone(),
+    };
+    let route = work.route_of(&message.tenant).await;
+    let shared = Arc::new(message.clone());
+    let mut answers: FuturesUnordered<_> = group(&message.pending(), &route)
+        .into_iter()
+        .map(|(hop, rcpts)| work.attempt(&supervisor, hop, &route, rcpts, shared.clone()))
+        .collect();
+    let (mut attempted, mut hand_back) = (false, None);
+    while let Some(answer) = answers.next().await {
+        let result = match answer {
+            GroupAnswer::Attempted(result) => result,
+            GroupAnswer::NotAttempted { why, retry_in } => {
+                tracing::info!(queue_id = %message.id, why, "group not attempted");
+                hand_back = Some(hand_back.map_or(retry_in, |d: Duration| d.max(retry_in)));
                 continue;
             }
-            let mut quiet = false;
-            tokio::select! {
-                Some(_) = running.join_next(), if !running.is_empty() => {}
-                _ = this.wakeup.notified() => {}
-                _ = tokio::time::sleep(POLL) => quiet = true,
-                _ = stop.changed() => {}
-            }
-            if quiet {
-                this.outbound.close_idle().await;
-            }
+        };
+        attempted = true;
+        work.count(&result);
+        apply(&mut message, result, work.clock.now_ms());
+        // Answers are saved before anything else happens, so a recipient
+        // that said 250 is never sent the message again.
+        if let Err(e) = work.store.record(&message, Next::Continue).await {
+            tracing::error!(queue_id = %message.id, error = %e, "cannot save delivery progress");
+            return;
         }
     }
-
-    async fn take(&self, max: usize) -> Vec<QueuedMessage> {
-        match self
-            .store
-            .lease(self.clock.now_ms(), self.lease.as_millis() as u64, max)
-            .await
-        {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot take messages from the queue");
-                Vec::new()
-            }
+    match hand_back {
+        Some(after) if !attempted => {
+            let _ = supervisor.cast(DeliveryMsg::HandBack {
+                id: message.id.clone(),
+                after,
+            });
         }
+        _ => work.finish(message).await,
     }
+}
 
-    async fn deliver(self: Arc<Self>, mut message: QueuedMessage) {
-        let route = self.route_of(&message.tenant).await;
-        for (hop, rcpts) in group(&message.pending(), &route) {
-            let result = self.attempt(&hop, &route, &rcpts, &message).await;
-            for (_, answer) in &result.answers {
-                let kind = match answer {
-                    Answer::Delivered(_) => "delivered",
-                    Answer::Failed { .. } => "failed",
-                    Answer::Deferred(_) => "deferred",
-                };
-                self.metrics.deliveries.with_label_values(&[kind]).inc();
-            }
-            apply(&mut message, result, self.clock.now_ms());
-            // Answers are saved before anything else happens, so a recipient
-            // that said 250 is never sent the message again.
-            if let Err(e) = self.store.record(&message, Next::Continue).await {
-                tracing::error!(queue_id = %message.id, error = %e, "cannot save delivery progress");
-                return;
-            }
-        }
-        self.finish(message).await;
-    }
-
+impl DeliveryWork {
     async fn route_of(&self, tenant: &str) -> Route {
         let route = match self.store.tenant(tenant).await {
             Ok(Some(t)) => t.route,
@@ -123,18 +99,54 @@ impl DeliveryWorker {
         }
     }
 
-    async fn attempt(&self, hop: &NextHop, route: &Route, rcpts: &[String], message: &QueuedMessage) -> GroupResult {
-        let now = self.clock.now_ms();
-        match (hop, route) {
-            (NextHop::Domain(domain), _) => self.outbound.to_domain(domain, rcpts, message, now).await,
-            (NextHop::SmartHost, Route::SmartHost(smart)) => {
-                self.outbound.to_smart_host(smart, rcpts, message, now).await
-            }
-            _ => self.capture(rcpts, message, now).await,
+    fn count(&self, result: &GroupResult) {
+        for (_, answer) in &result.answers {
+            let kind = match answer {
+                Answer::Delivered(_) => "delivered",
+                Answer::Failed { .. } => "failed",
+                Answer::Deferred(_) => "deferred",
+            };
+            self.metrics.deliveries.with_label_values(&[kind]).inc();
         }
     }
 
-    async fn capture(&self, rcpts: &[String], message: &QueuedMessage, now: u64) -> GroupResult {
+    async fn attempt(
+        &self,
+        supervisor: &ActorRef<DeliveryMsg>,
+        hop: NextHop,
+        route: &Route,
+        rcpts: Vec<String>,
+        message: Arc<QueuedMessage>,
+    ) -> GroupAnswer {
+        let hop = match (hop, route) {
+            (NextHop::Domain(domain), _) => Hop::Domain(domain),
+            (NextHop::SmartHost, Route::SmartHost(smart)) => Hop::SmartHost(smart.clone()),
+            _ => return GroupAnswer::Attempted(self.capture(&rcpts, &message).await),
+        };
+        let called = supervisor
+            .call(
+                |reply| DeliveryMsg::Route {
+                    hop,
+                    group: Group { rcpts, message, reply },
+                },
+                None,
+            )
+            .await;
+        match called {
+            Ok(CallResult::Success(answer)) => answer,
+            Ok(_) => GroupAnswer::NotAttempted {
+                why: "the destination stopped".into(),
+                retry_in: AFTER_FAILURE,
+            },
+            Err(_) => GroupAnswer::NotAttempted {
+                why: "delivery stopping".into(),
+                retry_in: Duration::ZERO,
+            },
+        }
+    }
+
+    async fn capture(&self, rcpts: &[String], message: &Arc<QueuedMessage>) -> GroupResult {
+        let now = self.clock.now_ms();
         let capture = self.capture.clone();
         let copy = message.clone();
         let written = tokio::task::spawn_blocking(move || capture.deliver(&copy))

@@ -1,0 +1,133 @@
+//! The keyring: the TLS certificate and the DKIM keys, the settings that
+//! change while the node runs. It looks at the certificate files and at the
+//! store's directory version every `server.reload_secs`, and publishes
+//! immutable snapshots on watch channels that sessions read without a round
+//! trip: a certificate rotated on disk (cert-manager in Kubernetes) is served
+//! to the next TLS client, and a DKIM key activated or retired — on this
+//! node or any other — signs (or stops signing) the next message.
+//!
+//! A new certificate or key set that does not load is logged and the one in
+//! use stays: a half-written rotation never takes TLS or signing away.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_store::Store;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::dkim::DkimSigners;
+use crate::tls;
+
+/// What the keyring watches, and where it publishes.
+#[derive(Clone)]
+pub struct KeyringArgs {
+    /// (certificate chain, private key) PEM files; None without TLS.
+    pub certificate: Option<(PathBuf, PathBuf)>,
+    pub store: Arc<dyn Store>,
+    pub relay_domain: Option<String>,
+    pub every: Duration,
+    pub tls: Arc<watch::Sender<Option<TlsAcceptor>>>,
+    pub dkim: Arc<watch::Sender<Arc<DkimSigners>>>,
+    /// The files' bytes and the directory version the published snapshots were made from.
+    pub loaded: Loaded,
+}
+
+/// The sources of the snapshots in use.
+#[derive(Clone, Default)]
+pub struct Loaded {
+    pub files: Option<(Vec<u8>, Vec<u8>)>,
+    pub directory_version: Option<u64>,
+}
+
+#[derive(Clone)]
+pub struct Keyring;
+
+/// Time to look again.
+pub struct Check;
+
+impl Actor for Keyring {
+    type Msg = Check;
+    type State = KeyringArgs;
+    type Arguments = KeyringArgs;
+
+    async fn pre_start(&self, myself: ActorRef<Check>, args: KeyringArgs) -> Result<KeyringArgs, ActorProcessingErr> {
+        myself.send_after(args.every, || Check);
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Check>,
+        _: Check,
+        state: &mut KeyringArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        state.check_certificate().await;
+        state.check_dkim().await;
+        myself.send_after(state.every, || Check);
+        Ok(())
+    }
+}
+
+/// Both PEM files, as they are now.
+pub async fn read_pair(cert: &PathBuf, key: &PathBuf) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    Ok((tokio::fs::read(cert).await?, tokio::fs::read(key).await?))
+}
+
+/// DKIM signers for every active key in the store, and the directory
+/// version they were read at (read first, so a change in between is seen
+/// at the next look).
+pub async fn load_dkim(store: &dyn Store, relay_domain: Option<String>) -> Result<(DkimSigners, u64), String> {
+    let version = store.directory_version().await.map_err(|e| e.to_string())?;
+    let keys = store.dkim_keys().await.map_err(|e| e.to_string())?;
+    let signers = DkimSigners::load(&keys, relay_domain)?;
+    let active: Vec<String> = keys.iter().filter(|k| k.active).map(|k| k.dns_name()).collect();
+    tracing::info!(keys = %active.join(", "), "DKIM signing keys");
+    Ok((signers, version))
+}
+
+impl KeyringArgs {
+    async fn check_certificate(&mut self) {
+        let Some((cert, key)) = &self.certificate else { return };
+        let files = match read_pair(cert, key).await {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(certificate = %cert.display(), error = %e, "cannot read the TLS certificate; keeping the one in use");
+                return;
+            }
+        };
+        if self.loaded.files.as_ref() == Some(&files) {
+            return;
+        }
+        match tls::server_config(cert, key) {
+            Ok(config) => {
+                self.tls.send_replace(Some(TlsAcceptor::from(config)));
+                tracing::info!(certificate = %cert.display(), "TLS certificate reloaded");
+            }
+            Err(e) => tracing::warn!(error = %e, "the new TLS certificate does not load; keeping the one in use"),
+        }
+        self.loaded.files = Some(files);
+    }
+
+    async fn check_dkim(&mut self) {
+        let version = match self.store.directory_version().await {
+            Ok(version) => version,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the directory version; DKIM keys unchanged");
+                return;
+            }
+        };
+        if self.loaded.directory_version == Some(version) {
+            return;
+        }
+        match load_dkim(self.store.as_ref(), self.relay_domain.clone()).await {
+            Ok((signers, version)) => {
+                self.dkim.send_replace(Arc::new(signers));
+                self.loaded.directory_version = Some(version);
+            }
+            Err(e) => tracing::warn!(error = %e, "the DKIM keys do not load; keeping the ones in use"),
+        }
+    }
+}
