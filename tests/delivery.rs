@@ -60,7 +60,7 @@ impl World {
                     "noreply@acme.test=550 5.1.1 nobody reads this".into(),
                 ],
                 slow: vec!["slow@d3.test".into()],
-                seven_bit: false,
+                ..SinkOptions::default()
             },
         );
         let plain_sink = Sink::start(&[format!("127.0.0.4:{port}")], SinkOptions::default());
@@ -270,10 +270,14 @@ fn a_failed_bounce_is_never_bounced() {
 
 #[test]
 fn a_killed_delivery_never_resends_to_recipients_that_said_250() {
-    let mut w = World::start(&[]);
+    let mut w = World::start(&[("admin.listen", "127.0.0.1:0")]);
     w.send_billing(&["a@d1.test", "b@d2.test", "slow@d3.test"], "crash in the middle");
-    // d1 and d2 have answered 250; d3's receiver is holding its DATA reply.
+    // d1 and d2 have answered 250 and their answers are saved (destinations
+    // are served side by side); d3's receiver is holding its DATA reply.
     w.tls_sink.wait_for_rcpt("slow@d3.test", 1);
+    wait_for("d1's and d2's answers saved", Duration::from_secs(10), || {
+        (w.ferry.metric("ferry_delivery_attempts_total{result=\"delivered\"}") >= 2.0).then_some(())
+    });
     assert_eq!(w.tls_sink.received_for("a@d1.test").len(), 1);
     assert_eq!(w.tls_sink.received_for("b@d2.test").len(), 1);
     w.ferry.kill9();

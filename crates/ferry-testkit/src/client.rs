@@ -77,6 +77,24 @@ impl Smtp {
 
     /// Starts TLS on the plaintext connection, dropping any buffered plaintext.
     pub fn upgrade(&mut self, ca_der: &[u8]) {
+        self.try_upgrade(ca_der).expect("TLS handshake");
+    }
+
+    /// Implicit TLS, or the handshake's error (a certificate that does not
+    /// verify under `ca_der`, say).
+    pub fn try_connect_tls(addr: SocketAddr, ca_der: &[u8]) -> std::io::Result<(Smtp, String)> {
+        let tcp = TcpStream::connect(addr)?;
+        tcp.set_read_timeout(Some(READ_TIMEOUT))?;
+        let mut smtp = Smtp {
+            conn: Conn::Plain(tcp),
+            buf: Vec::new(),
+        };
+        smtp.try_upgrade(ca_der)?;
+        let greeting = smtp.read_reply();
+        Ok((smtp, greeting))
+    }
+
+    fn try_upgrade(&mut self, ca_der: &[u8]) -> std::io::Result<()> {
         let Conn::Plain(tcp) = std::mem::replace(&mut self.conn, Conn::Gone) else {
             panic!("not plaintext")
         };
@@ -84,10 +102,11 @@ impl Smtp {
         let conn = ClientConnection::new(tls_config(ca_der), name).expect("client connection");
         let mut tls = StreamOwned::new(conn, tcp);
         while tls.conn.is_handshaking() {
-            tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+            tls.conn.complete_io(&mut tls.sock)?;
         }
         self.buf.clear();
         self.conn = Conn::Tls(Box::new(tls));
+        Ok(())
     }
 
     pub fn send(&mut self, bytes: &[u8]) {

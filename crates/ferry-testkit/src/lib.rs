@@ -312,10 +312,39 @@ impl Ferry {
 
     /// Waits until at least `n` messages are captured.
     pub fn wait_captured(&self, n: usize) -> Vec<(String, Vec<u8>)> {
-        wait_for(&format!("{n} captured messages"), Duration::from_secs(20), || {
+        self.wait_captured_within(n, Duration::from_secs(20))
+    }
+
+    /// Waits up to `timeout` until at least `n` messages are captured.
+    pub fn wait_captured_within(&self, n: usize, timeout: Duration) -> Vec<(String, Vec<u8>)> {
+        wait_for(&format!("{n} captured messages"), timeout, || {
             let c = self.captured();
             (c.len() >= n).then_some(c)
         })
+    }
+
+    /// GET `path` on the admin endpoint with curl: (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let admin = self.admin.expect("admin.listen set");
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", &format!("http://{admin}{path}")])
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (status.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// A metric's value on the admin endpoint: one series
+    /// (`name{label="v"}`), or the sum of all of a name's series.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.admin_get("/metrics");
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter(|(key, _)| *key == series || key.split('{').next() == Some(series))
+            .filter_map(|(_, value)| value.parse::<f64>().ok())
+            .sum()
     }
 }
 

@@ -107,6 +107,8 @@ pub struct SinkOptions<'a> {
     pub replies: Vec<String>,
     /// Recipients whose DATA reply is held back for a long time.
     pub slow: Vec<String>,
+    /// How long that is (default 30 s).
+    pub slow_seconds: Option<f64>,
     /// Offer neither 8BITMIME nor SMTPUTF8.
     pub seven_bit: bool,
 }
@@ -129,6 +131,9 @@ impl Sink {
         }
         for s in &options.slow {
             command.arg("--slow").arg(s);
+        }
+        if let Some(seconds) = options.slow_seconds {
+            command.arg("--slow-seconds").arg(seconds.to_string());
         }
         if options.seven_bit {
             command.arg("--seven-bit");

@@ -66,13 +66,17 @@ pub(super) async fn deliver(work: Arc<DeliveryWork>, supervisor: ActorRef<Delive
             }
         };
         attempted = true;
-        work.count(&result);
+        let counts = work.counts(&result);
         apply(&mut message, result, work.clock.now_ms());
         // Answers are saved before anything else happens, so a recipient
-        // that said 250 is never sent the message again.
+        // that said 250 is never sent the message again; they are counted
+        // once saved.
         if let Err(e) = work.store.record(&message, Next::Continue).await {
             tracing::error!(queue_id = %message.id, error = %e, "cannot save delivery progress");
             return;
+        }
+        for kind in counts {
+            work.metrics.deliveries.with_label_values(&[kind]).inc();
         }
     }
     match hand_back {
@@ -99,15 +103,17 @@ impl DeliveryWork {
         }
     }
 
-    fn count(&self, result: &GroupResult) {
-        for (_, answer) in &result.answers {
-            let kind = match answer {
+    /// Each recipient's result, as `ferry_delivery_attempts_total` counts it.
+    fn counts(&self, result: &GroupResult) -> Vec<&'static str> {
+        result
+            .answers
+            .iter()
+            .map(|(_, answer)| match answer {
                 Answer::Delivered(_) => "delivered",
                 Answer::Failed { .. } => "failed",
                 Answer::Deferred(_) => "deferred",
-            };
-            self.metrics.deliveries.with_label_values(&[kind]).inc();
-        }
+            })
+            .collect()
     }
 
     async fn attempt(
