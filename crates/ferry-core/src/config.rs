@@ -381,7 +381,7 @@ impl Default for Delivery {
             tls_required_domains: Vec::new(),
             helo_name: None,
             lease_secs: 15,
-            concurrency: 64,
+            concurrency: 16,
             max_connections_per_destination: 8,
             max_messages_per_second_per_destination: 0,
             max_messages_per_connection: 100,

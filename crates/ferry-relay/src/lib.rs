@@ -19,8 +19,9 @@
 //!       panic answers 421 4.3.0 and touches nothing else
 //! ```
 //!
-//! Every permanent child is restarted with the same policy (see
-//! [`PERMANENT`]); the admin endpoint reports the tree on `/readyz`.
+//! Each permanent child's restart policy is written where the tree is
+//! assembled ([`Relay::start`]); the admin endpoint reports the tree on
+//! `/readyz`.
 //!
 //! Other modules: [`auth`] (argon2id, lockout, login cache), [`intake`]
 //! (header checks, added headers, the durable enqueue before 250), [`tls`],
@@ -75,15 +76,26 @@ use crate::supervisor::{
 };
 use ferry_core::retry::RetrySchedule;
 
-/// The restart policy of every permanent child of the node: five restarts
-/// within a minute, the first after 100 ms, doubling up to 5 s. A part that
-/// fails more often than that is broken, not unlucky: the node stops being
-/// ready and exits so that it is replaced.
-pub const PERMANENT: RestartPolicy = RestartPolicy {
+/// Five restarts within a minute, the first after 100 ms, doubling up to
+/// 5 s: for the parts whose failure stops the node's work (listeners,
+/// delivery, the store writer). One that fails more often is broken, not
+/// unlucky: the node stops being ready and exits so that it is replaced.
+pub const ESSENTIAL: RestartPolicy = RestartPolicy {
     max_restarts: 5,
     window: Duration::from_secs(60),
     backoff_min: Duration::from_millis(100),
     backoff_max: Duration::from_secs(5),
+};
+
+/// Ten restarts within ten minutes, from 1 s up to 30 s: for the parts
+/// whose work only waits while they are down (the alert outbox keeps its
+/// alerts, the keyring keeps the keys in use); a slower, more patient
+/// restart that still gives up on a part that cannot run.
+pub const PATIENT: RestartPolicy = RestartPolicy {
+    max_restarts: 10,
+    window: Duration::from_secs(600),
+    backoff_min: Duration::from_secs(1),
+    backoff_max: Duration::from_secs(30),
 };
 
 /// A relay that could not start; names the configuration key at fault.
@@ -166,9 +178,10 @@ impl Relay {
         let keyring = keyring_args(config, &parts).await?;
         let mut children = Vec::new();
         if let Some(writer) = parts.store_writer {
-            children.push(child("store writer", writer::Writer, Arc::new(writer)));
+            // Every acknowledgement waits on it.
+            children.push(child("store writer", ESSENTIAL, writer::Writer, Arc::new(writer)));
         }
-        children.push(child("keyring", Keyring, keyring.clone()));
+        children.push(child("keyring", PATIENT, Keyring, keyring.clone()));
         let delivery = Arc::new(Mutex::new(None));
         if roles.delivery {
             // Mail enqueued by other nodes wakes this one's delivery too.
@@ -182,7 +195,12 @@ impl Relay {
             )?;
             children.push(delivery_child(args, delivery.clone()));
             let dispatcher = alert_dispatcher(config, parts.store.clone(), parts.clock.clone(), node_metrics.clone());
-            children.push(child("alert dispatcher", alerting::Dispatcher, Arc::new(dispatcher)));
+            children.push(child(
+                "alert dispatcher",
+                PATIENT,
+                alerting::Dispatcher,
+                Arc::new(dispatcher),
+            ));
         }
         let session_parts = SessionParts {
             store: parts.store.clone(),
@@ -213,7 +231,8 @@ impl Relay {
                 ctx: ctx.clone(),
                 limits: limits.clone(),
             };
-            children.push(child(&format!("{} listener", kind.name()), Listener, args));
+            // A restart serves the same socket; the sessions it had die with it.
+            children.push(child(&format!("{} listener", kind.name()), ESSENTIAL, Listener, args));
         }
         let health = Arc::new(watch::channel(NodeHealth::default()).0);
         let tree = SupervisorArgs {
@@ -295,7 +314,7 @@ impl Relay {
 }
 
 /// A permanent child that starts `actor` with a copy of `args`.
-fn child<A>(name: &str, actor: A, args: A::Arguments) -> ChildSpec
+fn child<A>(name: &str, policy: RestartPolicy, actor: A, args: A::Arguments) -> ChildSpec
 where
     A: Actor + Clone,
     A::Arguments: Clone + Sync,
@@ -306,7 +325,7 @@ where
     });
     ChildSpec {
         name: name.to_string(),
-        policy: PERMANENT,
+        policy,
         start,
     }
 }
@@ -323,7 +342,8 @@ fn delivery_child(args: DeliveryArgs, slot: Arc<Mutex<Option<ActorRef<DeliveryMs
     });
     ChildSpec {
         name: "delivery".into(),
-        policy: PERMANENT,
+        // Its leases run out by themselves while it is down.
+        policy: ESSENTIAL,
         start,
     }
 }
@@ -431,6 +451,7 @@ fn delivery_args(
         store,
         clock,
         capture: CaptureRoute::new(config.capture_dir()).map_err(StartError::Capture)?,
+        capture_slots: tokio::sync::Semaphore::new(d.max_connections_per_destination),
         outbound: Arc::new(outbound),
         default_route: d.default_route,
         retry: RetrySchedule {

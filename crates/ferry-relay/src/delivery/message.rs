@@ -152,6 +152,13 @@ impl DeliveryWork {
     }
 
     async fn capture(&self, rcpts: &[String], message: &Arc<QueuedMessage>) -> GroupResult {
+        // The capture route is one destination too: at most as many files
+        // written at once as a destination has connections.
+        let Ok(_slot) = self.capture_slots.acquire().await else {
+            let why = "451 4.3.0 delivery stopping".to_string();
+            let attempt = crate::outbound::attempt(self.clock.now_ms(), "capture", rcpts, why.clone());
+            return GroupResult::all(rcpts, Answer::Deferred(why), attempt);
+        };
         let now = self.clock.now_ms();
         let capture = self.capture.clone();
         let copy = message.clone();

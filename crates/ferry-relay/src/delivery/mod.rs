@@ -41,6 +41,8 @@ pub struct DeliveryWork {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub capture: CaptureRoute,
+    /// Capture writes at once (`delivery.max_connections_per_destination`).
+    pub capture_slots: tokio::sync::Semaphore,
     pub outbound: Arc<Outbound>,
     pub default_route: RouteKind,
     pub retry: RetrySchedule,
@@ -95,6 +97,11 @@ pub struct DeliveryState {
 /// How often the queue is looked at when nothing wakes delivery (retries
 /// falling due, other nodes' leases running out).
 const POLL: Duration = Duration::from_millis(500);
+
+/// The most messages one lease takes. On the embedded store a lease is
+/// applied by the writer in the same batch as the sessions' enqueues, so a
+/// large one would hold up their 250s; several small ones do not.
+const LEASE_BATCH: usize = 16;
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -222,7 +229,7 @@ impl DeliveryState {
         if self.draining {
             return;
         }
-        let room = self.args.max_held.saturating_sub(self.held.len());
+        let room = self.args.max_held.saturating_sub(self.held.len()).min(LEASE_BATCH);
         if room == 0 {
             self.more_due = true;
             return;
@@ -237,6 +244,13 @@ impl DeliveryState {
             }
         };
         self.more_due = batch.len() == room;
+        if self.more_due && self.held.len() + batch.len() < self.args.max_held {
+            // More may be due and there is room: take them in the next turn,
+            // after what waits in the mailbox.
+            if !self.poll_queued.swap(true, Ordering::AcqRel) {
+                let _ = myself.cast(DeliveryMsg::Poll);
+            }
+        }
         let until = now + self.lease_ms();
         for message in batch {
             self.held.insert(message.id.clone(), until);
