@@ -69,15 +69,28 @@ fn disabled_expired_and_foreign_source_apps_are_refused_with_a_logged_reason() {
 
 #[test]
 fn sender_refusals() {
-    let ferry = Ferry::start(&[]);
+    let ferry = Ferry::start(&[("admin.listen", "127.0.0.1:0")]);
     let (mut smtp, reply) = login(&ferry, USER, &ferry.password);
     assert!(reply.starts_with("235 2.7.0"), "{reply}");
     let reply = smtp.cmd("MAIL FROM:<ceo@acme.test>");
-    assert!(reply.starts_with("550 5.7.1"), "{reply}");
+    assert!(
+        reply.starts_with("550 5.7.1 Sender <ceo@acme.test> not authorised"),
+        "{reply}"
+    );
     let reply = smtp.cmd("MAIL FROM:<billing@acme.test> SIZE=5000001");
     assert!(reply.starts_with("552 5.3.4"), "{reply}");
     let reply = smtp.send_message(SENDER, &["r@example.net"], &simple_message("ceo@acme.test", "spoof"));
-    assert!(reply.starts_with("550 5.7.1"), "{reply}");
+    assert!(
+        reply.starts_with("550 5.7.1 Header From <ceo@acme.test> not authorised"),
+        "{reply}"
+    );
+    let refused = ferry.wait_for_log("message", "header_from_not_authorised");
+    assert_eq!(refused["reason"], "header_from_not_authorised", "{refused}");
+    assert_eq!(
+        ferry.metric("ferry_messages_refused_total{reason=\"header_from_not_authorised\",tenant=\"acme\"}"),
+        1.0,
+        "the refusal is counted under its rule"
+    );
     let reply = smtp.send_message(SENDER, &["r@example.net"], &simple_message(SENDER, "fine"));
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
     assert_eq!(ferry.wait_captured(1).len(), 1);

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use ferry_core::policy::{LoginRefusal, check_login};
+use ferry_core::refusal::{AuthDetail, Refusal};
 use ferry_core::{Application, Clock, Tenant};
 use ferry_smtp::Credentials;
 use ferry_store::Directory;
@@ -35,14 +36,14 @@ pub enum AuthFailure {
 }
 
 impl AuthFailure {
-    pub fn reply(&self) -> ferry_smtp::Reply {
-        use ferry_smtp::Reply;
+    /// The rule that refused, with its reply.
+    pub fn refusal(&self) -> Refusal {
         match self {
-            AuthFailure::LockedOut => {
-                Reply::new(421, "4.7.0", "Too many failed authentication attempts; try again later")
-            }
-            AuthFailure::Unavailable(_) => Reply::new(454, "4.7.0", "Temporary authentication failure"),
-            _ => Reply::new(535, "5.7.8", "Authentication credentials invalid"),
+            AuthFailure::UnknownUser => Refusal::AuthenticationFailed(AuthDetail::UnknownUser),
+            AuthFailure::WrongPassword => Refusal::AuthenticationFailed(AuthDetail::WrongPassword),
+            AuthFailure::Refused(why) => Refusal::AuthenticationFailed(AuthDetail::Refused(why.clone())),
+            AuthFailure::LockedOut => Refusal::LockedOut,
+            AuthFailure::Unavailable(why) => Refusal::AuthenticationUnavailable(why.clone()),
         }
     }
 }

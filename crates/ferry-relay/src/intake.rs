@@ -7,7 +7,8 @@ use ferry_core::clock::rfc5322_date;
 use ferry_core::config::Alerts;
 use ferry_core::contract::Terms;
 use ferry_core::metering;
-use ferry_core::policy::{BulkSignals, SenderRefusal, check_bulk, check_header_from};
+use ferry_core::policy::{BulkSignals, check_bulk, check_header_from};
+use ferry_core::refusal::Refusal;
 use ferry_core::usage::Usage;
 use ferry_core::{Application, Clock, QueueId, QueuedMessage, Tenant};
 use ferry_smtp::{Envelope, Reply};
@@ -32,7 +33,8 @@ pub struct Intake {
     pub reply: Reply,
     pub queue_id: Option<QueueId>,
     pub size: usize,
-    pub reason: Option<String>,
+    /// The rule that refused the message, if one did.
+    pub refusal: Option<Refusal>,
 }
 
 pub struct MessageIntake {
@@ -50,34 +52,23 @@ pub struct MessageIntake {
     pub delivery_wakeup: Arc<tokio::sync::Notify>,
 }
 
-/// The reply for a hard cap: 451 4.7.1 to try later, 550 5.7.1 when the year is used up.
-fn cap_reply(name: &str, temporary: bool) -> Reply {
-    if temporary {
-        Reply::new(451, "4.7.1", format!("{name} reached; try again later"))
-    } else {
-        Reply::new(550, "5.7.1", format!("{name} reached"))
-    }
+/// The SMTP reply of a refusal.
+pub fn reply_for(refusal: &Refusal) -> Reply {
+    let parts = refusal.reply();
+    Reply::new(parts.code, parts.status, parts.text)
 }
 
 impl MessageIntake {
     pub async fn accept(&self, envelope: Envelope, app: &Application, tenant: &Tenant, origin: &Origin) -> Intake {
         let size = envelope.content.len();
-        let refused = |reply: Reply, reason: String| Intake {
-            reply,
-            queue_id: None,
-            size,
-            reason: Some(reason),
-        };
+        let refused = |refusal: Refusal| self.refused(tenant, size, refusal);
         let headers = header_facts(&envelope.content);
-        if let Err((reply, reason)) = self.check_headers(&headers, &envelope, app, tenant) {
-            return refused(reply, reason);
+        if let Err(refusal) = self.check_headers(&headers, &envelope, app, tenant) {
+            return refused(refusal);
         }
         let scan_headers = match self.scan(&envelope, app, origin).await {
             Verdict::Accept(extra) => extra,
-            Verdict::Refuse(reply) => {
-                let reason = reply.text.clone();
-                return refused(reply, reason);
-            }
+            Verdict::Refuse(refusal) => return refused(refusal),
         };
         let id = QueueId::generate();
         let now = self.clock.now_ms();
@@ -85,8 +76,7 @@ impl MessageIntake {
         content.extend_from_slice(scan_headers.as_bytes());
         content.extend_from_slice(&envelope.content);
         let Some(content) = self.sign(content, headers.from_domain()).await else {
-            let reply = Reply::new(451, "4.3.0", "Temporary failure; try again later");
-            return refused(reply, "DKIM signing failed".into());
+            return refused(Refusal::Internal("DKIM signing failed".into()));
         };
         let usage = Usage {
             messages: 1,
@@ -108,34 +98,36 @@ impl MessageIntake {
             history: Vec::new(),
             content,
         };
-        let result = self.store.enqueue(message, Some(plan)).await;
-        let reply = match &result {
+        match self.store.enqueue(message, Some(plan)).await {
             Ok(()) => {
                 self.delivery_wakeup.notify_one();
                 self.metrics
                     .messages_accepted
                     .with_label_values(&[tenant.name.as_str(), app.username.as_str()])
                     .inc();
-                let reply = Reply::new(250, "2.0.0", format!("Ok: queued as {id}"));
-                return Intake {
-                    reply,
+                Intake {
+                    reply: Reply::new(250, "2.0.0", format!("Ok: queued as {id}")),
                     queue_id: Some(id),
                     size,
-                    reason: None,
-                };
+                    refusal: None,
+                }
             }
-            Err(StoreError::CapReached { name, temporary }) => cap_reply(name, *temporary),
-            Err(_) => Reply::new(451, "4.3.0", "Temporary storage failure; try again later"),
-        };
+            Err(StoreError::CapReached { name, temporary }) => refused(Refusal::CapReached { name, temporary }),
+            Err(e) => refused(Refusal::StoreUnavailable(e.to_string())),
+        }
+    }
+
+    /// A message refused: counted under its rule, answered with its reply.
+    fn refused(&self, tenant: &Tenant, size: usize, refusal: Refusal) -> Intake {
         self.metrics
             .messages_refused
-            .with_label_values(&[tenant.name.as_str(), &reply.code.to_string()])
+            .with_label_values(&[tenant.name.as_str(), refusal.reason()])
             .inc();
         Intake {
-            reply,
+            reply: reply_for(&refusal),
             queue_id: None,
             size,
-            reason: result.err().map(|e| e.to_string()),
+            refusal: Some(refusal),
         }
     }
 
@@ -146,19 +138,11 @@ impl MessageIntake {
         envelope: &Envelope,
         app: &Application,
         tenant: &Tenant,
-    ) -> Result<(), (Reply, String)> {
-        if let Err(refusal) = check_header_from(app, tenant, &headers.from) {
-            let reason = refusal.to_string();
-            let reply = match refusal {
-                SenderRefusal::NoFromHeader => Reply::new(550, "5.6.0", "Message has no From header"),
-                _ => Reply::new(550, "5.7.1", format!("Header From not authorised: {reason}")),
-            };
-            return Err((reply, reason));
-        }
-        if app.bulk_rules
-            && let Err(reason) = check_bulk(&headers.bulk, envelope.recipients.len(), self.bulk_recipients)
-        {
-            return Err((Reply::new(550, "5.7.1", reason.clone()), reason));
+    ) -> Result<(), Refusal> {
+        check_header_from(app, tenant, &headers.from).map_err(Refusal::HeaderFromNotAuthorised)?;
+        if app.bulk_rules {
+            check_bulk(&headers.bulk, envelope.recipients.len(), self.bulk_recipients)
+                .map_err(Refusal::BulkWithoutUnsubscribe)?;
         }
         Ok(())
     }
@@ -204,7 +188,7 @@ impl MessageIntake {
     /// checks again, atomically, with the real counts.)
     /// At MAIL (`units` 1), and at each RCPT when the contract counts
     /// recipients (`units`: this transaction's recipients so far, this one included).
-    pub async fn cap_room(&self, tenant: &Tenant, app: &Application, units: u64) -> Result<(), Reply> {
+    pub async fn cap_room(&self, tenant: &Tenant, app: &Application, units: u64) -> Result<(), Refusal> {
         // Only caps matter here: no thresholds or forecasts on the MAIL/RCPT path.
         let wanted = Usage {
             messages: 1,
@@ -215,10 +199,13 @@ impl MessageIntake {
         for cap in metering::caps(&self.terms, tenant, app, self.clock.now_ms()) {
             let used = match self.store.usage(&cap.scope, cap.window).await {
                 Ok(u) => u.units(self.terms.unit),
-                Err(_) => return Err(Reply::new(451, "4.3.0", "Temporary failure; try again later")),
+                Err(e) => return Err(Refusal::StoreUnavailable(e.to_string())),
             };
             if used + wanted > cap.limit {
-                return Err(cap_reply(&cap.name, cap.temporary));
+                return Err(Refusal::CapReached {
+                    name: cap.name.clone(),
+                    temporary: cap.temporary,
+                });
             }
         }
         Ok(())

@@ -47,8 +47,8 @@ impl Metrics {
             messages_refused: counter(
                 &registry,
                 "ferry_messages_refused_total",
-                "Messages refused at the end of DATA, by reply class",
-                &["tenant", "code"],
+                "Messages refused at the end of DATA, by the rule that refused them (the reason of explain and the reports)",
+                &["tenant", "reason"],
             ),
             deliveries: counter(
                 &registry,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ferry_core::config::{FailurePolicy, Hygiene};
-use ferry_smtp::Reply;
+use ferry_core::refusal::Refusal;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::metrics::Metrics;
@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 pub enum Verdict {
     /// Pass, with these header lines (CRLF-terminated) to add.
     Accept(String),
-    Refuse(Reply),
+    Refuse(Refusal),
 }
 
 /// Who sent the message, for rspamd.
@@ -65,11 +65,7 @@ impl Scanners {
                 Ok(None) => metrics.scans.with_label_values(&["clamd", "clean"]).inc(),
                 Ok(Some(virus)) => {
                     metrics.scans.with_label_values(&["clamd", "virus"]).inc();
-                    return Verdict::Refuse(Reply::new(
-                        550,
-                        "5.7.1",
-                        format!("Message refused: virus found ({virus})"),
-                    ));
+                    return Verdict::Refuse(Refusal::Virus(virus));
                 }
                 Err(e) => {
                     if let Some(refusal) = self.failed("clamd", &e, metrics) {
@@ -107,11 +103,7 @@ impl Scanners {
         match self.settings.on_scanner_failure {
             FailurePolicy::Closed => {
                 tracing::warn!(scanner, error = %e, "scanner unavailable: deferring the message (fail closed)");
-                Some(Verdict::Refuse(Reply::new(
-                    451,
-                    "4.7.0",
-                    "Content scanner unavailable; try again later",
-                )))
+                Some(Verdict::Refuse(Refusal::ScannerDown))
             }
             FailurePolicy::Open => {
                 tracing::warn!(scanner, error = %e, "scanner unavailable: accepting unscanned (fail open)");
@@ -164,24 +156,16 @@ impl Scanners {
                 v.score >= s
             });
         if reject {
-            let reply = Reply::new(
-                550,
-                "5.7.1",
-                format!("Message refused as spam (score {:.1} of {:.1})", v.score, v.required),
-            );
-            return ("reject", Verdict::Refuse(reply));
+            let refusal = Refusal::Spam {
+                score: v.score,
+                required: v.required,
+            };
+            return ("reject", Verdict::Refuse(refusal));
         }
         // Greylisting is for strangers at an MX; these senders are our own
         // authenticated applications, so only a soft reject defers.
         if v.action == "soft reject" && self.settings.spam_reject_score.is_none() {
-            return (
-                "defer",
-                Verdict::Refuse(Reply::new(
-                    451,
-                    "4.7.1",
-                    "Message deferred by the spam filter; try again later",
-                )),
-            );
+            return ("defer", Verdict::Refuse(Refusal::SpamDeferred));
         }
         let status = if header { "Yes" } else { "No" };
         let headers = format!(

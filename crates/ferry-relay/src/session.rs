@@ -10,7 +10,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_core::policy::{SenderRefusal, check_envelope_from};
+use ferry_core::policy::check_envelope_from;
+use ferry_core::refusal::Refusal;
 use ferry_smtp::{Action, AppLimits, Envelope, Reply, Session, SessionConfig};
 use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -20,7 +21,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Authenticator, Login};
-use crate::intake::{MessageIntake, Origin};
+use crate::intake::{MessageIntake, Origin, reply_for};
 use crate::listener::SessionSlot;
 use crate::stream::{ServerStream, Stream};
 use crate::tls::TlsInfo;
@@ -303,21 +304,22 @@ impl Connection {
             }
             Err(failure) => {
                 tracing::warn!(peer = %self.peer, user = %credentials.username, reason = %failure, "authentication refused");
-                session.auth_refused(failure.reply());
+                session.auth_refused(reply_for(&failure.refusal()));
             }
         }
     }
 
     async fn check_sender(&self, ctx: &SessionContext, from: &str) -> Result<(), Reply> {
         let Some(login) = &self.login else {
-            return Err(Reply::new(530, "5.7.0", "Authentication required"));
+            return Err(reply_for(&Refusal::AuthenticationRequired));
         };
-        self.sender_authorised(login, from)?;
+        self.sender_authorised(login, from).map_err(|r| reply_for(&r))?;
         ctx.intake
             .cap_room(&login.tenant, &login.app, 1)
             .await
-            .inspect_err(|reply| {
-                tracing::info!(peer = %self.peer, user = %login.app.username, reply = %reply, "hard cap reached");
+            .map_err(|refusal| {
+                tracing::info!(peer = %self.peer, user = %login.app.username, reason = refusal.reason(), "refused at MAIL: {refusal}");
+                reply_for(&refusal)
             })
     }
 
@@ -325,7 +327,7 @@ impl Connection {
     /// deferred at RCPT (451 4.7.1) rather than failing the whole message.
     async fn check_recipient(&self, ctx: &SessionContext) -> Result<(), Reply> {
         let Some(login) = &self.login else {
-            return Err(Reply::new(530, "5.7.0", "Authentication required"));
+            return Err(reply_for(&Refusal::AuthenticationRequired));
         };
         if ctx.intake.terms.unit != ferry_core::contract::Unit::Recipients {
             return Ok(());
@@ -333,27 +335,19 @@ impl Connection {
         ctx.intake
             .cap_room(&login.tenant, &login.app, self.recipients + 1)
             .await
+            .map_err(|refusal| reply_for(&refusal))
     }
 
-    fn sender_authorised(&self, login: &Login, from: &str) -> Result<(), Reply> {
+    fn sender_authorised(&self, login: &Login, from: &str) -> Result<(), Refusal> {
         check_envelope_from(&login.app, &login.tenant, from).map_err(|refusal| {
             tracing::info!(peer = %self.peer, user = %login.app.username, from, reason = %refusal, "sender refused");
-            match refusal {
-                SenderRefusal::ForeignDomain(_) => {
-                    Reply::new(550, "5.7.1", format!("Sender <{from}> is outside the tenant's domains"))
-                }
-                _ => Reply::new(
-                    550,
-                    "5.7.1",
-                    format!("Sender <{from}> not authorised for this application"),
-                ),
-            }
+            Refusal::SenderNotAuthorised(refusal)
         })
     }
 
     async fn deliver(&self, ctx: &SessionContext, session: &Session, envelope: Envelope) -> Reply {
         let Some(login) = &self.login else {
-            return Reply::new(530, "5.7.0", "Authentication required");
+            return reply_for(&Refusal::AuthenticationRequired);
         };
         let origin = Origin {
             helo: session.helo_name().unwrap_or("unknown").to_string(),
@@ -372,7 +366,8 @@ impl Connection {
             size = intake.size,
             tls = self.tls.as_ref().map_or("none", |t| t.version.as_str()),
             result = %intake.reply,
-            reason = intake.reason.as_deref().unwrap_or(""),
+            reason = intake.refusal.as_ref().map_or("", Refusal::reason),
+            detail = intake.refusal.as_ref().map(ToString::to_string).unwrap_or_default(),
             "message"
         );
         intake.reply
