@@ -5,6 +5,7 @@
 //! Layout:
 //! - [`tenant`]: [`Tenant`] and [`Application`], the onboarding data model.
 //! - [`policy`]: login and sender checks, each refusal a typed reason.
+//! - [`onboarding`]: what a new tenant, application or route must look like.
 //! - [`refusal`]: every refusal a session can meet, its SMTP reply and its label.
 //! - [`message`]: [`QueueId`] and the [`QueuedMessage`] that sits in the spool.
 //! - [`dkim`]: DKIM key records and the DNS TXT record to publish.
@@ -25,6 +26,7 @@ pub mod dkim;
 pub mod dsn;
 pub mod message;
 pub mod metering;
+pub mod onboarding;
 pub mod policy;
 pub mod refusal;
 pub mod retry;

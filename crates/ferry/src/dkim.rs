@@ -1,7 +1,7 @@
 //! `ferry dkim`: keys per signing domain and selector, and their rotation.
 
-use anyhow::{Context, bail};
-use ferry_core::dkim::{DkimAlgorithm, valid_selector};
+use ferry_core::dkim::DkimAlgorithm;
+use ferry_core::onboarding;
 use ferry_core::{Clock, SystemClock};
 use ferry_store::Store;
 
@@ -30,30 +30,24 @@ pub async fn run(store: &dyn Store, command: DkimCommand) -> anyhow::Result<()> 
 }
 
 async fn generate(store: &dyn Store, domain: &str, selector: &str, algorithm: KeyAlgorithm) -> anyhow::Result<()> {
-    if !valid_selector(selector) {
-        bail!("--selector {selector:?}: use letters, digits and '-'");
-    }
-    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    if !domain.contains('.') || domain.split('.').any(|l| !valid_selector(l)) {
-        bail!("{domain:?} is not a domain name");
-    }
     let keys = store.dkim_keys().await?;
-    if keys.iter().any(|k| k.domain == domain && k.selector == selector) {
-        bail!("{selector}._domainkey.{domain} exists already: choose a new selector to rotate");
-    }
+    let domain = onboarding::new_dkim_key(domain, selector, &keys).map_err(|e| match e.field {
+        "selector" => anyhow::anyhow!("--selector {}", e.message),
+        _ => anyhow::anyhow!("{}", e.message),
+    })?;
     let algorithm = match algorithm {
         KeyAlgorithm::Rsa => DkimAlgorithm::Rsa,
         KeyAlgorithm::Ed25519 => DkimAlgorithm::Ed25519,
     };
     let mut key =
         ferry_relay::dkim::generate(&domain, selector, algorithm, SystemClock.now_ms()).map_err(anyhow::Error::msg)?;
-    key.active = !keys
-        .iter()
-        .any(|k| k.domain == domain && k.algorithm == algorithm && k.active);
+    key.active = onboarding::starts_active(&key, &keys);
     store.put_dkim_key(key.clone()).await?;
     println!("Publish this record in DNS:\n\n{}\n", key.zone_line());
     if key.active {
-        println!("The key is active: Ferry signs mail from {domain} with it from its next start.");
+        println!(
+            "The key is active: running relays sign mail from {domain} with it within server.reload_secs (5 s by default)."
+        );
     } else {
         println!(
             "The key is stored but not active. Once the record is published: ferry dkim activate {domain} --selector {selector}"
@@ -64,28 +58,22 @@ async fn generate(store: &dyn Store, domain: &str, selector: &str, algorithm: Ke
 
 async fn set_active(store: &dyn Store, domain: &str, selector: &str, active: bool) -> anyhow::Result<()> {
     let keys = store.dkim_keys().await?;
-    let target = keys
-        .iter()
-        .find(|k| k.domain == domain && k.selector == selector)
-        .with_context(|| format!("no key {selector}._domainkey.{domain}"))?
-        .clone();
-    if active {
-        for other in keys
-            .iter()
-            .filter(|k| k.domain == domain && k.algorithm == target.algorithm && k.active && k.selector != selector)
-        {
-            let mut retired = other.clone();
-            retired.active = false;
-            store.put_dkim_key(retired).await?;
+    let writes =
+        onboarding::set_dkim_active(&keys, domain, selector, active).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    for key in writes {
+        store.put_dkim_key(key.clone()).await?;
+        if key.selector != selector {
             println!(
                 "{} stops signing; keep its record published until mail signed with it has been delivered",
-                other.dns_name()
+                key.dns_name()
+            );
+        } else {
+            println!(
+                "{} is {}",
+                key.dns_name(),
+                if key.active { "active" } else { "inactive" }
             );
         }
     }
-    let mut key = target;
-    key.active = active;
-    store.put_dkim_key(key.clone()).await?;
-    println!("{} is {}", key.dns_name(), if active { "active" } else { "inactive" });
     Ok(())
 }

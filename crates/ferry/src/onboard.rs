@@ -3,10 +3,9 @@
 use anyhow::{Context, bail};
 use ferry_core::chargeback::Allocation;
 use ferry_core::config::{Config, SpfOnboarding};
-use ferry_core::tenant::{MAX_ENVELOPE_FROM, valid_username};
-use ferry_core::{AppLimits, Application, Caps, Clock, Route, SmartHost, SystemClock, Tenant};
+use ferry_core::onboarding::{self, Invalid, NewApp, NewTenant};
+use ferry_core::{AppLimits, Application, Caps, Clock, Route, SystemClock, Tenant};
 use ferry_relay::auth::{hash_password, random_secret};
-use ferry_smtp::address::validate_mailbox;
 use ferry_store::Store;
 use serde_json::json;
 
@@ -28,29 +27,13 @@ pub async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result
             contact,
             output,
         } => {
-            if !valid_username(&name) {
-                bail!("tenant name {name:?}: use 3-64 letters, digits, '-', '_' or '.'");
-            }
-            let domains: Vec<String> = domains
-                .iter()
-                .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
-                .collect();
-            if let Some(bad) = domains
-                .iter()
-                .find(|d| !d.contains('.') || d.contains('@') || d.contains(char::is_whitespace))
-            {
-                bail!("--domain {bad:?}: not a domain name");
-            }
-            let tenant = Tenant {
+            let new = NewTenant {
                 name,
                 domains,
                 subdomains_only,
                 contact,
-                created_ms: SystemClock.now_ms(),
-                route: Route::Default,
-                allocation: Default::default(),
-                caps: Default::default(),
             };
+            let tenant = onboarding::tenant(new, SystemClock.now_ms()).map_err(named_by_flag)?;
             store.create_tenant(tenant.clone()).await?;
             print(
                 output,
@@ -217,12 +200,6 @@ async fn set_route(store: &dyn Store, a: RouteArgs) -> anyhow::Result<()> {
     } else if a.capture {
         Route::Capture
     } else if let Some(target) = &a.smarthost {
-        let (host, port) = target
-            .rsplit_once(':')
-            .with_context(|| format!("--smarthost {target}: expected host:port"))?;
-        let port: u16 = port
-            .parse()
-            .with_context(|| format!("--smarthost {target}: bad port"))?;
         let password = match &a.auth_password_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)
@@ -232,13 +209,9 @@ async fn set_route(store: &dyn Store, a: RouteArgs) -> anyhow::Result<()> {
             ),
             None => None,
         };
-        Route::SmartHost(SmartHost {
-            host: host.trim_matches(['[', ']']).to_string(),
-            port,
-            tls_required: a.tls_required,
-            username: a.auth_user.clone(),
-            password,
-        })
+        Route::SmartHost(
+            onboarding::smart_host(target, a.tls_required, a.auth_user.clone(), password).map_err(named_by_flag)?,
+        )
     } else {
         Route::Default
     };
@@ -334,57 +307,27 @@ async fn set_enabled(store: &dyn Store, username: &str, enabled: bool) -> anyhow
 }
 
 async fn add_app(store: &dyn Store, config: &Config, a: AppAddArgs) -> anyhow::Result<()> {
-    if !valid_username(&a.username) {
-        bail!(
-            "username {:?}: use 3-64 letters, digits, '-', '_' or '.' (not an e-mail address)",
-            a.username
-        );
-    }
     let tenant = store
         .tenant(&a.tenant)
         .await?
         .with_context(|| format!("--tenant {}: no such tenant", a.tenant))?;
-    let envelope_from = addresses("--from", &a.from, &tenant)?;
-    if envelope_from.len() > MAX_ENVELOPE_FROM {
-        bail!("--from: at most {MAX_ENVELOPE_FROM} addresses per application");
-    }
-    let header_from = addresses("--header-from", &a.header_from, &tenant)?;
-    let allowed_networks = a
-        .allow
-        .iter()
-        .map(|n| {
-            n.parse::<ipnet::IpNet>()
-                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .context("--allow: expected an address or network such as 10.1.2.0/24")?;
-    let today = jiff::Zoned::now().date();
-    let expires = match &a.expires {
-        Some(day) => day
-            .parse::<jiff::civil::Date>()
-            .with_context(|| format!("--expires {day}: expected YYYY-MM-DD"))?,
-        None => today.checked_add(jiff::Span::new().years(1)).context("date overflow")?,
-    };
-    let password = random_secret();
-    let app = Application {
+    let new = NewApp {
         username: a.username.clone(),
-        tenant: tenant.name,
-        password_hash: hash_password(&password).map_err(|e| anyhow::anyhow!("hashing: {e}"))?,
-        envelope_from,
-        header_from,
-        allowed_networks,
+        envelope_from: a.from.clone(),
+        header_from: a.header_from.clone(),
+        allowed_networks: a.allow.clone(),
+        expires: a.expires.clone(),
         limits: AppLimits {
             max_message_bytes: a.max_message_bytes,
             max_messages_per_session: a.max_messages_per_session,
             max_recipients: a.max_recipients,
         },
-        expires: Some(expires),
-        enabled: true,
-        created_ms: SystemClock.now_ms(),
-        credential_version: 0,
-        caps: Default::default(),
         bulk_rules: !a.no_bulk_rules,
     };
+    let password = random_secret();
+    let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+    let app = onboarding::application(new, &tenant, hash, jiff::Zoned::now().date(), SystemClock.now_ms())
+        .map_err(named_by_flag)?;
     spf_at_onboarding(config, &app.envelope_from).await?;
     store.create_app(app.clone()).await?;
     let text = format!("{}\npassword: {password}\n(shown once: store it now)", describe(&app));
@@ -394,31 +337,18 @@ async fn add_app(store: &dyn Store, config: &Config, a: AppAddArgs) -> anyhow::R
     Ok(())
 }
 
-/// Lower-cases and checks each address against the tenant's domain rules.
-fn addresses(flag: &str, list: &[String], tenant: &Tenant) -> anyhow::Result<Vec<String>> {
-    list.iter()
-        .map(|addr| {
-            let addr = addr.trim().to_lowercase();
-            let domain = addr
-                .rsplit_once('@')
-                .map(|(_, d)| d)
-                .with_context(|| format!("{flag} {addr}: not an address"))?;
-            if validate_mailbox(&addr).is_ok() && tenant.owns_domain(domain) {
-                Ok(addr)
-            } else {
-                bail!(
-                    "{flag} {addr}: the domain is not one of tenant {}'s domains ({}{})",
-                    tenant.name,
-                    tenant.domains.join(", "),
-                    if tenant.subdomains_only {
-                        ", subdomains only"
-                    } else {
-                        ""
-                    }
-                )
-            }
-        })
-        .collect()
+/// A refusal of onboarding, naming the command-line flag of its field.
+fn named_by_flag(e: Invalid) -> anyhow::Error {
+    let flag = match e.field {
+        "envelope_from" => "--from",
+        "header_from" => "--header-from",
+        "allowed_networks" => "--allow",
+        "expires" => "--expires",
+        "domains" => "--domain",
+        "smarthost" => "--smarthost",
+        other => other,
+    };
+    anyhow::anyhow!("{flag} {}", e.message)
 }
 
 /// A tenant as shown: a smart host's password never leaves the store.

@@ -1,0 +1,423 @@
+//! The rules of onboarding, written once for every way in (the CLI today,
+//! the admin API next): what a tenant, an application and a smart host
+//! route must look like. Pure: the caller reads and writes the store, this
+//! decides. Each refusal names the field at fault and carries a stable code.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::dkim::{DkimKeyRecord, valid_selector};
+use crate::tenant::{AppLimits, Application, MAX_ENVELOPE_FROM, Route, SmartHost, Tenant, valid_username};
+
+/// A value onboarding refuses: which field, why (for people), and a stable
+/// code (for programs: the API's problem `code`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn invalid(field: &'static str, code: &'static str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        field,
+        code,
+        message: message.into(),
+    }
+}
+
+/// A tenant as asked for.
+#[derive(Debug, Clone, Default)]
+pub struct NewTenant {
+    pub name: String,
+    pub domains: Vec<String>,
+    pub subdomains_only: bool,
+    pub contact: Option<String>,
+}
+
+/// The tenant to create, its domains normalised (lower case, no final dot).
+pub fn tenant(new: NewTenant, now_ms: u64) -> Result<Tenant, Invalid> {
+    if !valid_username(&new.name) {
+        return Err(invalid(
+            "name",
+            "invalid_name",
+            format!("{:?}: use 3-64 letters, digits, '-', '_' or '.'", new.name),
+        ));
+    }
+    let domains: Vec<String> = new
+        .domains
+        .iter()
+        .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+        .collect();
+    if domains.is_empty() {
+        return Err(invalid("domains", "no_domain", "a tenant needs at least one domain"));
+    }
+    if let Some(bad) = domains
+        .iter()
+        .find(|d| !d.contains('.') || d.contains('@') || d.contains(char::is_whitespace))
+    {
+        return Err(invalid(
+            "domains",
+            "invalid_domain",
+            format!("{bad:?}: not a domain name"),
+        ));
+    }
+    Ok(Tenant {
+        name: new.name,
+        domains,
+        subdomains_only: new.subdomains_only,
+        contact: new.contact,
+        created_ms: now_ms,
+        route: Route::Default,
+        allocation: Default::default(),
+        caps: Default::default(),
+    })
+}
+
+/// An application as asked for.
+#[derive(Debug, Clone, Default)]
+pub struct NewApp {
+    pub username: String,
+    pub envelope_from: Vec<String>,
+    pub header_from: Vec<String>,
+    /// Addresses or networks (`10.1.2.0/24`).
+    pub allowed_networks: Vec<String>,
+    /// `YYYY-MM-DD`; a year from today when absent.
+    pub expires: Option<String>,
+    pub limits: AppLimits,
+    pub bulk_rules: bool,
+}
+
+/// The application to create in `tenant`, with the hash of its new password.
+pub fn application(
+    new: NewApp,
+    tenant: &Tenant,
+    password_hash: String,
+    today: jiff::civil::Date,
+    now_ms: u64,
+) -> Result<Application, Invalid> {
+    if !valid_username(&new.username) {
+        return Err(invalid(
+            "username",
+            "invalid_username",
+            format!(
+                "{:?}: use 3-64 letters, digits, '-', '_' or '.' (not an e-mail address)",
+                new.username
+            ),
+        ));
+    }
+    let envelope_from = senders("envelope_from", &new.envelope_from, tenant)?;
+    if envelope_from.len() > MAX_ENVELOPE_FROM {
+        return Err(invalid(
+            "envelope_from",
+            "too_many_senders",
+            format!("at most {MAX_ENVELOPE_FROM} addresses per application"),
+        ));
+    }
+    let header_from = senders("header_from", &new.header_from, tenant)?;
+    let allowed_networks = networks(&new.allowed_networks)?;
+    let expires = match &new.expires {
+        Some(day) => day
+            .parse::<jiff::civil::Date>()
+            .map_err(|_| invalid("expires", "invalid_date", format!("{day}: expected YYYY-MM-DD")))?,
+        None => today
+            .checked_add(jiff::Span::new().years(1))
+            .map_err(|_| invalid("expires", "invalid_date", "a year from today is out of range"))?,
+    };
+    Ok(Application {
+        username: new.username,
+        tenant: tenant.name.clone(),
+        password_hash,
+        envelope_from,
+        header_from,
+        allowed_networks,
+        limits: new.limits,
+        expires: Some(expires),
+        enabled: true,
+        created_ms: now_ms,
+        credential_version: 0,
+        caps: Default::default(),
+        bulk_rules: new.bulk_rules,
+    })
+}
+
+/// Lower-cases each address and checks it is in the tenant's domains
+/// (subdomains only, when the tenant says so).
+pub fn senders(field: &'static str, list: &[String], tenant: &Tenant) -> Result<Vec<String>, Invalid> {
+    list.iter()
+        .map(|address| {
+            let address = address.trim().to_lowercase();
+            let Some((_, domain)) = address.rsplit_once('@') else {
+                return Err(invalid(field, "invalid_address", format!("{address}: not an address")));
+            };
+            if ferry_smtp::address::validate_mailbox(&address).is_err() {
+                return Err(invalid(field, "invalid_address", format!("{address}: not an address")));
+            }
+            if tenant.owns_domain(domain) {
+                return Ok(address);
+            }
+            Err(invalid(
+                field,
+                "foreign_domain",
+                format!(
+                    "{address}: the domain is not one of tenant {}'s domains ({}{})",
+                    tenant.name,
+                    tenant.domains.join(", "),
+                    if tenant.subdomains_only {
+                        ", subdomains only"
+                    } else {
+                        ""
+                    }
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// Addresses and networks a client may connect from.
+pub fn networks(list: &[String]) -> Result<Vec<IpNet>, Invalid> {
+    list.iter()
+        .map(|n| {
+            n.parse::<IpNet>()
+                .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        "allowed_networks",
+                        "invalid_network",
+                        format!("{n}: expected an address or network such as 10.1.2.0/24"),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// A smart host route from `host:port` (a bracketed IPv6 literal allowed).
+pub fn smart_host(
+    target: &str,
+    tls_required: bool,
+    username: Option<String>,
+    password: Option<String>,
+) -> Result<SmartHost, Invalid> {
+    let (host, port) = target.rsplit_once(':').ok_or_else(|| {
+        invalid(
+            "smarthost",
+            "invalid_smart_host",
+            format!("{target}: expected host:port"),
+        )
+    })?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| invalid("smarthost", "invalid_smart_host", format!("{target}: bad port")))?;
+    let host = host.trim_matches(['[', ']']).to_string();
+    if host.is_empty() {
+        return Err(invalid("smarthost", "invalid_smart_host", format!("{target}: no host")));
+    }
+    Ok(SmartHost {
+        host,
+        port,
+        tls_required,
+        username,
+        password,
+    })
+}
+
+/// The domain a new DKIM key is for, normalised, once the selector and
+/// domain are valid and no key has that name yet (a rotation uses a new
+/// selector).
+pub fn new_dkim_key(domain: &str, selector: &str, keys: &[DkimKeyRecord]) -> Result<String, Invalid> {
+    if !valid_selector(selector) {
+        return Err(invalid(
+            "selector",
+            "invalid_selector",
+            format!("{selector:?}: use letters, digits and '-'"),
+        ));
+    }
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    if !domain.contains('.') || domain.split('.').any(|l| !valid_selector(l)) {
+        return Err(invalid(
+            "domain",
+            "invalid_domain",
+            format!("{domain:?} is not a domain name"),
+        ));
+    }
+    if keys.iter().any(|k| k.domain == domain && k.selector == selector) {
+        return Err(invalid(
+            "selector",
+            "key_exists",
+            format!("{selector}._domainkey.{domain} exists already: choose a new selector to rotate"),
+        ));
+    }
+    Ok(domain)
+}
+
+/// Whether a new key starts active: only when its domain has no active key
+/// of the same algorithm (one active key per domain and algorithm).
+pub fn starts_active(key: &DkimKeyRecord, keys: &[DkimKeyRecord]) -> bool {
+    !keys
+        .iter()
+        .any(|k| k.domain == key.domain && k.algorithm == key.algorithm && k.active)
+}
+
+/// The key records to write to turn a key on or off: itself, and when it
+/// is turned on, the other active key of its domain and algorithm turned off.
+pub fn set_dkim_active(
+    keys: &[DkimKeyRecord],
+    domain: &str,
+    selector: &str,
+    active: bool,
+) -> Result<Vec<DkimKeyRecord>, Invalid> {
+    let target = keys
+        .iter()
+        .find(|k| k.domain == domain && k.selector == selector)
+        .ok_or_else(|| {
+            invalid(
+                "selector",
+                "no_such_key",
+                format!("no key {selector}._domainkey.{domain}"),
+            )
+        })?;
+    let mut writes = Vec::new();
+    if active {
+        for other in keys
+            .iter()
+            .filter(|k| k.domain == domain && k.algorithm == target.algorithm && k.active && k.selector != selector)
+        {
+            writes.push(DkimKeyRecord {
+                active: false,
+                ..other.clone()
+            });
+        }
+    }
+    writes.push(DkimKeyRecord {
+        active,
+        ..target.clone()
+    });
+    Ok(writes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acme(subdomains_only: bool) -> Tenant {
+        let new = NewTenant {
+            name: "acme".into(),
+            domains: vec!["Acme.Test.".into()],
+            subdomains_only,
+            contact: None,
+        };
+        tenant(new, 1).expect("valid tenant")
+    }
+
+    fn today() -> jiff::civil::Date {
+        jiff::civil::date(2026, 12, 1)
+    }
+
+    #[test]
+    fn a_tenant_is_named_and_has_real_domains() {
+        assert_eq!(acme(false).domains, ["acme.test"]);
+        let bad = |name: &str, domains: &[&str]| {
+            let new = NewTenant {
+                name: name.into(),
+                domains: domains.iter().map(|d| d.to_string()).collect(),
+                ..NewTenant::default()
+            };
+            tenant(new, 1).expect_err("refused")
+        };
+        assert_eq!(bad("a", &["x.test"]).field, "name");
+        assert_eq!(bad("good", &[]).code, "no_domain");
+        assert_eq!(bad("good", &["localhost"]).code, "invalid_domain");
+        assert_eq!(bad("good", &["a@b.test"]).code, "invalid_domain");
+    }
+
+    #[test]
+    fn an_application_sends_only_from_its_tenants_domains() {
+        let new = |from: &[&str]| NewApp {
+            username: "billing".into(),
+            envelope_from: from.iter().map(|s| s.to_string()).collect(),
+            allowed_networks: vec!["10.0.0.0/8".into(), "192.0.2.7".into()],
+            bulk_rules: true,
+            ..NewApp::default()
+        };
+        let app = application(new(&["Billing@Acme.Test"]), &acme(false), "h".into(), today(), 5).expect("valid");
+        assert_eq!(app.envelope_from, ["billing@acme.test"]);
+        assert_eq!(app.allowed_networks.len(), 2);
+        assert_eq!(app.expires, Some(jiff::civil::date(2027, 12, 1)), "a year by default");
+        let foreign = application(new(&["x@other.test"]), &acme(false), "h".into(), today(), 5).expect_err("foreign");
+        assert_eq!((foreign.field, foreign.code), ("envelope_from", "foreign_domain"));
+        let apex = application(new(&["x@acme.test"]), &acme(true), "h".into(), today(), 5).expect_err("apex");
+        assert!(apex.message.contains("subdomains only"), "{apex}");
+        let sub = application(new(&["x@hr.acme.test"]), &acme(true), "h".into(), today(), 5);
+        assert!(sub.is_ok(), "a subdomain is fine when the apex is not");
+        let many: Vec<String> = (0..=MAX_ENVELOPE_FROM).map(|i| format!("a{i}@acme.test")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let too_many = application(new(&many), &acme(false), "h".into(), today(), 5).expect_err("too many");
+        assert_eq!(too_many.code, "too_many_senders");
+        let mut email = new(&["x@acme.test"]);
+        email.username = "x@acme.test".into();
+        let refused = application(email, &acme(false), "h".into(), today(), 5).expect_err("e-mail username");
+        assert!(refused.message.contains("not an e-mail address"));
+        let mut net = new(&["x@acme.test"]);
+        net.allowed_networks = vec!["10.0.0.0/33".into()];
+        assert_eq!(
+            application(net, &acme(false), "h".into(), today(), 5)
+                .expect_err("net")
+                .code,
+            "invalid_network"
+        );
+    }
+
+    fn key(selector: &str, active: bool) -> DkimKeyRecord {
+        DkimKeyRecord {
+            domain: "acme.test".into(),
+            selector: selector.into(),
+            algorithm: crate::dkim::DkimAlgorithm::Ed25519,
+            private_key: String::new(),
+            public_key: String::new(),
+            active,
+            created_ms: 1,
+        }
+    }
+
+    #[test]
+    fn one_active_dkim_key_per_domain_and_algorithm() {
+        let keys = vec![key("old", true), key("new", false)];
+        assert_eq!(new_dkim_key("Acme.Test.", "n2", &keys), Ok("acme.test".to_string()));
+        assert_eq!(
+            new_dkim_key("acme.test", "old", &keys).expect_err("taken").code,
+            "key_exists"
+        );
+        assert_eq!(
+            new_dkim_key("acme.test", "a b", &keys).expect_err("bad").code,
+            "invalid_selector"
+        );
+        assert!(!starts_active(&key("n2", false), &keys));
+        let writes = set_dkim_active(&keys, "acme.test", "new", true).expect("activate");
+        let states: Vec<(&str, bool)> = writes.iter().map(|k| (k.selector.as_str(), k.active)).collect();
+        assert_eq!(states, [("old", false), ("new", true)], "the old one is retired");
+        assert_eq!(
+            set_dkim_active(&keys, "acme.test", "gone", true)
+                .expect_err("none")
+                .code,
+            "no_such_key"
+        );
+    }
+
+    #[test]
+    fn a_smart_host_is_host_and_port() {
+        let s = smart_host("[2001:db8::1]:587", true, None, None).expect("valid");
+        assert_eq!((s.host.as_str(), s.port), ("2001:db8::1", 587));
+        assert_eq!(
+            smart_host("relay.test", false, None, None).expect_err("no port").code,
+            "invalid_smart_host"
+        );
+        assert_eq!(
+            smart_host("relay.test:x", false, None, None)
+                .expect_err("bad port")
+                .code,
+            "invalid_smart_host"
+        );
+    }
+}
