@@ -20,6 +20,12 @@ password=$(printf '%s\n' "$out" | sed -n 's/^password: //p')
 "$bin" dkim list | grep -q '_domainkey.demo.example' ||
     "$bin" dkim generate demo.example --selector demo --algorithm ed25519 >/dev/null
 port=$("$bin" check-config 2>/dev/null | sed -n 's/^submission = "[^"]*:\([0-9]*\)"$/\1/p')
+admin=$("$bin" check-config 2>/dev/null | sed -n '/^\[admin\]/,/^\[/s/^listen = "\(.*\)"$/\1/p')
+# A fresh admin token each start; the previous demo token is revoked.
+for id in $("$bin" token list | awk -F'\t' '$5 == "make run demo" && $4 == "active" {print $1}'); do
+    "$bin" token revoke "$id" >/dev/null
+done
+token=$("$bin" token add --name "make run demo" --role admin | sed -n 's/^token: //p')
 
 cat <<MSG
 
@@ -31,6 +37,10 @@ cat <<MSG
           --from app@demo.example --to someone@example.net
 
   Captured mail lands in var/capture/ (one .eml and one .json per message).
+  The admin API answers on http://${admin:-127.0.0.1:8025}/v1 with an admin token:
+
+    curl -s -H 'Authorization: Bearer $token' http://${admin:-127.0.0.1:8025}/v1/apps
+
   Stop with Ctrl-C, then see the message counted for the demo tenant:
 
     $bin --config $FERRY_CONFIG report usage --format csv

@@ -16,6 +16,7 @@
 //! - [`usage`]: what is counted, for which scope, in which hour.
 //! - [`metering`]: what one message adds to the ledger: counts, caps, thresholds, alerts.
 //! - [`chargeback`]: usage reports and the split of excess cost among tenants.
+//! - [`token`]: admin API tokens and their roles.
 //! - [`clock`]: the [`Clock`] trait, so time can be injected.
 
 pub mod chargeback;
@@ -31,6 +32,7 @@ pub mod policy;
 pub mod refusal;
 pub mod retry;
 pub mod tenant;
+pub mod token;
 pub mod usage;
 
 pub use clock::{Clock, SystemClock};

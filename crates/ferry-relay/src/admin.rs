@@ -1,7 +1,7 @@
 //! The admin HTTP endpoint (axum): `/metrics` for Prometheus, `/livez`
 //! (the process is alive and not failed for good), `/readyz` (every
 //! permanent part of the node runs and it is not draining) and `/health`
-//! (the same as `/readyz`). The onboarding and report API will join it here.
+//! (the same as `/readyz`); and the admin API under `/v1` (`ferry-admin`).
 
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use crate::supervisor::NodeHealth;
 
 pub async fn serve(
     listener: TcpListener,
+    api: ferry_admin::AdminState,
     metrics: Arc<Metrics>,
     health: watch::Receiver<NodeHealth>,
     mut stop: watch::Receiver<bool>,
@@ -40,7 +41,8 @@ pub async fn serve(
         )
         .route("/readyz", get(ready.clone()))
         .route("/health", get(ready))
-        .route("/metrics", get(move || async move { metrics.render() }));
+        .route("/metrics", get(move || async move { metrics.render() }))
+        .merge(ferry_admin::router(api));
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };

@@ -10,7 +10,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use ferry_admin::secrets::{hash_password, random_secret};
 use ferry_core::policy::{LoginRefusal, check_login};
 use ferry_core::refusal::{AuthDetail, Refusal};
 use ferry_core::{Application, Clock, Tenant};
@@ -195,18 +196,4 @@ impl Authenticator {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these maps leaves plain data behind; keep going.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Hashes a password with argon2id (the crate's defaults: m=19 MiB, t=2, p=1).
-pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())?;
-    Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
-}
-
-/// A new random password: 24 characters from an unambiguous alphabet (~137 bits).
-pub fn random_secret() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    (0..24)
-        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
-        .collect()
 }

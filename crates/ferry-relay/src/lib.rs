@@ -260,8 +260,13 @@ impl Relay {
                 tracing::info!(listener = "admin", address = %local, "listening");
                 relay.admin = Some(local);
             }
+            let api = ferry_admin::AdminState {
+                store: parts.store.clone(),
+                clock: parts.clock.clone(),
+            };
             relay.admin_task = Some(tokio::spawn(admin::serve(
                 listener,
+                api,
                 node_metrics,
                 health.subscribe(),
                 draining,

@@ -12,7 +12,8 @@
 //! Keys, all under `store.redis.key_prefix` (`P` here):
 //! - `P:tenants`, `P:apps`, `P:dkim`: hashes of JSON records by name;
 //!   `P:directory_version`: a counter bumped with each of their writes, which
-//!   every node polls to learn that its copies are stale.
+//!   every node polls to learn that its copies are stale; `P:tokens`: admin
+//!   API tokens by id (the hash of their secret, never the secret).
 //! - `P:msg:{id}`: one message: `e` its envelope (JSON), `b` its content.
 //! - `P:due`: message ids by due time (ms). A lease moves a message's due
 //!   time to the lease's end, so a node that dies with it loses nothing.
@@ -46,6 +47,7 @@ use ferry_core::config::RedisStore as RedisConfig;
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::metering::{Alert, Metering, Window};
+use ferry_core::token::ApiToken;
 use ferry_core::usage::{HourUsage, Scope, Usage};
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
 use ferry_store::{Directory, Ledger, Next, Queue, QueueEntry, Result, StoreError, decode, encode};
@@ -323,6 +325,24 @@ impl Directory for RedisStore {
             .ignore();
         pipe.query_async::<()>(&mut self.conn()).await.map_err(unavailable)?;
         self.replicated().await
+    }
+    async fn put_token(&self, token: ApiToken) -> Result<()> {
+        self.query::<()>(
+            redis::cmd("HSET")
+                .arg(&self.keys.tokens)
+                .arg(&token.id)
+                .arg(encode(&token)),
+        )
+        .await?;
+        self.replicated().await
+    }
+    async fn token(&self, id: &str) -> Result<Option<ApiToken>> {
+        self.record_of(&self.keys.tokens, id).await
+    }
+    async fn tokens(&self) -> Result<Vec<ApiToken>> {
+        let mut all: Vec<ApiToken> = self.records(&self.keys.tokens).await?;
+        all.sort_by_key(|t| t.created_ms);
+        Ok(all)
     }
     async fn directory_version(&self) -> Result<u64> {
         let version: Option<u64> = self.query(redis::cmd("GET").arg(&self.keys.directory_version)).await?;

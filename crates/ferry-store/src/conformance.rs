@@ -88,6 +88,22 @@ pub async fn directory_round_trip(store: &dyn Store) {
     ));
     assert_eq!(store.apps(Some("hr")).await.expect("list").len(), 1);
     assert_eq!(store.apps(Some("other")).await.expect("list").len(), 0);
+
+    let mut token = ferry_core::token::ApiToken {
+        id: "0123456789ab".into(),
+        name: "finance team".into(),
+        role: ferry_core::token::Role::Finance,
+        tenant: None,
+        secret_sha256: "00".repeat(32),
+        created_ms: 7,
+        revoked: false,
+    };
+    store.put_token(token.clone()).await.expect("put token");
+    assert_eq!(store.token("0123456789ab").await.expect("read"), Some(token.clone()));
+    assert_eq!(store.token("ffffffffffff").await.expect("read"), None);
+    token.revoked = true;
+    store.put_token(token.clone()).await.expect("revoke");
+    assert_eq!(store.tokens().await.expect("list"), vec![token]);
 }
 
 pub async fn queue_lease_complete_and_expiry(store: &dyn Store) {

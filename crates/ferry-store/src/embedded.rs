@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use ferry_core::token::ApiToken;
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
@@ -37,6 +38,8 @@ const SCHEDULE: TableDefinition<(u64, &str), ()> = TableDefinition::new("schedul
 const DUE: TableDefinition<&str, u64> = TableDefinition::new("due");
 /// id → the due time a leased message had before it was taken.
 const LEASES: TableDefinition<&str, u64> = TableDefinition::new("leases");
+/// Admin API tokens by id.
+const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 /// Single numbers: `directory_version`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const DIRECTORY_VERSION: &str = "directory_version";
@@ -47,6 +50,7 @@ const MAX_BATCH: usize = 512;
 enum WriteOp {
     CreateTenant(Tenant),
     PutDkimKey(Box<DkimKeyRecord>),
+    PutToken(Box<ApiToken>),
     UpdateTenant(Tenant),
     CreateApp(Application),
     UpdateApp(Application),
@@ -154,6 +158,7 @@ impl EmbeddedStore {
             txn.open_table(DUE).map_err(backend)?;
             txn.open_table(DKIM_KEYS).map_err(backend)?;
             txn.open_table(META).map_err(backend)?;
+            txn.open_table(TOKENS).map_err(backend)?;
             ledger::create_tables(&txn)?;
             release_leases(&txn)?;
         }
@@ -307,6 +312,12 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
             txn.open_table(DKIM_KEYS)
                 .map_err(backend)?
                 .insert(name.as_str(), encode(key).as_slice())
+                .map_err(backend)?;
+        }
+        WriteOp::PutToken(token) => {
+            txn.open_table(TOKENS)
+                .map_err(backend)?
+                .insert(token.id.as_str(), encode(token).as_slice())
                 .map_err(backend)?;
         }
         WriteOp::AlertDelivered(id, at_ms) => {
@@ -576,6 +587,16 @@ impl Directory for EmbeddedStore {
             Ok(meta.get(DIRECTORY_VERSION).map_err(backend)?.map_or(0, |v| v.value()))
         })
         .await
+    }
+    async fn put_token(&self, token: ApiToken) -> Result<()> {
+        done(self.write(WriteOp::PutToken(Box::new(token))).await)
+    }
+    async fn token(&self, id: &str) -> Result<Option<ApiToken>> {
+        let id = id.to_string();
+        self.read(move |txn| get(txn, TOKENS, &id)).await
+    }
+    async fn tokens(&self) -> Result<Vec<ApiToken>> {
+        self.read(|txn| list(txn, TOKENS)).await
     }
     async fn dkim_keys(&self) -> Result<Vec<DkimKeyRecord>> {
         self.read(|txn| list(txn, DKIM_KEYS)).await

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::metering::{Alert, Metering, Window};
+use ferry_core::token::ApiToken;
 use ferry_core::usage::{HourUsage, Scope, Usage};
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
 
@@ -81,6 +82,10 @@ pub trait Directory: Send + Sync {
     /// key is written. Must be cheap (one read): every node polls it to
     /// learn that its copies of directory records are stale.
     async fn directory_version(&self) -> Result<u64>;
+    /// Adds or replaces an admin API token (by id).
+    async fn put_token(&self, token: ApiToken) -> Result<()>;
+    async fn token(&self, id: &str) -> Result<Option<ApiToken>>;
+    async fn tokens(&self) -> Result<Vec<ApiToken>>;
 }
 
 /// What happens to a message after a delivery attempt was recorded.

@@ -335,6 +335,32 @@ impl Ferry {
         (status.trim().parse().unwrap_or(0), body.to_string())
     }
 
+    /// An admin API call with curl: (status, JSON body or Null, content type).
+    pub fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value, String) {
+        let admin = self.admin.expect("admin.listen set");
+        let mut command = Command::new("curl");
+        command.args(["-s", "-X", method, "-w", "\n%{http_code}\n%{content_type}"]);
+        if let Some(token) = token {
+            command.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        if let Some(body) = body {
+            command.args(["-H", "Content-Type: application/json", "--data-binary", body]);
+        }
+        let out = command.arg(format!("http://{admin}{path}")).output().expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut parts = text.rsplitn(3, '\n');
+        let content_type = parts.next().unwrap_or("").to_string();
+        let status = parts.next().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        let body = serde_json::from_str(parts.next().unwrap_or("")).unwrap_or(serde_json::Value::Null);
+        (status, body, content_type)
+    }
+
     /// A metric's value on the admin endpoint: one series
     /// (`name{label="v"}`), or the sum of all of a name's series.
     pub fn metric(&self, series: &str) -> f64 {

@@ -39,6 +39,38 @@ pub enum Command {
     /// DKIM keys: generate, list, rotate.
     #[command(subcommand)]
     Dkim(DkimCommand),
+    /// Admin API tokens: add (shown once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Creates a token and prints it once.
+    Add {
+        /// Who or what it is for.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: TokenRole,
+        /// The tenant of a tenant-admin token.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Every token, without its secret.
+    List,
+    /// Revokes a token by its id: it stops working at once.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenRole {
+    /// Everything.
+    Admin,
+    /// Reports and alerts, read-only.
+    Finance,
+    /// One tenant's applications and usage.
+    TenantAdmin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

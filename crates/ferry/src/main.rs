@@ -8,6 +8,7 @@ mod onboard;
 mod queue;
 mod report;
 mod settings;
+mod token;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -126,6 +127,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Dkim(c) => dkim::run(open_store(&config).await?.as_ref(), c).await,
         Command::Tenant(c) => onboard::tenant(open_store(&config).await?.as_ref(), c).await,
         Command::App(c) => onboard::app(open_store(&config).await?.as_ref(), &config, c).await,
+        Command::Token(c) => token::run(open_store(&config).await?.as_ref(), c).await,
         Command::CheckConfig => Ok(()),
     }
 }

@@ -1,11 +1,11 @@
 //! Onboarding commands: tenants and applications, against the store.
 
 use anyhow::{Context, bail};
+use ferry_admin::secrets::{hash_password, random_secret};
 use ferry_core::chargeback::Allocation;
 use ferry_core::config::{Config, SpfOnboarding};
 use ferry_core::onboarding::{self, Invalid, NewApp, NewTenant};
 use ferry_core::{AppLimits, Application, Caps, Clock, Route, SystemClock, Tenant};
-use ferry_relay::auth::{hash_password, random_secret};
 use ferry_store::Store;
 use serde_json::json;
 

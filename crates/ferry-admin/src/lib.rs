@@ -1,0 +1,57 @@
+//! Ferry's admin HTTP API, under `/v1` on the admin listener: JSON in and
+//! out, bearer tokens with roles, errors as `application/problem+json`
+//! (RFC 9457) with a stable `code`. The rules of each operation are
+//! `ferry_core::onboarding`'s, the same the CLI applies.
+//!
+//! Layout:
+//! - [`secrets`]: application passwords and API tokens (made, hashed).
+//! - `problem`: the error type every handler returns, and how it is shown.
+//! - `access`: the bearer token, its role, and what that role may see.
+//! - `directory`: tenants and applications.
+//!
+//! Roles: `admin` may do everything; `finance` reads tenants (and, as they
+//! come, reports and alerts); `tenant-admin` sees and manages its own
+//! tenant's applications only. What a role may not see answers 404, the
+//! same as what does not exist, so no token learns of other tenants.
+
+mod access;
+mod directory;
+mod problem;
+pub mod secrets;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use ferry_core::Clock;
+use ferry_store::Store;
+
+pub use problem::Problem;
+
+/// The largest request body taken; more is refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The `/v1` routes.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route(
+            "/v1/tenants",
+            get(directory::list_tenants).post(directory::create_tenant),
+        )
+        .route("/v1/tenants/{name}", get(directory::show_tenant))
+        .route("/v1/apps", get(directory::list_apps).post(directory::create_app))
+        .route("/v1/apps/{name}", get(directory::show_app))
+        .route("/v1/apps/{name}/disable", post(directory::disable_app))
+        .route("/v1/apps/{name}/enable", post(directory::enable_app))
+        .fallback(problem::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

@@ -1,0 +1,156 @@
+//! Errors as RFC 9457 problem details: `application/problem+json` with the
+//! HTTP status, a title, a human detail, a stable machine-readable `code`
+//! and, for a bad value, the `field` it names.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ferry_core::onboarding::Invalid;
+use ferry_store::StoreError;
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub field: Option<String>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Problem {
+        Problem {
+            status,
+            code,
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
+    pub fn unauthorized() -> Problem {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required (Authorization: Bearer ferry_…)",
+        )
+    }
+
+    pub fn forbidden() -> Problem {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this token's role does not allow this call",
+        )
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, "not_found", format!("no {}", what.into()))
+    }
+}
+
+/// An unknown path.
+pub async fn not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "no_such_route", "no such route in the admin API")
+}
+
+impl From<Invalid> for Problem {
+    fn from(e: Invalid) -> Problem {
+        Problem {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: e.code,
+            detail: e.message,
+            field: Some(e.field.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Problem {
+        match e {
+            StoreError::AlreadyExists(what) => {
+                Problem::new(StatusCode::CONFLICT, "already_exists", format!("{what} already exists"))
+            }
+            StoreError::NotFound(what) => Problem::new(StatusCode::NOT_FOUND, "not_found", format!("no {what}")),
+            other => {
+                tracing::error!(error = %other, "admin API: store failure");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the store is unavailable; try again",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": format!("urn:ferry:problem:{}", self.code),
+            "title": self.status.canonical_reason().unwrap_or("error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "code": self.code,
+        });
+        if let Some(field) = self.field {
+            body["field"] = json!(field);
+        }
+        let mut response = (self.status, body.to_string()).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// A JSON body parsed into `T`: 400 when it is not JSON, 422 naming the
+/// field when a field is unknown, missing or of the wrong type, 413 when
+/// it is too large.
+pub fn parse_body<T: serde::de::DeserializeOwned>(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, Problem> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body is larger than {} bytes", crate::MAX_BODY_BYTES),
+            )
+        } else {
+            Problem::new(StatusCode::BAD_REQUEST, "unreadable_body", e.body_text())
+        }
+    })?;
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    match serde_path_to_error::deserialize(&mut de) {
+        Ok(value) => Ok(value),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    inner.to_string(),
+                ));
+            }
+            let field = unknown_field(&inner.to_string()).unwrap_or(path);
+            Err(Problem {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_field",
+                detail: inner.to_string(),
+                field: (field != ".").then_some(field),
+            })
+        }
+    }
+}
+
+/// serde names an unknown field only in its message: "unknown field `x`, expected …".
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest.split('`').next()?.to_string())
+}

@@ -1,0 +1,232 @@
+//! The admin API through real HTTP (curl) against the running relay, on
+//! both store backends: tokens and roles, onboarding that takes effect at
+//! once, and bad input answered with problem details that change nothing.
+
+use ferry_testkit::client::Smtp;
+use ferry_testkit::servers::Redis;
+use ferry_testkit::{Ferry, TENANT, USER};
+use serde_json::json;
+
+/// Tokens by role, made with the CLI before the relay starts.
+struct Tokens {
+    admin: String,
+    finance: String,
+    acme_admin: String,
+}
+
+fn token(ferry: &Ferry, args: &[&str]) -> String {
+    let mut all = vec!["token", "add"];
+    all.extend_from_slice(args);
+    let out = ferry.cli_ok(&all);
+    out.lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .expect("token line")
+        .to_string()
+}
+
+/// A relay with a second tenant and its app, three tokens, and the admin API.
+fn start(settings: &[(&str, &str)]) -> (Ferry, Tokens) {
+    let mut all = vec![("admin.listen", "127.0.0.1:0")];
+    all.extend_from_slice(settings);
+    let mut ferry = Ferry::prepare(&all);
+    ferry.cli_ok(&["tenant", "add", "globex", "--domain", "globex.test"]);
+    ferry.add_app_in(
+        "globex",
+        "globex-app",
+        &["--from", "app@globex.test", "--allow", "127.0.0.0/8"],
+    );
+    let tokens = Tokens {
+        admin: token(&ferry, &["--name", "ops", "--role", "admin"]),
+        finance: token(&ferry, &["--name", "finance", "--role", "finance"]),
+        acme_admin: token(
+            &ferry,
+            &["--name", "acme it", "--role", "tenant-admin", "--tenant", TENANT],
+        ),
+    };
+    ferry.launch();
+    (ferry, tokens)
+}
+
+fn login(ferry: &Ferry, user: &str, password: &str) -> String {
+    let mut smtp = Smtp::submission(ferry.submission.expect("submission"), &ferry.pki.ca_der);
+    smtp.auth_plain(user, password)
+}
+
+fn roles_and_live_onboarding(ferry: &Ferry, t: &Tokens) {
+    // No token, a made-up one: 401 as problem details.
+    let (status, body, kind) = ferry.api("GET", "/v1/tenants", None, None);
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")), "{body}");
+    assert!(kind.starts_with("application/problem+json"), "{kind}");
+    let fake = format!("ferry_0123456789ab_{}", "x".repeat(40));
+    assert_eq!(ferry.api("GET", "/v1/tenants", Some(&fake), None).0, 401);
+
+    // An admin onboards an application; it sends at once.
+    let app = json!({
+        "username": "payroll", "tenant": TENANT,
+        "envelope_from": ["payroll@acme.test"], "allowed_networks": ["127.0.0.0/8"]
+    })
+    .to_string();
+    let (status, created, _) = ferry.api("POST", "/v1/apps", Some(&t.admin), Some(&app));
+    assert_eq!(status, 201, "{created}");
+    assert!(created.get("password_hash").is_none(), "{created}");
+    let password = created["password"].as_str().expect("password shown once").to_string();
+    assert!(
+        login(ferry, "payroll", &password).starts_with("235"),
+        "a new app signs in at once"
+    );
+    let (status, again, _) = ferry.api("POST", "/v1/apps", Some(&t.admin), Some(&app));
+    assert_eq!(
+        (status, again["code"].as_str()),
+        (409, Some("already_exists")),
+        "{again}"
+    );
+
+    // Finance reads tenants, never changes or lists applications.
+    let (status, tenants, _) = ferry.api("GET", "/v1/tenants", Some(&t.finance), None);
+    assert_eq!((status, tenants.as_array().map(Vec::len)), (200, Some(2)), "{tenants}");
+    let (status, refused, _) = ferry.api("POST", "/v1/apps", Some(&t.finance), Some(&app));
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (403, Some("forbidden")),
+        "{refused}"
+    );
+    assert_eq!(ferry.api("GET", "/v1/apps", Some(&t.finance), None).0, 403);
+
+    // A tenant-admin sees its own tenant only; another's is as if absent.
+    let (status, own, _) = ferry.api("GET", "/v1/apps", Some(&t.acme_admin), None);
+    assert_eq!(status, 200);
+    let names: Vec<&str> = own
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|a| a["username"].as_str())
+        .collect();
+    assert!(names.contains(&USER) && !names.contains(&"globex-app"), "{names:?}");
+    let (status, hidden, _) = ferry.api("GET", "/v1/apps/globex-app", Some(&t.acme_admin), None);
+    assert_eq!(status, 404, "{hidden}");
+    assert!(!hidden.to_string().contains("globex.test"), "nothing leaks: {hidden}");
+    assert_eq!(ferry.api("GET", "/v1/tenants/globex", Some(&t.acme_admin), None).0, 404);
+    let tenants = ferry.api("GET", "/v1/tenants", Some(&t.acme_admin), None).1;
+    assert_eq!(tenants.as_array().map(Vec::len), Some(1), "{tenants}");
+    let theirs = json!({"username": "sneaky", "tenant": "globex", "envelope_from": ["x@globex.test"]}).to_string();
+    assert_eq!(ferry.api("POST", "/v1/apps", Some(&t.acme_admin), Some(&theirs)).0, 404);
+
+    // Disabled: the next AUTH is refused; enabled again: it works.
+    let (status, _, _) = ferry.api("POST", "/v1/apps/payroll/disable", Some(&t.acme_admin), None);
+    assert_eq!(status, 200);
+    assert!(login(ferry, "payroll", &password).starts_with("535 5.7.8"));
+    assert_eq!(
+        ferry.api("POST", "/v1/apps/payroll/enable", Some(&t.admin), None).0,
+        200
+    );
+    assert!(login(ferry, "payroll", &password).starts_with("235"));
+    ferry.wait_for_log("admin change", "app.disable");
+}
+
+fn bad_input_changes_nothing(ferry: &Ferry, t: &Tokens) {
+    let admin = Some(t.admin.as_str());
+    let cases: Vec<(String, u16, &str, Option<&str>)> = vec![
+        ("{not json".into(), 400, "malformed_json", None),
+        (
+            json!({"name": "x-dept", "domains": ["x.test"], "colour": "red"}).to_string(),
+            422,
+            "invalid_field",
+            Some("colour"),
+        ),
+        (
+            json!({"name": "x-dept", "domains": "x.test"}).to_string(),
+            422,
+            "invalid_field",
+            Some("domains"),
+        ),
+        (
+            json!({"name": "x-dept", "domains": ["localhost"]}).to_string(),
+            422,
+            "invalid_domain",
+            Some("domains"),
+        ),
+        (
+            json!({"name": TENANT, "domains": ["acme.test"]}).to_string(),
+            409,
+            "already_exists",
+            None,
+        ),
+        (
+            format!("{{\"name\": \"{}\"}}", "x".repeat(70_000)),
+            413,
+            "body_too_large",
+            None,
+        ),
+    ];
+    for (body, status, code, field) in cases {
+        let (got, problem, kind) = ferry.api("POST", "/v1/tenants", admin, Some(&body));
+        assert_eq!((got, problem["code"].as_str()), (status, Some(code)), "{problem}");
+        assert_eq!(problem["field"].as_str(), field, "{problem}");
+        assert!(kind.starts_with("application/problem+json"), "{kind}");
+    }
+    let foreign = json!({
+        "username": "outsider", "tenant": TENANT, "envelope_from": ["x@globex.test"]
+    })
+    .to_string();
+    let (status, problem, _) = ferry.api("POST", "/v1/apps", admin, Some(&foreign));
+    assert_eq!(
+        (status, problem["code"].as_str(), problem["field"].as_str()),
+        (422, Some("foreign_domain"), Some("envelope_from"))
+    );
+    let big = json!({
+        "username": "big", "tenant": TENANT, "envelope_from": ["big@acme.test"],
+        "limits": {"max_recipients": 0}
+    })
+    .to_string();
+    let (status, problem, _) = ferry.api("POST", "/v1/apps", admin, Some(&big));
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (422, Some("limits.max_recipients")),
+        "{problem}"
+    );
+    let ghost = json!({"username": "ghost", "tenant": "nowhere", "envelope_from": ["g@nowhere.test"]}).to_string();
+    assert_eq!(ferry.api("POST", "/v1/apps", admin, Some(&ghost)).0, 404);
+    assert_eq!(
+        ferry.api("GET", "/v1/no-such-thing", admin, None).1["code"],
+        "no_such_route"
+    );
+
+    // Nothing above was created.
+    let tenants = ferry.api("GET", "/v1/tenants", admin, None).1;
+    assert_eq!(tenants.as_array().map(Vec::len), Some(2), "{tenants}");
+    for name in ["outsider", "big", "ghost"] {
+        assert_eq!(
+            ferry.api("GET", &format!("/v1/apps/{name}"), admin, None).0,
+            404,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_admin_api_on_the_embedded_store() {
+    let (mut ferry, tokens) = start(&[]);
+    roles_and_live_onboarding(&ferry, &tokens);
+    bad_input_changes_nothing(&ferry, &tokens);
+    assert!(ferry.stop().success());
+}
+
+#[test]
+fn the_admin_api_on_redis_and_a_revoked_token() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let (mut ferry, tokens) = start(&[("store.backend", "redis"), ("store.redis.url", url.as_str())]);
+    roles_and_live_onboarding(&ferry, &tokens);
+    bad_input_changes_nothing(&ferry, &tokens);
+    // With Redis the CLI works while the relay runs: a revoked token stops at once.
+    let id = ferry
+        .cli_ok(&["token", "list"])
+        .lines()
+        .find(|l| l.contains("\tfinance\t"))
+        .and_then(|l| l.split('\t').next())
+        .expect("finance token")
+        .to_string();
+    ferry.cli_ok(&["token", "revoke", &id]);
+    assert_eq!(ferry.api("GET", "/v1/tenants", Some(&tokens.finance), None).0, 401);
+    assert!(ferry.stop().success());
+}
