@@ -4,7 +4,7 @@
 
 use ferry_testkit::client::Smtp;
 use ferry_testkit::servers::Redis;
-use ferry_testkit::{Ferry, TENANT, USER};
+use ferry_testkit::{Ferry, SENDER, TENANT, USER};
 use serde_json::json;
 
 /// Tokens by role, made with the CLI before the relay starts.
@@ -203,6 +203,59 @@ fn bad_input_changes_nothing(ferry: &Ferry, t: &Tokens) {
     }
 }
 
+/// The API's report is the CLI's, byte for byte; a tenant-admin's has its
+/// own tenant only.
+fn reports_are_the_clis(ferry: &Ferry, t: &Tokens) {
+    let mut smtp = Smtp::submission(ferry.submission.expect("submission"), &ferry.pki.ca_der);
+    assert!(smtp.auth_plain(USER, &ferry.password).starts_with("235"));
+    let content = format!("From: {SENDER}\r\nSubject: counted\r\n\r\nbody\r\n");
+    assert!(
+        smtp.send_message(SENDER, &["r@example.net"], content.as_bytes())
+            .starts_with("250")
+    );
+    for format in ["csv", "focus", "json"] {
+        let cli = ferry.cli_ok(&["report", "usage", "--format", format, "--to", "2099-12-31"]);
+        let admin = ferry.admin.expect("admin");
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-H", &format!("Authorization: Bearer {}", t.finance)])
+            .arg(format!("http://{admin}/v1/reports/usage?format={format}&to=2099-12-31"))
+            .output()
+            .expect("curl");
+        let api = String::from_utf8_lossy(&out.stdout);
+        if format == "json" {
+            // The report is made at two moments: compare everything but its clock.
+            let strip = |s: &str| {
+                let mut v: serde_json::Value = serde_json::from_str(s).expect("json");
+                v.as_object_mut().map(|o| o.remove("generated_ms"));
+                v
+            };
+            assert_eq!(strip(&api), strip(&cli), "json");
+        } else {
+            assert_eq!(api, cli, "{format}: the API's report is the CLI's");
+        }
+    }
+    let (status, own, _) = ferry.api("GET", "/v1/reports/usage?to=2099-12-31", Some(&t.acme_admin), None);
+    assert_eq!(status, 200, "{own}");
+    let tenants: Vec<&str> = own["tenants"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["tenant"].as_str())
+        .collect();
+    assert_eq!(tenants, [TENANT], "{own}");
+    assert!(
+        own.get("organisation").is_none(),
+        "no organisation totals for a tenant-admin: {own}"
+    );
+    let (status, _, _) = ferry.api("GET", "/v1/reports/usage?tenant=globex", Some(&t.acme_admin), None);
+    assert_eq!(status, 404);
+    let (status, problem, _) = ferry.api("GET", "/v1/reports/usage?format=pdf", Some(&t.finance), None);
+    assert_eq!((status, problem["field"].as_str()), (422, Some("format")), "{problem}");
+    let (status, problem, _) = ferry.api("GET", "/v1/reports/usage?from=yesterday", Some(&t.finance), None);
+    assert_eq!((status, problem["field"].as_str()), (422, Some("from")), "{problem}");
+    assert_eq!(ferry.api("GET", "/v1/alerts", Some(&t.finance), None).0, 200);
+}
+
 #[test]
 fn the_admin_api_on_the_embedded_store() {
     let (mut ferry, tokens) = start(&[]);
@@ -218,6 +271,7 @@ fn the_admin_api_on_redis_and_a_revoked_token() {
     let (mut ferry, tokens) = start(&[("store.backend", "redis"), ("store.redis.url", url.as_str())]);
     roles_and_live_onboarding(&ferry, &tokens);
     bad_input_changes_nothing(&ferry, &tokens);
+    reports_are_the_clis(&ferry, &tokens);
     // With Redis the CLI works while the relay runs: a revoked token stops at once.
     let id = ferry
         .cli_ok(&["token", "list"])

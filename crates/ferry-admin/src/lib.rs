@@ -8,6 +8,8 @@
 //! - `problem`: the error type every handler returns, and how it is shown.
 //! - `access`: the bearer token, its role, and what that role may see.
 //! - `directory`: tenants and applications.
+//! - [`report`]: usage and charge-back reports (JSON, CSV, FOCUS), shared
+//!   with the CLI; `reports`: their routes, and the alert log's.
 //!
 //! Roles: `admin` may do everything; `finance` reads tenants (and, as they
 //! come, reports and alerts); `tenant-admin` sees and manages its own
@@ -17,6 +19,8 @@
 mod access;
 mod directory;
 mod problem;
+pub mod report;
+mod reports;
 pub mod secrets;
 
 use std::sync::Arc;
@@ -37,6 +41,10 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AdminState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
+    /// The contract, for reports.
+    pub terms: ferry_core::contract::Terms,
+    /// The relay's name, in FOCUS rows.
+    pub hostname: String,
 }
 
 /// The `/v1` routes.
@@ -51,6 +59,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/apps/{name}", get(directory::show_app))
         .route("/v1/apps/{name}/disable", post(directory::disable_app))
         .route("/v1/apps/{name}/enable", post(directory::enable_app))
+        .route("/v1/reports/usage", get(reports::usage))
+        .route("/v1/alerts", get(reports::alerts))
         .fallback(problem::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -263,6 +263,11 @@ impl Relay {
             let api = ferry_admin::AdminState {
                 store: parts.store.clone(),
                 clock: parts.clock.clone(),
+                terms: config
+                    .contract
+                    .terms()
+                    .map_err(|e| StartError::Contract(e.to_string()))?,
+                hostname: config.server.hostname.clone(),
             };
             relay.admin_task = Some(tokio::spawn(admin::serve(
                 listener,

@@ -1,0 +1,117 @@
+//! Reports over the API: usage and charge-back (JSON, CSV or FOCUS, chosen
+//! by `?format=` or the `Accept` header), and the alert log. Finance and
+//! admins see every tenant; a tenant-admin sees its own tenant's row and
+//! alerts only — no organisation totals, no other tenant.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ferry_core::metering::Alert;
+use ferry_core::token::Role;
+use ferry_core::usage::Scope;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AdminState;
+use crate::access::Caller;
+use crate::problem::Problem;
+use crate::report::{self, Format};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Period {
+    from: Option<String>,
+    to: Option<String>,
+    tenant: Option<String>,
+    format: Option<String>,
+}
+
+/// `?format=` first, then `Accept`; JSON by default.
+fn format_of(query: Option<&str>, headers: &HeaderMap) -> Result<Format, Problem> {
+    if let Some(name) = query {
+        return Format::parse(name).ok_or_else(|| Problem {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_format",
+            detail: format!("{name}: expected json, csv or focus"),
+            field: Some("format".into()),
+        });
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    Ok(if accept.contains("text/csv") {
+        Format::Csv
+    } else {
+        Format::Json
+    })
+}
+
+fn in_scope(caller: &Caller, alert: &Alert) -> bool {
+    match (&caller.role, &alert.scope) {
+        (Role::TenantAdmin, Scope::Tenant(t)) => caller.sees(t),
+        (Role::TenantAdmin, _) => false,
+        _ => true,
+    }
+}
+
+pub async fn usage(
+    caller: Caller,
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    query: Result<Query<Period>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(q) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let format = format_of(q.format.as_deref(), &headers)?;
+    let only = match caller.role {
+        Role::TenantAdmin => caller.tenant.clone(),
+        _ => q.tenant.clone(),
+    };
+    if let (Some(asked), Some(own)) = (&q.tenant, &only)
+        && asked != own
+    {
+        return Err(Problem::not_found(format!("tenant {asked}")));
+    }
+    let (from_ms, to_ms) = report::period(&state.terms, q.from.as_deref(), q.to.as_deref(), state.clock.now_ms())?;
+    let usage = report::usage_report(state.store.as_ref(), &state.terms, from_ms, to_ms).await?;
+    let alerts: Vec<Alert> = state
+        .store
+        .alerts(from_ms, to_ms)
+        .await?
+        .into_iter()
+        .filter(|a| in_scope(&caller, a))
+        .collect();
+    let mut body = report::render(&usage, &alerts, only.as_deref(), format, &state.hostname);
+    if caller.role == Role::TenantAdmin && format == Format::Json {
+        body = without_organisation(&body);
+    }
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    Ok(response)
+}
+
+/// A tenant-admin's JSON report: its own rows, not the organisation's totals.
+fn without_organisation(body: &str) -> String {
+    let mut value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("organisation");
+    }
+    format!("{value}\n")
+}
+
+pub async fn alerts(
+    caller: Caller,
+    State(state): State<AdminState>,
+    query: Result<Query<Period>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let Query(q) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let (from_ms, to_ms) = report::period(&state.terms, q.from.as_deref(), q.to.as_deref(), state.clock.now_ms())?;
+    let alerts: Vec<Alert> = state
+        .store
+        .alerts(from_ms, to_ms)
+        .await?
+        .into_iter()
+        .filter(|a| in_scope(&caller, a))
+        .collect();
+    Ok(Json(json!(alerts)))
+}
