@@ -72,13 +72,7 @@ pub async fn usage(
     }
     let (from_ms, to_ms) = report::period(&state.terms, q.from.as_deref(), q.to.as_deref(), state.clock.now_ms())?;
     let usage = report::usage_report(state.store.as_ref(), &state.terms, from_ms, to_ms).await?;
-    let alerts: Vec<Alert> = state
-        .store
-        .alerts(from_ms, to_ms)
-        .await?
-        .into_iter()
-        .filter(|a| in_scope(&caller, a))
-        .collect();
+    let alerts = scoped_alerts(&caller, &state, from_ms, to_ms).await?;
     let mut body = report::render(&usage, &alerts, only.as_deref(), format, &state.hostname);
     if caller.role == Role::TenantAdmin && format == Format::Json {
         body = without_organisation(&body);
@@ -106,12 +100,11 @@ pub async fn alerts(
 ) -> Result<Json<Value>, Problem> {
     let Query(q) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let (from_ms, to_ms) = report::period(&state.terms, q.from.as_deref(), q.to.as_deref(), state.clock.now_ms())?;
-    let alerts: Vec<Alert> = state
-        .store
-        .alerts(from_ms, to_ms)
-        .await?
-        .into_iter()
-        .filter(|a| in_scope(&caller, a))
-        .collect();
-    Ok(Json(json!(alerts)))
+    Ok(Json(json!(scoped_alerts(&caller, &state, from_ms, to_ms).await?)))
+}
+
+/// The alerts of the period that the caller may see.
+async fn scoped_alerts(caller: &Caller, state: &AdminState, from_ms: u64, to_ms: u64) -> Result<Vec<Alert>, Problem> {
+    let all = state.store.alerts(from_ms, to_ms).await?;
+    Ok(all.into_iter().filter(|a| in_scope(caller, a)).collect())
 }
