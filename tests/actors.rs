@@ -280,3 +280,39 @@ fn a_dkim_key_activated_on_another_node_signs_the_next_message() {
     );
     assert!(node.stop().success());
 }
+
+#[test]
+fn a_drain_lets_a_transaction_in_data_finish_and_exits_zero() {
+    let mut ferry = Ferry::start(&[("admin.listen", "127.0.0.1:0")]);
+    let submission = ferry.submission.expect("submission");
+    let mut smtp = Smtp::submission(submission, &ferry.pki.ca_der);
+    assert!(smtp.auth_plain(USER, &ferry.password.clone()).starts_with("235"));
+    assert!(smtp.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
+    assert!(smtp.cmd("RCPT TO:<r@example.net>").starts_with("250"));
+    assert!(smtp.cmd("DATA").starts_with("354"));
+    smtp.send(format!("From: {SENDER}\r\nSubject: mid-drain\r\n\r\nfirst half\r\n").as_bytes());
+
+    ferry.terminate();
+    wait_for("/readyz to turn unready", Duration::from_secs(10), || {
+        let (status, body) = ferry.admin_get("/readyz");
+        (status == 503 && body.contains("draining")).then_some(())
+    });
+    wait_for("the listeners to close", Duration::from_secs(10), || {
+        TcpStream::connect(submission).is_err().then_some(())
+    });
+    smtp.send(b"second half\r\n.\r\n");
+    let reply = smtp.read_reply();
+    assert!(
+        reply.starts_with("250 2.0.0"),
+        "the transaction in progress finishes: {reply}"
+    );
+    let bye = smtp.cmd("QUIT");
+    assert!(bye.starts_with("221") || bye.starts_with("421"), "{bye}");
+    assert!(ferry.stop().success(), "a drained relay exits 0");
+    let captured = ferry.captured();
+    assert_eq!(
+        captured.len(),
+        1,
+        "the message acknowledged during the drain was delivered"
+    );
+}

@@ -3,7 +3,7 @@
 //! once, and bad input answered with problem details that change nothing.
 
 use ferry_testkit::client::Smtp;
-use ferry_testkit::servers::Redis;
+use ferry_testkit::servers::{Dns, Redis, free_port};
 use ferry_testkit::{Ferry, SENDER, TENANT, USER};
 use serde_json::json;
 
@@ -282,5 +282,52 @@ fn the_admin_api_on_redis_and_a_revoked_token() {
         .to_string();
     ferry.cli_ok(&["token", "revoke", &id]);
     assert_eq!(ferry.api("GET", "/v1/tenants", Some(&tokens.finance), None).0, 401);
+    assert!(ferry.stop().success());
+}
+
+#[test]
+fn the_queue_over_the_api() {
+    // Its MX refuses connections: the message waits in the queue.
+    let dns = Dns::start(&[
+        "--mx-host=example.net,mx.example.net,10".into(),
+        "--host-record=mx.example.net,127.0.0.1".into(),
+    ]);
+    let (resolver, closed) = (dns.address(), free_port(&["127.0.0.1"]).to_string());
+    let (mut ferry, t) = start(&[
+        ("delivery.default_route", "mx"),
+        ("delivery.resolver", &resolver),
+        ("delivery.port", &closed),
+    ]);
+    let mut smtp = Smtp::submission(ferry.submission.expect("submission"), &ferry.pki.ca_der);
+    assert!(smtp.auth_plain(USER, &ferry.password).starts_with("235"));
+    let content = format!("From: {SENDER}\r\nSubject: waits\r\n\r\nbody\r\n");
+    let reply = smtp.send_message(SENDER, &["r@example.net"], content.as_bytes());
+    let id = reply.trim_end().rsplit(' ').next().expect("queue id").to_string();
+    let admin = Some(t.admin.as_str());
+    let shown = ferry_testkit::wait_for("a failed attempt", std::time::Duration::from_secs(20), || {
+        let (status, m, _) = ferry.api("GET", &format!("/v1/queue/{id}"), admin, None);
+        (status == 200 && m["history"].as_array().is_some_and(|h| !h.is_empty())).then_some(m)
+    });
+    assert_eq!(shown["pending"], json!(["r@example.net"]), "{shown}");
+    assert!(shown.get("content").is_none(), "content is never shown: {shown}");
+    let (_, listed, _) = ferry.api("GET", "/v1/queue?tenant=acme", admin, None);
+    assert!(
+        listed
+            .as_array()
+            .is_some_and(|l| l.iter().any(|m| m["id"] == id.as_str())),
+        "{listed}"
+    );
+    let (_, none, _) = ferry.api("GET", "/v1/queue?tenant=globex", admin, None);
+    assert_eq!(none, json!([]));
+    assert_eq!(ferry.api("GET", "/v1/queue", Some(&t.finance), None).0, 403);
+    assert_eq!(
+        ferry
+            .api("POST", &format!("/v1/queue/{id}/retry"), Some(&t.acme_admin), None)
+            .0,
+        200
+    );
+    assert_eq!(ferry.api("GET", "/v1/queue/not-an-id", admin, None).0, 404);
+    assert_eq!(ferry.api("DELETE", &format!("/v1/queue/{id}"), admin, None).0, 204);
+    assert_eq!(ferry.api("GET", &format!("/v1/queue/{id}"), admin, None).0, 404);
     assert!(ferry.stop().success());
 }

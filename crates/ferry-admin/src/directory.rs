@@ -38,7 +38,7 @@ pub fn public_app(app: &Application) -> Value {
     v
 }
 
-fn audit(caller: &Caller, action: &str, target: &str) {
+pub(crate) fn audit(caller: &Caller, action: &str, target: &str) {
     tracing::info!(target: "ferry::audit", token = %caller.token_id, role = caller.role.name(), action, object = target, "admin change");
 }
 

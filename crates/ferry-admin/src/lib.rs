@@ -8,6 +8,7 @@
 //! - `problem`: the error type every handler returns, and how it is shown.
 //! - `access`: the bearer token, its role, and what that role may see.
 //! - `directory`: tenants and applications.
+//! - `queue`: the queue: list, show, retry, delete.
 //! - [`report`]: usage and charge-back reports (JSON, CSV, FOCUS), shared
 //!   with the CLI; `reports`: their routes, and the alert log's.
 //!
@@ -19,6 +20,7 @@
 mod access;
 mod directory;
 mod problem;
+mod queue;
 pub mod report;
 mod reports;
 pub mod secrets;
@@ -61,6 +63,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/apps/{name}/enable", post(directory::enable_app))
         .route("/v1/reports/usage", get(reports::usage))
         .route("/v1/alerts", get(reports::alerts))
+        .route("/v1/queue", get(queue::list))
+        .route("/v1/queue/{id}", get(queue::show).delete(queue::delete))
+        .route("/v1/queue/{id}/retry", post(queue::retry))
         .fallback(problem::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

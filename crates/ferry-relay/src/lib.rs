@@ -156,6 +156,8 @@ pub struct Relay {
     max_sessions: usize,
     grace: Duration,
     admin_task: Option<tokio::task::JoinHandle<()>>,
+    /// Stops the admin endpoint, which answers (unready) until the drain ends.
+    admin_stop: watch::Sender<bool>,
 }
 
 impl Relay {
@@ -254,6 +256,7 @@ impl Relay {
             max_sessions: config.server.max_sessions,
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
             admin_task: None,
+            admin_stop: watch::channel(false).0,
         };
         if let Some(listener) = admin_listener {
             if let Ok(local) = listener.local_addr() {
@@ -274,7 +277,7 @@ impl Relay {
                 api,
                 node_metrics,
                 health.subscribe(),
-                draining,
+                relay.admin_stop.subscribe(),
             )));
         }
         Ok(relay)
@@ -317,6 +320,7 @@ impl Relay {
             .supervisor
             .stop_and_wait(Some("drained".into()), Some(Duration::from_secs(30)))
             .await;
+        let _ = self.admin_stop.send(true);
         if let Some(task) = self.admin_task {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
