@@ -331,3 +331,59 @@ fn the_queue_over_the_api() {
     assert_eq!(ferry.api("GET", &format!("/v1/queue/{id}"), admin, None).0, 404);
     assert!(ferry.stop().success());
 }
+
+#[test]
+fn a_password_rotated_with_an_overlap_keeps_both_working_until_it_ends() {
+    let (mut ferry, t) = start(&[]);
+    let admin = Some(t.admin.as_str());
+    let old = ferry.password.clone();
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    let body = json!({ "old_password_valid_until": until.to_string() }).to_string();
+    let (status, rotated, _) = ferry.api("POST", &format!("/v1/apps/{USER}/rotate-password"), admin, Some(&body));
+    assert_eq!(status, 200, "{rotated}");
+    let new = rotated["password"].as_str().expect("new password").to_string();
+    assert!(
+        login(&ferry, USER, &new).starts_with("235"),
+        "the new password works at once"
+    );
+    assert!(
+        login(&ferry, USER, &old).starts_with("235"),
+        "the old one too, during the overlap"
+    );
+    let (_, shown, _) = ferry.api("GET", &format!("/v1/apps/{USER}"), admin, None);
+    assert!(
+        shown.get("previous_password").is_none() && !shown.to_string().contains("argon2"),
+        "{shown}"
+    );
+    assert!(shown["previous_password_valid_until_ms"].is_u64(), "{shown}");
+
+    // The overlap ends at the time set: then only the new password works.
+    ferry_testkit::wait_for("the overlap to end", std::time::Duration::from_secs(10), || {
+        (jiff::Timestamp::now() > until).then_some(())
+    });
+    assert!(
+        login(&ferry, USER, &old).starts_with("535 5.7.8"),
+        "the old password stopped"
+    );
+    assert!(login(&ferry, USER, &new).starts_with("235"));
+
+    // Without an overlap the old password stops at once; bad times change nothing.
+    let (_, rotated, _) = ferry.api("POST", &format!("/v1/apps/{USER}/rotate-password"), admin, None);
+    let newest = rotated["password"].as_str().expect("password").to_string();
+    assert!(
+        login(&ferry, USER, &new).starts_with("535"),
+        "no overlap asked: the old one stops"
+    );
+    let past = json!({ "old_password_valid_until": "2020-01-01T00:00:00Z" }).to_string();
+    let (status, problem, _) = ferry.api("POST", &format!("/v1/apps/{USER}/rotate-password"), admin, Some(&past));
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("in_the_past")),
+        "{problem}"
+    );
+    assert!(
+        login(&ferry, USER, &newest).starts_with("235"),
+        "a refused rotation changed nothing"
+    );
+    assert!(ferry.stop().success());
+}

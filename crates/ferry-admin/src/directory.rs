@@ -29,11 +29,14 @@ pub fn public_tenant(tenant: &Tenant) -> Value {
     v
 }
 
-/// An application as shown: without its password hash.
+/// An application as shown: without its password hashes.
 pub fn public_app(app: &Application) -> Value {
     let mut v = json!(app);
     if let Some(obj) = v.as_object_mut() {
         obj.remove("password_hash");
+        let until = app.previous_password.as_ref().map(|p| p.valid_until_ms);
+        obj.insert("previous_password_valid_until_ms".into(), json!(until));
+        obj.remove("previous_password");
     }
     v
 }
@@ -260,4 +263,53 @@ pub async fn enable_app(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     set_enabled(caller, state, name, true).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    /// RFC 3339: the old password works until then.
+    old_password_valid_until: Option<String>,
+}
+
+/// A new password, shown once; the old one works until the time given (or
+/// stops at once).
+pub async fn rotate_password(
+    caller: Caller,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    let mut app = visible_app(&caller, &state, &name).await?;
+    let empty = body.as_ref().is_ok_and(|b| b.is_empty());
+    let body: RotateBody = if empty {
+        RotateBody::default()
+    } else {
+        parse_body(body)?
+    };
+    let until = match &body.old_password_valid_until {
+        Some(s) => Some(
+            s.parse::<jiff::Timestamp>()
+                .map_err(|_| Problem {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    code: "invalid_date",
+                    detail: format!("{s}: expected an RFC 3339 instant"),
+                    field: Some("old_password_valid_until".into()),
+                })?
+                .as_millisecond()
+                .max(0) as u64,
+        ),
+        None => None,
+    };
+    let password = random_secret();
+    let hash = hash_password(&password)
+        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    onboarding::rotate_password(&mut app, hash, until, state.clock.now_ms())?;
+    state.store.update_app(app).await?;
+    audit(&caller, "app.rotate_password", &name);
+    Ok(Json(json!({
+        "username": name,
+        "password": password,
+        "old_password_valid_until": body.old_password_valid_until,
+    })))
 }

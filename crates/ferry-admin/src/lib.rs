@@ -33,6 +33,7 @@ use axum::routing::{get, post};
 use ferry_core::Clock;
 use ferry_store::Store;
 
+pub use directory::{public_app, public_tenant};
 pub use problem::Problem;
 
 /// The largest request body taken; more is refused with 413.
@@ -61,6 +62,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/apps/{name}", get(directory::show_app))
         .route("/v1/apps/{name}/disable", post(directory::disable_app))
         .route("/v1/apps/{name}/enable", post(directory::enable_app))
+        .route("/v1/apps/{name}/rotate-password", post(directory::rotate_password))
         .route("/v1/reports/usage", get(reports::usage))
         .route("/v1/alerts", get(reports::alerts))
         .route("/v1/queue", get(queue::list))

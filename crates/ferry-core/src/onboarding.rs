@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::dkim::{DkimKeyRecord, valid_selector};
-use crate::tenant::{AppLimits, Application, MAX_ENVELOPE_FROM, Route, SmartHost, Tenant, valid_username};
+use crate::tenant::{
+    AppLimits, Application, MAX_ENVELOPE_FROM, PreviousPassword, Route, SmartHost, Tenant, valid_username,
+};
 
 /// A value onboarding refuses: which field, why (for people), and a stable
 /// code (for programs: the API's problem `code`).
@@ -140,6 +142,7 @@ pub fn application(
         credential_version: 0,
         caps: Default::default(),
         bulk_rules: new.bulk_rules,
+        previous_password: None,
     })
 }
 
@@ -221,6 +224,47 @@ pub fn smart_host(
         username,
         password,
     })
+}
+
+/// The longest overlap a rotation may give the old password.
+pub const MAX_OVERLAP_MS: u64 = 90 * 24 * 3_600_000;
+
+/// Rotates an application's password to `new_hash`. With `old_valid_until_ms`
+/// the current password keeps working until then (an overlap, at most
+/// [`MAX_OVERLAP_MS`] ahead); without, it stops at once. Either way the
+/// password before it, if one was still in its overlap, stops now: the
+/// overlap lasts until the time set or the next rotation.
+pub fn rotate_password(
+    app: &mut Application,
+    new_hash: String,
+    old_valid_until_ms: Option<u64>,
+    now_ms: u64,
+) -> Result<(), Invalid> {
+    let previous = match old_valid_until_ms {
+        Some(until) if until <= now_ms => {
+            return Err(invalid(
+                "old_password_valid_until",
+                "in_the_past",
+                "must be in the future",
+            ));
+        }
+        Some(until) if until > now_ms + MAX_OVERLAP_MS => {
+            return Err(invalid(
+                "old_password_valid_until",
+                "out_of_range",
+                "an overlap lasts at most 90 days",
+            ));
+        }
+        Some(until) => Some(PreviousPassword {
+            hash: std::mem::take(&mut app.password_hash),
+            valid_until_ms: until,
+        }),
+        None => None,
+    };
+    app.password_hash = new_hash;
+    app.previous_password = previous;
+    app.credential_version += 1;
+    Ok(())
 }
 
 /// The domain a new DKIM key is for, normalised, once the selector and
@@ -403,6 +447,39 @@ mod tests {
                 .code,
             "no_such_key"
         );
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_old_password_until_the_time_set_or_the_next_rotation() {
+        let new = NewApp {
+            username: "billing".into(),
+            envelope_from: vec!["b@acme.test".into()],
+            ..NewApp::default()
+        };
+        let mut app = application(new, &acme(false), "h1".into(), today(), 5).expect("valid");
+        rotate_password(&mut app, "h2".into(), Some(1_000), 10).expect("overlap");
+        assert_eq!(app.password_hash, "h2");
+        assert_eq!(
+            app.previous_password
+                .as_ref()
+                .map(|p| (p.hash.as_str(), p.valid_until_ms)),
+            Some(("h1", 1_000))
+        );
+        assert_eq!(app.credential_version, 1);
+        rotate_password(&mut app, "h3".into(), None, 20).expect("no overlap");
+        assert_eq!(app.previous_password, None, "the next rotation ends the overlap");
+        assert_eq!(
+            rotate_password(&mut app, "h4".into(), Some(5), 20)
+                .expect_err("past")
+                .code,
+            "in_the_past"
+        );
+        let far = Some(20 + MAX_OVERLAP_MS + 1);
+        assert_eq!(
+            rotate_password(&mut app, "h4".into(), far, 20).expect_err("far").code,
+            "out_of_range"
+        );
+        assert_eq!(app.password_hash, "h3", "a refused rotation changes nothing");
     }
 
     #[test]

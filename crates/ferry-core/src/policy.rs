@@ -158,6 +158,7 @@ mod tests {
             credential_version: 0,
             caps: Default::default(),
             bulk_rules: true,
+            previous_password: None,
         }
     }
 

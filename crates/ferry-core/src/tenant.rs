@@ -142,6 +142,18 @@ pub struct Application {
     /// Bulk mail must carry RFC 8058 one-click unsubscribe (on unless turned off).
     #[serde(default = "yes")]
     pub bulk_rules: bool,
+    /// The password before the last rotation, still accepted for a while so
+    /// an application can be rolled over with no failed sends.
+    #[serde(default)]
+    pub previous_password: Option<PreviousPassword>,
+}
+
+/// A rotated-away password and when it stops working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousPassword {
+    /// argon2id PHC string.
+    pub hash: String,
+    pub valid_until_ms: u64,
 }
 
 fn yes() -> bool {
@@ -198,6 +210,7 @@ pub(crate) mod tests_support {
             credential_version: 0,
             caps: Caps::default(),
             bulk_rules: true,
+            previous_password: None,
         }
     }
 }

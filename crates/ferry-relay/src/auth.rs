@@ -129,10 +129,10 @@ impl Authenticator {
         };
         let cache_key = self.cache_entry_key(credentials);
         if !self.cached(&cache_key, app.credential_version, now) {
-            if !self.verify(&app.password_hash, &credentials.password).await {
-                return Err(AuthFailure::WrongPassword);
-            }
-            lock(&self.cache).insert(cache_key, (app.credential_version, now + self.settings.cache_ms));
+            let remember_until = self
+                .verify_current_or_previous(&app, &credentials.password, now)
+                .await?;
+            lock(&self.cache).insert(cache_key, (app.credential_version, remember_until));
         }
         let tenant = self.directory.tenant(&app.tenant).await.map_err(unavailable)?;
         let today = jiff::Timestamp::from_millisecond(now as i64)
@@ -142,6 +142,28 @@ impl Authenticator {
         check_login(&app, tenant.as_ref(), ip, today)?;
         let tenant = tenant.ok_or_else(|| AuthFailure::Refused(LoginRefusal::NoTenant(app.tenant.clone())))?;
         Ok(Login { app, tenant })
+    }
+
+    /// The current password, or the one before it while its overlap lasts.
+    /// Returns until when the success may be remembered: never past the
+    /// end of the overlap of the password that matched.
+    async fn verify_current_or_previous(
+        &self,
+        app: &Application,
+        password: &str,
+        now: u64,
+    ) -> Result<u64, AuthFailure> {
+        let remember = now + self.settings.cache_ms;
+        if self.verify(&app.password_hash, password).await {
+            return Ok(remember);
+        }
+        match &app.previous_password {
+            Some(previous) if now < previous.valid_until_ms && self.verify(&previous.hash, password).await => {
+                tracing::info!(user = %app.username, "signed in with the previous password (rotation overlap)");
+                Ok(remember.min(previous.valid_until_ms))
+            }
+            _ => Err(AuthFailure::WrongPassword),
+        }
     }
 
     fn cache_entry_key(&self, c: &Credentials) -> [u8; 32] {

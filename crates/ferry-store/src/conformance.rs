@@ -33,6 +33,7 @@ pub fn app(username: &str, tenant: &str) -> Application {
         credential_version: 0,
         caps: Default::default(),
         bulk_rules: true,
+        previous_password: None,
     }
 }
 

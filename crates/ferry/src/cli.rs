@@ -345,6 +345,11 @@ pub enum AppCommand {
     /// Generate a new password, shown once; the old one stops working.
     RotatePassword {
         username: String,
+        /// Keep the old password working until this instant (RFC 3339, e.g.
+        /// 2026-12-02T12:00:00Z) so the application can roll over with no
+        /// failed sends; without it the old password stops at once.
+        #[arg(long)]
+        old_valid_until: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },

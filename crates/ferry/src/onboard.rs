@@ -2,10 +2,11 @@
 
 use anyhow::{Context, bail};
 use ferry_admin::secrets::{hash_password, random_secret};
+use ferry_admin::{public_app as public, public_tenant};
 use ferry_core::chargeback::Allocation;
 use ferry_core::config::{Config, SpfOnboarding};
 use ferry_core::onboarding::{self, Invalid, NewApp, NewTenant};
-use ferry_core::{AppLimits, Application, Caps, Clock, Route, SystemClock, Tenant};
+use ferry_core::{AppLimits, Application, Caps, Clock, Route, SystemClock};
 use ferry_store::Store;
 use serde_json::json;
 
@@ -269,18 +270,34 @@ pub async fn app(store: &dyn Store, config: &Config, command: AppCommand) -> any
         }
         AppCommand::Disable { username } => set_enabled(store, &username, false).await?,
         AppCommand::Enable { username } => set_enabled(store, &username, true).await?,
-        AppCommand::RotatePassword { username, output } => {
+        AppCommand::RotatePassword {
+            username,
+            old_valid_until,
+            output,
+        } => {
             let mut app = find(store, &username).await?;
+            let until = match &old_valid_until {
+                Some(s) => Some(
+                    s.parse::<jiff::Timestamp>()
+                        .with_context(|| format!("--old-valid-until {s}: expected an RFC 3339 instant"))?
+                        .as_millisecond()
+                        .max(0) as u64,
+                ),
+                None => None,
+            };
             let password = random_secret();
-            app.password_hash = hash_password(&password).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
-            app.credential_version += 1;
+            let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+            onboarding::rotate_password(&mut app, hash, until, SystemClock.now_ms())
+                .map_err(|e| anyhow::anyhow!("--old-valid-until {}", e.message))?;
             store.update_app(app).await?;
+            let old = match &old_valid_until {
+                Some(t) => format!("the old password works until {t}"),
+                None => "the old password no longer works".into(),
+            };
             print(
                 output,
-                format!(
-                    "username: {username}\npassword: {password}\n(shown once: store it now; the old password no longer works)"
-                ),
-                json!({"username": username, "password": password}),
+                format!("username: {username}\npassword: {password}\n(shown once: store it now; {old})"),
+                json!({"username": username, "password": password, "old_password_valid_until": old_valid_until}),
             );
         }
     }
@@ -349,25 +366,6 @@ fn named_by_flag(e: Invalid) -> anyhow::Error {
         other => other,
     };
     anyhow::anyhow!("{flag} {}", e.message)
-}
-
-/// A tenant as shown: a smart host's password never leaves the store.
-fn public_tenant(tenant: &Tenant) -> serde_json::Value {
-    let mut v = json!(tenant);
-    if let Some(password) = v.pointer_mut("/route/password")
-        && !password.is_null()
-    {
-        *password = json!("********");
-    }
-    v
-}
-
-fn public(app: &Application) -> serde_json::Value {
-    let mut v = json!(app);
-    if let Some(obj) = v.as_object_mut() {
-        obj.remove("password_hash");
-    }
-    v
 }
 
 fn describe(app: &Application) -> String {
