@@ -41,7 +41,8 @@ cat <<MSG
 
     curl -s -H 'Authorization: Bearer $token' http://${admin:-127.0.0.1:8025}/v1/apps
 
-  Stop with Ctrl-C, then see the message counted for the demo tenant:
+  In another terminal, see the message counted for the demo tenant (the
+  CLI asks the running relay; it works the same once it is stopped):
 
     $bin --config $FERRY_CONFIG report usage --format csv
 

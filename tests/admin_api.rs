@@ -387,3 +387,80 @@ fn a_password_rotated_with_an_overlap_keeps_both_working_until_it_ends() {
     );
     assert!(ferry.stop().success());
 }
+
+#[test]
+fn the_cli_works_while_the_relay_runs_on_the_embedded_store() {
+    let (mut ferry, _) = start(&[("server.reload_secs", "1")]);
+    // Each of these needs the store the relay holds: they go through its API.
+    let out = ferry.cli_ok(&[
+        "app",
+        "add",
+        "live",
+        "--tenant",
+        TENANT,
+        "--from",
+        "live@acme.test",
+        "--allow",
+        "127.0.0.1",
+    ]);
+    let password = out
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("password")
+        .to_string();
+    assert!(
+        login(&ferry, "live", &password).starts_with("235"),
+        "an app added while the relay runs signs in"
+    );
+    assert!(ferry.cli_ok(&["app", "list"]).contains("live\tacme\tenabled"));
+    assert!(
+        ferry
+            .cli_ok(&["tenant", "show", TENANT])
+            .contains("applications: billing, live")
+    );
+    ferry.cli_ok(&["app", "disable", "live"]);
+    assert!(login(&ferry, "live", &password).starts_with("535"));
+    ferry.cli_ok(&[
+        "dkim",
+        "generate",
+        "acme.test",
+        "--selector",
+        "live1",
+        "--algorithm",
+        "ed25519",
+    ]);
+    ferry.wait_for_log("DKIM signing keys", "live1");
+    let mut smtp = Smtp::submission(ferry.submission.expect("submission"), &ferry.pki.ca_der);
+    assert!(smtp.auth_plain(USER, &ferry.password).starts_with("235"));
+    let content = format!("From: {SENDER}\r\nSubject: signed live\r\n\r\nbody\r\n");
+    assert!(
+        smtp.send_message(SENDER, &["r@example.net"], content.as_bytes())
+            .starts_with("250")
+    );
+    let captured = ferry.wait_captured(1);
+    assert!(
+        String::from_utf8_lossy(&captured[0].1).contains("s=live1"),
+        "the new key signs the next message"
+    );
+    let csv = ferry.cli_ok(&["report", "usage", "--format", "csv"]);
+    assert!(csv.starts_with("period_start,") && csv.contains(",acme,"), "{csv}");
+    assert!(ferry.cli_ok(&["queue", "list"]).contains("message(s)"));
+    assert!(ferry.cli_ok(&["token", "list"]).contains("local cli"));
+    // A refusal keeps its message and its exit status.
+    let refused = ferry.cli(&[
+        "app",
+        "add",
+        "x@y",
+        "--tenant",
+        TENANT,
+        "--from",
+        "x@acme.test",
+        "--allow",
+        "127.0.0.1",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not an e-mail address"));
+    assert!(ferry.stop().success());
+    // Stopped, the same commands open the store directly.
+    assert!(ferry.cli_ok(&["app", "list"]).contains("live\tacme\tdisabled"));
+}

@@ -7,6 +7,7 @@
 //! - [`secrets`]: application passwords and API tokens (made, hashed).
 //! - `problem`: the error type every handler returns, and how it is shown.
 //! - `access`: the bearer token, its role, and what that role may see.
+//! - [`commands`]: CLI commands run by the relay for a CLI that found it running.
 //! - `directory`: tenants and applications.
 //! - `queue`: the queue: list, show, retry, delete.
 //! - [`report`]: usage and charge-back reports (JSON, CSV, FOCUS), shared
@@ -18,6 +19,7 @@
 //! same as what does not exist, so no token learns of other tenants.
 
 mod access;
+pub mod commands;
 mod directory;
 mod problem;
 mod queue;
@@ -48,6 +50,8 @@ pub struct AdminState {
     pub terms: ferry_core::contract::Terms,
     /// The relay's name, in FOCUS rows.
     pub hostname: String,
+    /// Runs the CLI's commands here (the binary's, injected).
+    pub commands: commands::Commands,
 }
 
 /// The `/v1` routes.
@@ -68,6 +72,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/queue", get(queue::list))
         .route("/v1/queue/{id}", get(queue::show).delete(queue::delete))
         .route("/v1/queue/{id}/retry", post(queue::retry))
+        .route("/v1/cli", post(commands::run))
         .fallback(problem::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

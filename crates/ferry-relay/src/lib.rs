@@ -141,6 +141,8 @@ pub struct RelayParts {
     /// The TLS certificate and key files; None for a node without listeners.
     pub certificate: Option<(PathBuf, PathBuf)>,
     pub roles: Roles,
+    /// The CLI's commands, run for a CLI that finds this relay running.
+    pub commands: ferry_admin::commands::Commands,
 }
 
 /// A running relay: its bound addresses, its health, and the switch that drains it.
@@ -271,6 +273,7 @@ impl Relay {
                     .terms()
                     .map_err(|e| StartError::Contract(e.to_string()))?,
                 hostname: config.server.hostname.clone(),
+                commands: parts.commands.clone(),
             };
             relay.admin_task = Some(tokio::spawn(admin::serve(
                 listener,

@@ -148,8 +148,8 @@ impl Ferry {
         self.dir.path().join("data/capture")
     }
 
-    /// Runs `ferry --config … ARGS` to completion (the relay must be stopped:
-    /// the embedded store is locked while it runs).
+    /// Runs `ferry --config … ARGS` to completion (while the relay runs on the
+    /// embedded store, the command goes through its admin API).
     pub fn cli(&self, args: &[&str]) -> Output {
         self.command().args(args).output().expect("run ferry")
     }

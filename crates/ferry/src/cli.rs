@@ -14,6 +14,10 @@ pub struct Cli {
     /// TOML configuration file; the environment (FERRY__SECTION__KEY) overrides it.
     #[arg(long, short, global = true, env = "FERRY_CONFIG")]
     pub config: Option<PathBuf>,
+    /// A running relay's admin endpoint to run this command (default: the one
+    /// `admin.listen` names, when the store is in use by a running relay).
+    #[arg(long, global = true, env = "FERRY_ADMIN_URL")]
+    pub admin_url: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

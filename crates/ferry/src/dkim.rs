@@ -1,5 +1,6 @@
 //! `ferry dkim`: keys per signing domain and selector, and their rotation.
 
+use crate::console::say;
 use ferry_core::dkim::DkimAlgorithm;
 use ferry_core::onboarding;
 use ferry_core::{Clock, SystemClock};
@@ -17,9 +18,9 @@ pub async fn run(store: &dyn Store, command: DkimCommand) -> anyhow::Result<()> 
         DkimCommand::List { records } => {
             for key in store.dkim_keys().await? {
                 let state = if key.active { "active" } else { "inactive" };
-                println!("{}\t{:?}\t{state}", key.dns_name(), key.algorithm);
+                say!("{}\t{:?}\t{state}", key.dns_name(), key.algorithm);
                 if records {
-                    println!("  {}", key.zone_line());
+                    say!("  {}", key.zone_line());
                 }
             }
         }
@@ -43,13 +44,13 @@ async fn generate(store: &dyn Store, domain: &str, selector: &str, algorithm: Ke
         ferry_relay::dkim::generate(&domain, selector, algorithm, SystemClock.now_ms()).map_err(anyhow::Error::msg)?;
     key.active = onboarding::starts_active(&key, &keys);
     store.put_dkim_key(key.clone()).await?;
-    println!("Publish this record in DNS:\n\n{}\n", key.zone_line());
+    say!("Publish this record in DNS:\n\n{}\n", key.zone_line());
     if key.active {
-        println!(
+        say!(
             "The key is active: running relays sign mail from {domain} with it within server.reload_secs (5 s by default)."
         );
     } else {
-        println!(
+        say!(
             "The key is stored but not active. Once the record is published: ferry dkim activate {domain} --selector {selector}"
         );
     }
@@ -63,12 +64,12 @@ async fn set_active(store: &dyn Store, domain: &str, selector: &str, active: boo
     for key in writes {
         store.put_dkim_key(key.clone()).await?;
         if key.selector != selector {
-            println!(
+            say!(
                 "{} stops signing; keep its record published until mail signed with it has been delivered",
                 key.dns_name()
             );
         } else {
-            println!(
+            say!(
                 "{} is {}",
                 key.dns_name(),
                 if key.active { "active" } else { "inactive" }

@@ -3,9 +3,11 @@
 //! uses `anyhow`.
 
 mod cli;
+mod console;
 mod dkim;
 mod onboard;
 mod queue;
+mod remote;
 mod report;
 mod settings;
 mod token;
@@ -48,8 +50,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
-        Ok(()) => ExitCode::SUCCESS,
+    match runtime.block_on(run(cli.command, config, cli.admin_url)) {
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("ferry: {e:#}");
             ExitCode::FAILURE
@@ -119,16 +121,41 @@ fn store_name(config: &Config) -> String {
     }
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+async fn run(command: Command, config: Config, admin_url: Option<String>) -> anyhow::Result<u8> {
+    if let Command::Serve(args) = command {
+        return serve(config, args.role).await.map(|()| 0);
+    }
+    if admin_url.is_some() {
+        return remote::ask_relay(&config, admin_url.as_deref()).await;
+    }
+    let store = match open_store(&config).await {
+        Ok(store) => store,
+        // The embedded store is the running relay's: ask it.
+        Err(e) if is_locked(&e) => return remote::ask_relay(&config, None).await,
+        Err(e) => return Err(e),
+    };
+    run_with_store(command, store.as_ref(), &config).await.map(|()| 0)
+}
+
+fn is_locked(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ferry_store::StoreError>(),
+            Some(ferry_store::StoreError::Locked(_))
+        )
+    })
+}
+
+/// A store command against an open store: here, or in a relay for a CLI.
+pub async fn run_with_store(command: Command, store: &dyn Store, config: &Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve(config, args.role).await,
-        Command::Queue(c) => queue::run(open_store(&config).await?.as_ref(), c).await,
-        Command::Report(c) => report::run(open_store(&config).await?.as_ref(), &config, c).await,
-        Command::Dkim(c) => dkim::run(open_store(&config).await?.as_ref(), c).await,
-        Command::Tenant(c) => onboard::tenant(open_store(&config).await?.as_ref(), c).await,
-        Command::App(c) => onboard::app(open_store(&config).await?.as_ref(), &config, c).await,
-        Command::Token(c) => token::run(open_store(&config).await?.as_ref(), c).await,
-        Command::CheckConfig => Ok(()),
+        Command::Queue(c) => queue::run(store, c).await,
+        Command::Report(c) => report::run(store, config, c).await,
+        Command::Dkim(c) => dkim::run(store, c).await,
+        Command::Tenant(c) => onboard::tenant(store, c).await,
+        Command::App(c) => onboard::app(store, config, c).await,
+        Command::Token(c) => token::run(store, c).await,
+        Command::Serve(_) | Command::CheckConfig => Ok(()),
     }
 }
 
@@ -143,14 +170,30 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         None
     };
     let (store, store_writer) = open_supervised_store(&config).await?;
+    let commands: ferry_admin::commands::Commands = if config.admin.listen.is_some() {
+        // The writer must run for the token to be written: it is started
+        // by the relay, so the token is left once the relay runs.
+        Some(Arc::new(remote::RelayCommands {
+            store: store.clone(),
+            config: config.clone(),
+        }))
+    } else {
+        None
+    };
     let parts = RelayParts {
-        store,
+        store: store.clone(),
         store_writer,
         clock: Arc::new(SystemClock),
         certificate,
         roles,
+        commands,
     };
     let relay = Relay::start(&config, parts).await?;
+    if let Some(admin) = relay.admin {
+        remote::leave_local_token(store.as_ref(), &config, admin)
+            .await
+            .context("leaving the local CLI's admin token")?;
+    }
     tracing::info!(
         hostname = %config.server.hostname,
         role = ?role,

@@ -1,5 +1,6 @@
 //! Onboarding commands: tenants and applications, against the store.
 
+use crate::console::{say, warn_line};
 use anyhow::{Context, bail};
 use ferry_admin::secrets::{hash_password, random_secret};
 use ferry_admin::{public_app as public, public_tenant};
@@ -14,8 +15,8 @@ use crate::cli::{AppAddArgs, AppCommand, CapArgs, Output, RouteArgs, TenantComma
 
 fn print(output: Output, text: String, value: serde_json::Value) {
     match output {
-        Output::Text => println!("{text}"),
-        Output::Json => println!("{value}"),
+        Output::Text => say!("{text}"),
+        Output::Json => say!("{value}"),
     }
 }
 
@@ -63,7 +64,7 @@ pub async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result
                 .with_context(|| format!("no tenant {name}"))?;
             tenant.allocation = Allocation { hourly, yearly };
             store.update_tenant(tenant).await?;
-            println!(
+            say!(
                 "tenant {name} allocated {} per hour, {} per year",
                 show(hourly),
                 show(yearly)
@@ -76,7 +77,7 @@ pub async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result
                 .with_context(|| format!("no tenant {name}"))?;
             tenant.caps = caps_of(&caps);
             store.update_tenant(tenant).await?;
-            println!("tenant {name} capped at {}", describe_caps(&caps_of(&caps)));
+            say!("tenant {name} capped at {}", describe_caps(&caps_of(&caps)));
         }
         TenantCommand::Show { name, output } => {
             let tenant = store
@@ -133,7 +134,7 @@ async fn spf_results(config: &Config, senders: &[String]) -> anyhow::Result<Vec<
 
 fn print_spf(results: &[(String, std::net::IpAddr, String)]) {
     for (domain, ip, result) in results {
-        println!("spf {domain} for {ip}: {result}");
+        say!("spf {domain} for {ip}: {result}");
     }
 }
 
@@ -158,7 +159,7 @@ async fn spf_at_onboarding(config: &Config, senders: &[String]) -> anyhow::Resul
     match config.spf.onboarding {
         SpfOnboarding::Refuse => bail!("{message} (spf.onboarding = \"refuse\")"),
         _ => {
-            eprintln!("warning: {message}");
+            warn_line!("warning: {message}");
             Ok(())
         }
     }
@@ -226,7 +227,7 @@ async fn set_route(store: &dyn Store, a: RouteArgs) -> anyhow::Result<()> {
         ),
         other => format!("{other:?}").to_lowercase(),
     };
-    println!("tenant {} now routes via {shown}", tenant.name);
+    say!("tenant {} now routes via {shown}", tenant.name);
     Ok(())
 }
 
@@ -266,7 +267,7 @@ pub async fn app(store: &dyn Store, config: &Config, command: AppCommand) -> any
             let mut app = find(store, &username).await?;
             app.caps = caps_of(&caps);
             store.update_app(app).await?;
-            println!("application {username} capped at {}", describe_caps(&caps_of(&caps)));
+            say!("application {username} capped at {}", describe_caps(&caps_of(&caps)));
         }
         AppCommand::Disable { username } => set_enabled(store, &username, false).await?,
         AppCommand::Enable { username } => set_enabled(store, &username, true).await?,
@@ -316,7 +317,7 @@ async fn set_enabled(store: &dyn Store, username: &str, enabled: bool) -> anyhow
     app.enabled = enabled;
     app.credential_version += 1;
     store.update_app(app).await?;
-    println!(
+    say!(
         "application {username} {}",
         if enabled { "enabled" } else { "disabled" }
     );

@@ -1,5 +1,6 @@
 //! `ferry queue`: what is waiting, why, and what an operator can do about it.
 
+use crate::console::{say, say_raw};
 use anyhow::{Context, bail};
 use ferry_core::clock::rfc5322_date;
 use ferry_core::{Clock, QueueId, QueuedMessage, RecipientOutcome, SystemClock};
@@ -17,7 +18,7 @@ pub async fn run(store: &dyn Store, command: QueueCommand) -> anyhow::Result<()>
         QueueCommand::List { limit, output } => {
             let entries = store.list(limit).await?;
             match output {
-                Output::Json => println!(
+                Output::Json => say!(
                     "{}",
                     json!(
                         entries
@@ -27,14 +28,18 @@ pub async fn run(store: &dyn Store, command: QueueCommand) -> anyhow::Result<()>
                     )
                 ),
                 Output::Text => {
-                    println!(
+                    say!(
                         "{:<32}  {:>8}  {:>3}  {:<24}  {:<30}  pending",
-                        "queue id", "size", "try", "due", "sender"
+                        "queue id",
+                        "size",
+                        "try",
+                        "due",
+                        "sender"
                     );
                     for e in &entries {
                         let m = &e.message;
                         let from = if m.mail_from.is_empty() { "<>" } else { &m.mail_from };
-                        println!(
+                        say!(
                             "{:<32}  {:>8}  {:>3}  {:<24}  {:<30}  {}",
                             m.id,
                             e.size,
@@ -44,7 +49,7 @@ pub async fn run(store: &dyn Store, command: QueueCommand) -> anyhow::Result<()>
                             m.pending().join(",")
                         );
                     }
-                    println!("{} message(s)", entries.len());
+                    say!("{} message(s)", entries.len());
                 }
             }
         }
@@ -54,14 +59,14 @@ pub async fn run(store: &dyn Store, command: QueueCommand) -> anyhow::Result<()>
                 bail!("no message {id} in the queue")
             };
             match output {
-                Output::Json => println!("{}", json!(message)),
-                Output::Text => print!("{}", describe(&message)),
+                Output::Json => say!("{}", json!(message)),
+                Output::Text => say_raw!("{}", describe(&message)),
             }
         }
         QueueCommand::Retry { id } => {
             let id = parse_id(&id)?;
             store.retry_now(&id, SystemClock.now_ms()).await?;
-            println!("{id} is due now");
+            say!("{id} is due now");
         }
         QueueCommand::Delete { id } => {
             let id = parse_id(&id)?;
@@ -69,7 +74,7 @@ pub async fn run(store: &dyn Store, command: QueueCommand) -> anyhow::Result<()>
                 bail!("no message {id} in the queue");
             }
             store.complete(&id).await?;
-            println!("{id} deleted");
+            say!("{id} deleted");
         }
     }
     Ok(())

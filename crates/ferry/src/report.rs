@@ -2,6 +2,7 @@
 //! FOCUS 1.0), and the alert log. The reports are `ferry_admin::report`'s,
 //! the same the admin API serves.
 
+use crate::console::{say, say_raw};
 use ferry_admin::report::{self, Format, iso};
 use ferry_core::config::Config;
 use ferry_core::{Clock, SystemClock};
@@ -31,7 +32,7 @@ pub async fn run(store: &dyn Store, config: &Config, command: ReportCommand) -> 
                 ReportFormat::Csv => Format::Csv,
                 ReportFormat::Focus => Format::Focus,
             };
-            print!(
+            say_raw!(
                 "{}",
                 report::render(&usage, &alerts, tenant.as_deref(), format, &config.server.hostname)
             );
@@ -40,7 +41,7 @@ pub async fn run(store: &dyn Store, config: &Config, command: ReportCommand) -> 
             let (from_ms, to_ms) = period(from.as_deref(), to.as_deref())?;
             let alerts = store.alerts(from_ms, to_ms).await?;
             match output {
-                Output::Json => println!("{}", json!(alerts)),
+                Output::Json => say!("{}", json!(alerts)),
                 Output::Text => {
                     for a in &alerts {
                         let state = a.delivered_ms.map_or_else(
@@ -52,7 +53,7 @@ pub async fn run(store: &dyn Store, config: &Config, command: ReportCommand) -> 
                             .iter()
                             .map(|d| format!("{} {:.1} %", d.tenant, d.share * 100.0))
                             .collect();
-                        println!(
+                        say!(
                             "{}  {}  {}: {} ({} of {})  drivers: {}  {state}",
                             iso(a.at_ms),
                             a.id,
@@ -63,7 +64,7 @@ pub async fn run(store: &dyn Store, config: &Config, command: ReportCommand) -> 
                             drivers.join(", ")
                         );
                     }
-                    println!("{} alert(s)", alerts.len());
+                    say!("{} alert(s)", alerts.len());
                 }
             }
         }

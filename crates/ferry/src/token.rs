@@ -1,6 +1,7 @@
 //! `ferry token`: admin API tokens. A token is printed once; the store keeps
 //! only the hash of its secret.
 
+use crate::console::say;
 use anyhow::{Context, bail};
 use ferry_core::token::Role;
 use ferry_core::{Clock, SystemClock};
@@ -29,7 +30,7 @@ pub async fn run(store: &dyn Store, command: TokenCommand) -> anyhow::Result<()>
             }
             let (record, shown) = ferry_admin::secrets::new_token(&name, role, tenant, SystemClock.now_ms());
             store.put_token(record.clone()).await?;
-            println!(
+            say!(
                 "id: {}\nrole: {}\ntoken: {shown}\n(shown once: store it now)",
                 record.id,
                 role.name()
@@ -37,7 +38,7 @@ pub async fn run(store: &dyn Store, command: TokenCommand) -> anyhow::Result<()>
         }
         TokenCommand::List => {
             for t in store.tokens().await? {
-                println!(
+                say!(
                     "{}\t{}\t{}\t{}\t{}",
                     t.id,
                     t.role.name(),
@@ -51,7 +52,7 @@ pub async fn run(store: &dyn Store, command: TokenCommand) -> anyhow::Result<()>
             let mut token = store.token(&id).await?.with_context(|| format!("no token {id}"))?;
             token.revoked = true;
             store.put_token(token).await?;
-            println!("token {id} revoked");
+            say!("token {id} revoked");
         }
     }
     Ok(())
