@@ -464,3 +464,113 @@ fn the_cli_works_while_the_relay_runs_on_the_embedded_store() {
     // Stopped, the same commands open the store directly.
     assert!(ferry.cli_ok(&["app", "list"]).contains("live\tacme\tdisabled"));
 }
+
+#[test]
+fn explain_names_the_rule_that_would_refuse() {
+    let (mut ferry, t) = start(&[]);
+    let admin = Some(t.admin.as_str());
+    // While the relay runs, the CLI goes through it: a cap of nothing for globex.
+    ferry.cli_ok(&["tenant", "cap", "globex", "--per-hour", "0"]);
+    let ask = |app: &str, source: &str, from: &str, rcpts: usize, header: &str| {
+        let recipients: Vec<String> = (0..rcpts).map(|i| format!("r{i}@example.net")).collect();
+        let body = json!({
+            "source": source, "envelope_from": from, "recipients": recipients, "header_from": header
+        })
+        .to_string();
+        let (status, answer, _) = ferry.api("POST", &format!("/v1/apps/{app}/explain"), admin, Some(&body));
+        assert_eq!(status, 200, "{answer}");
+        answer
+    };
+    let pass = ask(USER, "127.0.0.1", SENDER, 1, SENDER);
+    assert_eq!(pass["verdict"], "pass", "{pass}");
+    let cases = [
+        (
+            ask(USER, "10.9.9.9", SENDER, 1, SENDER),
+            "auth",
+            "auth_failed",
+            "535 5.7.8",
+            "source address 10.9.9.9",
+        ),
+        (
+            ask(USER, "127.0.0.1", "ceo@acme.test", 1, SENDER),
+            "mail",
+            "sender_not_authorised",
+            "550 5.7.1",
+            "ceo@acme.test",
+        ),
+        (
+            ask("globex-app", "127.0.0.1", "app@globex.test", 1, "app@globex.test"),
+            "mail",
+            "cap",
+            "451 4.7.1",
+            "reached",
+        ),
+        (
+            ask(USER, "127.0.0.1", SENDER, 51, SENDER),
+            "rcpt",
+            "too_many_recipients",
+            "452 4.5.3",
+            "more than 50",
+        ),
+        (
+            ask(USER, "127.0.0.1", SENDER, 1, "ceo@acme.test"),
+            "data",
+            "header_from_not_authorised",
+            "550 5.7.1",
+            "header From",
+        ),
+    ];
+    for (answer, stage, reason, reply, detail) in cases {
+        assert_eq!(answer["verdict"], "refused", "{answer}");
+        assert_eq!(
+            (answer["stage"].as_str(), answer["reason"].as_str()),
+            (Some(stage), Some(reason)),
+            "{answer}"
+        );
+        assert!(
+            answer["reply"].as_str().is_some_and(|r| r.starts_with(reply)),
+            "{answer}"
+        );
+        assert!(
+            answer["detail"].as_str().is_some_and(|d| d.contains(detail)),
+            "{answer}"
+        );
+    }
+    let (status, _, _) = ferry.api("POST", &format!("/v1/apps/{USER}/disable"), admin, None);
+    assert_eq!(status, 200);
+    let disabled = ask(USER, "127.0.0.1", SENDER, 1, SENDER);
+    assert_eq!(
+        (disabled["reason"].as_str(), disabled["detail"].as_str()),
+        (
+            Some("auth_failed"),
+            Some("authentication failed: application is disabled")
+        )
+    );
+    // The same answer the session gives.
+    assert!(login(&ferry, USER, &ferry.password).starts_with("535 5.7.8"));
+    let theirs =
+        json!({"source": "127.0.0.1", "envelope_from": "a@globex.test", "recipients": ["r@example.net"]}).to_string();
+    assert_eq!(
+        ferry
+            .api(
+                "POST",
+                "/v1/apps/globex-app/explain",
+                Some(&t.acme_admin),
+                Some(&theirs)
+            )
+            .0,
+        404
+    );
+    let (status, problem, _) = ferry.api(
+        "POST",
+        &format!("/v1/apps/{USER}/explain"),
+        admin,
+        Some(r#"{"source": "nowhere"}"#),
+    );
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("invalid_field")),
+        "{problem}"
+    );
+    assert!(ferry.stop().success());
+}

@@ -222,7 +222,7 @@ pub async fn create_app(
     Ok((StatusCode::CREATED, Json(shown)))
 }
 
-async fn visible_app(caller: &Caller, state: &AdminState, name: &str) -> Result<Application, Problem> {
+pub(crate) async fn visible_app(caller: &Caller, state: &AdminState, name: &str) -> Result<Application, Problem> {
     caller.require(&[Role::Admin, Role::TenantAdmin])?;
     state
         .store

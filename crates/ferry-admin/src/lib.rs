@@ -8,7 +8,8 @@
 //! - `problem`: the error type every handler returns, and how it is shown.
 //! - `access`: the bearer token, its role, and what that role may see.
 //! - [`commands`]: CLI commands run by the relay for a CLI that found it running.
-//! - `directory`: tenants and applications.
+//! - `directory`: tenants and applications; `explain`: which rule would
+//!   refuse a message of an application, and why.
 //! - `queue`: the queue: list, show, retry, delete.
 //! - [`report`]: usage and charge-back reports (JSON, CSV, FOCUS), shared
 //!   with the CLI; `reports`: their routes, and the alert log's.
@@ -21,6 +22,7 @@
 mod access;
 pub mod commands;
 mod directory;
+mod explain;
 mod problem;
 mod queue;
 pub mod report;
@@ -67,6 +69,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/apps/{name}/disable", post(directory::disable_app))
         .route("/v1/apps/{name}/enable", post(directory::enable_app))
         .route("/v1/apps/{name}/rotate-password", post(directory::rotate_password))
+        .route("/v1/apps/{name}/explain", post(explain::explain))
         .route("/v1/reports/usage", get(reports::usage))
         .route("/v1/alerts", get(reports::alerts))
         .route("/v1/queue", get(queue::list))

@@ -22,6 +22,9 @@ pub enum Refusal {
     /// `530 5.7.0`: MAIL before AUTH. No relaying without authentication, ever.
     #[error("authentication required")]
     AuthenticationRequired,
+    /// `452 4.5.3` at RCPT: more recipients than the application may send to at once.
+    #[error("more than {0} recipients")]
+    TooManyRecipients(usize),
     /// `550 5.7.1` at MAIL: the envelope sender is not one the application may use.
     #[error("{0}")]
     SenderNotAuthorised(SenderRefusal),
@@ -96,6 +99,7 @@ impl Refusal {
             LockedOut => ReplyParts::new(421, "4.7.0", "Too many failed authentication attempts; try again later"),
             AuthenticationUnavailable(_) => ReplyParts::new(454, "4.7.0", "Temporary authentication failure"),
             AuthenticationRequired => ReplyParts::new(530, "5.7.0", "Authentication required"),
+            TooManyRecipients(_) => ReplyParts::new(452, "4.5.3", "Too many recipients"),
             SenderNotAuthorised(refusal) => ReplyParts::new(550, "5.7.1", sender_text("Sender", refusal)),
             HeaderFromNotAuthorised(SenderRefusal::NoFromHeader) | NoFromHeader => {
                 ReplyParts::new(550, "5.6.0", "Message has no From header")
@@ -129,6 +133,7 @@ impl Refusal {
             LockedOut => "auth_locked_out",
             AuthenticationUnavailable(_) => "auth_unavailable",
             AuthenticationRequired => "auth_required",
+            TooManyRecipients(_) => "too_many_recipients",
             SenderNotAuthorised(SenderRefusal::ForeignDomain(_)) => "sender_foreign_domain",
             SenderNotAuthorised(_) => "sender_not_authorised",
             HeaderFromNotAuthorised(SenderRefusal::NoFromHeader) | NoFromHeader => "no_from_header",
@@ -190,6 +195,13 @@ mod tests {
                 "5.7.0",
                 "auth_required",
                 "Authentication required",
+            ),
+            (
+                Refusal::TooManyRecipients(50),
+                452,
+                "4.5.3",
+                "too_many_recipients",
+                "Too many recipients",
             ),
             (
                 Refusal::SenderNotAuthorised(SenderRefusal::NotAuthorised("a@x.test".into())),

@@ -189,26 +189,15 @@ impl MessageIntake {
     /// At MAIL (`units` 1), and at each RCPT when the contract counts
     /// recipients (`units`: this transaction's recipients so far, this one included).
     pub async fn cap_room(&self, tenant: &Tenant, app: &Application, units: u64) -> Result<(), Refusal> {
-        // Only caps matter here: no thresholds or forecasts on the MAIL/RCPT path.
-        let wanted = Usage {
-            messages: 1,
-            recipients: units,
-            bytes: 0,
-        }
-        .units(self.terms.unit);
-        for cap in metering::caps(&self.terms, tenant, app, self.clock.now_ms()) {
-            let used = match self.store.usage(&cap.scope, cap.window).await {
-                Ok(u) => u.units(self.terms.unit),
-                Err(e) => return Err(Refusal::StoreUnavailable(e.to_string())),
-            };
-            if used + wanted > cap.limit {
-                return Err(Refusal::CapReached {
-                    name: cap.name.clone(),
-                    temporary: cap.temporary,
-                });
-            }
-        }
-        Ok(())
+        ferry_store::cap_room(
+            self.store.as_ref(),
+            &self.terms,
+            tenant,
+            app,
+            units,
+            self.clock.now_ms(),
+        )
+        .await
     }
 
     /// `Received:` (RFC 5321 §4.4) always; `Message-ID:` and `Date:` when the

@@ -173,3 +173,37 @@ pub trait Ledger: Send + Sync {
 /// A complete backend.
 pub trait Store: Directory + Queue + Ledger {}
 impl<T: Directory + Queue + Ledger> Store for T {}
+
+/// Whether `units` more would stay within every hard cap of the tenant and
+/// the application: the check at MAIL and RCPT (and in explain), before a
+/// message exists. The enqueue applies the same caps atomically.
+pub async fn cap_room(
+    ledger: &dyn Ledger,
+    terms: &ferry_core::contract::Terms,
+    tenant: &Tenant,
+    app: &Application,
+    units: u64,
+    now_ms: u64,
+) -> std::result::Result<(), ferry_core::refusal::Refusal> {
+    use ferry_core::refusal::Refusal;
+    // Only caps matter here: no thresholds or forecasts on the MAIL/RCPT path.
+    let wanted = Usage {
+        messages: 1,
+        recipients: units,
+        bytes: 0,
+    }
+    .units(terms.unit);
+    for cap in ferry_core::metering::caps(terms, tenant, app, now_ms) {
+        let used = match ledger.usage(&cap.scope, cap.window).await {
+            Ok(u) => u.units(terms.unit),
+            Err(e) => return Err(Refusal::StoreUnavailable(e.to_string())),
+        };
+        if used + wanted > cap.limit {
+            return Err(Refusal::CapReached {
+                name: cap.name.clone(),
+                temporary: cap.temporary,
+            });
+        }
+    }
+    Ok(())
+}

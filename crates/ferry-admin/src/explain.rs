@@ -1,0 +1,96 @@
+//! `POST /v1/apps/{name}/explain`: given where a message would come from,
+//! its envelope and its header From, which rule would refuse it and with
+//! what reply — or that it would pass. The checks are the session's own, in
+//! the session's order (sign-in, MAIL, RCPT, end of DATA), so an
+//! application's owner sees what the relay would answer.
+
+use std::net::IpAddr;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use ferry_core::policy::{check_envelope_from, check_header_from, check_login};
+use ferry_core::refusal::{AuthDetail, Refusal};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AdminState;
+use crate::access::Caller;
+use crate::directory::visible_app;
+use crate::problem::{Problem, parse_body};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Question {
+    /// The client's address.
+    source: IpAddr,
+    envelope_from: String,
+    recipients: Vec<String>,
+    /// Default: the envelope sender.
+    #[serde(default)]
+    header_from: Option<String>,
+}
+
+pub async fn explain(
+    caller: Caller,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    let app = visible_app(&caller, &state, &name).await?;
+    let q: Question = parse_body(body)?;
+    if q.recipients.is_empty() {
+        return Err(Problem {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "no_recipients",
+            detail: "name at least one recipient".into(),
+            field: Some("recipients".into()),
+        });
+    }
+    let tenant = state.store.tenant(&app.tenant).await?;
+    let now = state.clock.now_ms();
+    let today = jiff::Timestamp::from_millisecond(now as i64)
+        .unwrap_or_default()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let verdict = async {
+        check_login(&app, tenant.as_ref(), q.source, today)
+            .map_err(|r| ("auth", Refusal::AuthenticationFailed(AuthDetail::Refused(r))))?;
+        let tenant = tenant
+            .as_ref()
+            .ok_or(("auth", Refusal::AuthenticationFailed(AuthDetail::UnknownUser)))?;
+        check_envelope_from(&app, tenant, &q.envelope_from).map_err(|r| ("mail", Refusal::SenderNotAuthorised(r)))?;
+        ferry_store::cap_room(state.store.as_ref(), &state.terms, tenant, &app, 1, now)
+            .await
+            .map_err(|r| ("mail", r))?;
+        if q.recipients.len() > app.limits.max_recipients {
+            return Err(("rcpt", Refusal::TooManyRecipients(app.limits.max_recipients)));
+        }
+        let units = q.recipients.len() as u64;
+        ferry_store::cap_room(state.store.as_ref(), &state.terms, tenant, &app, units, now)
+            .await
+            .map_err(|r| ("rcpt", r))?;
+        let header_from = q.header_from.clone().unwrap_or_else(|| q.envelope_from.clone());
+        check_header_from(&app, tenant, &[header_from]).map_err(|r| ("data", Refusal::HeaderFromNotAuthorised(r)))?;
+        Ok::<(), (&str, Refusal)>(())
+    }
+    .await;
+    Ok(Json(match verdict {
+        Ok(()) => json!({
+            "verdict": "pass",
+            "detail": "the relay would accept this message (content checks — bulk rules, virus, spam — depend on the message itself)",
+        }),
+        Err((stage, refusal)) => {
+            let reply = refusal.reply();
+            json!({
+                "verdict": "refused",
+                "stage": stage,
+                "reason": refusal.reason(),
+                "reply": format!("{} {} {}", reply.code, reply.status, reply.text),
+                "detail": refusal.to_string(),
+            })
+        }
+    }))
+}
