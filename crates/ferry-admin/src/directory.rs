@@ -165,11 +165,12 @@ impl LimitsBody {
             max_messages_per_session: self.max_messages_per_session.unwrap_or(d.max_messages_per_session),
             max_recipients: self.max_recipients.unwrap_or(d.max_recipients),
         };
-        let out_of_range = |field: &str, range: &str| Problem {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "out_of_range",
-            detail: format!("{field} must be {range}"),
-            field: Some(format!("limits.{field}")),
+        let out_of_range = |field: &str, range: &str| {
+            Problem::invalid(
+                "out_of_range",
+                format!("limits.{field}"),
+                format!("{field} must be {range}"),
+            )
         };
         if !(1_024..=1_000_000_000).contains(&limits.max_message_bytes) {
             return Err(out_of_range("max_message_bytes", "between 1024 and 1000000000"));
@@ -290,11 +291,12 @@ pub async fn rotate_password(
     let until = match &body.old_password_valid_until {
         Some(s) => Some(
             s.parse::<jiff::Timestamp>()
-                .map_err(|_| Problem {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    code: "invalid_date",
-                    detail: format!("{s}: expected an RFC 3339 instant"),
-                    field: Some("old_password_valid_until".into()),
+                .map_err(|_| {
+                    Problem::invalid(
+                        "invalid_date",
+                        "old_password_valid_until",
+                        format!("{s}: expected an RFC 3339 instant"),
+                    )
                 })?
                 .as_millisecond()
                 .max(0) as u64,

@@ -10,7 +10,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use ferry_core::policy::{check_envelope_from, check_header_from, check_login};
 use ferry_core::refusal::{AuthDetail, Refusal};
 use serde::Deserialize;
@@ -42,12 +41,11 @@ pub async fn explain(
     let app = visible_app(&caller, &state, &name).await?;
     let q: Question = parse_body(body)?;
     if q.recipients.is_empty() {
-        return Err(Problem {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "no_recipients",
-            detail: "name at least one recipient".into(),
-            field: Some("recipients".into()),
-        });
+        return Err(Problem::invalid(
+            "no_recipients",
+            "recipients",
+            "name at least one recipient",
+        ));
     }
     let tenant = state.store.tenant(&app.tenant).await?;
     let now = state.clock.now_ms();

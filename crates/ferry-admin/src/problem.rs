@@ -26,6 +26,16 @@ impl Problem {
         }
     }
 
+    /// 422: a value the API cannot use, naming its field.
+    pub fn invalid(code: &'static str, field: impl Into<String>, detail: impl Into<String>) -> Problem {
+        Problem {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            detail: detail.into(),
+            field: Some(field.into()),
+        }
+    }
+
     pub fn unauthorized() -> Problem {
         Problem::new(
             StatusCode::UNAUTHORIZED,
@@ -54,12 +64,7 @@ pub async fn not_found() -> Problem {
 
 impl From<Invalid> for Problem {
     fn from(e: Invalid) -> Problem {
-        Problem {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: e.code,
-            detail: e.message,
-            field: Some(e.field.to_string()),
-        }
+        Problem::invalid(e.code, e.field, e.message)
     }
 }
 

@@ -30,11 +30,12 @@ pub struct Period {
 /// `?format=` first, then `Accept`; JSON by default.
 fn format_of(query: Option<&str>, headers: &HeaderMap) -> Result<Format, Problem> {
     if let Some(name) = query {
-        return Format::parse(name).ok_or_else(|| Problem {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "invalid_format",
-            detail: format!("{name}: expected json, csv or focus"),
-            field: Some("format".into()),
+        return Format::parse(name).ok_or_else(|| {
+            Problem::invalid(
+                "invalid_format",
+                "format",
+                format!("{name}: expected json, csv or focus"),
+            )
         });
     }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
