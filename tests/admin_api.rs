@@ -574,3 +574,57 @@ fn explain_names_the_rule_that_would_refuse() {
     );
     assert!(ferry.stop().success());
 }
+
+#[test]
+fn dkim_keys_over_the_api_sign_the_next_message() {
+    let (mut ferry, t) = start(&[("server.reload_secs", "1")]);
+    let admin = Some(t.admin.as_str());
+    let key = |selector: &str| json!({"domain": "acme.test", "selector": selector, "algorithm": "ed25519"}).to_string();
+    let (status, first, _) = ferry.api("POST", "/v1/dkim", admin, Some(&key("k1")));
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["active"], true, "the domain's first key is active: {first}");
+    assert!(
+        first["record"]
+            .as_str()
+            .is_some_and(|r| r.contains("k1._domainkey.acme.test") && r.contains("v=DKIM1"))
+    );
+    assert!(!first.to_string().contains("private"), "{first}");
+    let (_, second, _) = ferry.api("POST", "/v1/dkim", admin, Some(&key("k2")));
+    assert_eq!(
+        second["active"], false,
+        "one active key per domain and algorithm: {second}"
+    );
+    let (status, taken, _) = ferry.api("POST", "/v1/dkim", admin, Some(&key("k1")));
+    assert_eq!((status, taken["code"].as_str()), (422, Some("key_exists")), "{taken}");
+    assert_eq!(ferry.api("POST", "/v1/dkim", Some(&t.finance), Some(&key("k3"))).0, 403);
+    assert_eq!(
+        ferry.api("POST", "/v1/dkim/acme.test/nope/activate", admin, None).0,
+        404
+    );
+
+    let (status, changed, _) = ferry.api("POST", "/v1/dkim/acme.test/k2/activate", admin, None);
+    assert_eq!(status, 200, "{changed}");
+    let states: Vec<(String, bool)> = changed
+        .as_array()
+        .expect("writes")
+        .iter()
+        .map(|k| (k["selector"].as_str().unwrap_or("").to_string(), k["active"] == true))
+        .collect();
+    assert_eq!(states, [("k1".to_string(), false), ("k2".to_string(), true)]);
+    ferry.wait_for_log("DKIM signing keys", "k2._domainkey");
+    let mut smtp = Smtp::submission(ferry.submission.expect("submission"), &ferry.pki.ca_der);
+    assert!(smtp.auth_plain(USER, &ferry.password).starts_with("235"));
+    let content = format!("From: {SENDER}\r\nSubject: rotated key\r\n\r\nbody\r\n");
+    assert!(
+        smtp.send_message(SENDER, &["r@example.net"], content.as_bytes())
+            .starts_with("250")
+    );
+    let signed = String::from_utf8_lossy(&ferry.wait_captured(1)[0].1).into_owned();
+    assert!(
+        signed.contains("s=k2") && !signed.contains("s=k1"),
+        "the activated key signs: {signed}"
+    );
+    let (_, listed, _) = ferry.api("GET", "/v1/dkim", admin, None);
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    assert!(ferry.stop().success());
+}

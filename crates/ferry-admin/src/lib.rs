@@ -8,6 +8,7 @@
 //! - `problem`: the error type every handler returns, and how it is shown.
 //! - `access`: the bearer token, its role, and what that role may see.
 //! - [`commands`]: CLI commands run by the relay for a CLI that found it running.
+//! - `dkim` and [`dkim_keys`]: DKIM keys over the API, and how they are made.
 //! - `directory`: tenants and applications; `explain`: which rule would
 //!   refuse a message of an application, and why.
 //! - `queue`: the queue: list, show, retry, delete.
@@ -22,6 +23,8 @@
 mod access;
 pub mod commands;
 mod directory;
+mod dkim;
+pub mod dkim_keys;
 mod explain;
 mod problem;
 mod queue;
@@ -76,6 +79,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/queue/{id}", get(queue::show).delete(queue::delete))
         .route("/v1/queue/{id}/retry", post(queue::retry))
         .route("/v1/cli", post(commands::run))
+        .route("/v1/dkim", get(dkim::list).post(dkim::generate))
+        .route("/v1/dkim/{domain}/{selector}/activate", post(dkim::activate))
+        .route("/v1/dkim/{domain}/{selector}/retire", post(dkim::retire))
         .fallback(problem::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -40,8 +40,8 @@ async fn generate(store: &dyn Store, domain: &str, selector: &str, algorithm: Ke
         KeyAlgorithm::Rsa => DkimAlgorithm::Rsa,
         KeyAlgorithm::Ed25519 => DkimAlgorithm::Ed25519,
     };
-    let mut key =
-        ferry_relay::dkim::generate(&domain, selector, algorithm, SystemClock.now_ms()).map_err(anyhow::Error::msg)?;
+    let mut key = ferry_admin::dkim_keys::generate(&domain, selector, algorithm, SystemClock.now_ms())
+        .map_err(anyhow::Error::msg)?;
     key.active = onboarding::starts_active(&key, &keys);
     store.put_dkim_key(key.clone()).await?;
     say!("Publish this record in DNS:\n\n{}\n", key.zone_line());
