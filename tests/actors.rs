@@ -41,15 +41,17 @@ impl Silent {
     fn start(addr: &str) -> Silent {
         let listener = TcpListener::bind(addr).expect("bind the silent server");
         let addr = listener.local_addr().expect("addr");
-        listener.set_nonblocking(true).expect("nonblocking");
         let accepted: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (held, stopping) = (accepted.clone(), stop.clone());
         std::thread::spawn(move || {
-            while !stopping.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => held.lock().expect("lock").push(stream),
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            for stream in listener.incoming() {
+                // `stop` wakes this accept with a connection of its own.
+                if stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                if let Ok(stream) = stream {
+                    held.lock().expect("lock").push(stream);
                 }
             }
         });
@@ -63,6 +65,7 @@ impl Silent {
     /// Closes the listener and every connection it holds.
     fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr);
         wait_for(
             "the silent server to let go of its port",
             Duration::from_secs(5),

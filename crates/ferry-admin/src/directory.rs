@@ -209,10 +209,7 @@ pub async fn create_app(
     };
     let password = random_secret();
     let now = state.clock.now_ms();
-    let today = jiff::Timestamp::from_millisecond(now as i64)
-        .unwrap_or_default()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date();
+    let today = ferry_core::clock::utc_date(now);
     let hash = hash_password(&password)
         .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let app = onboarding::application(new, &tenant, hash, today, now)?;

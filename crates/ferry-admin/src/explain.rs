@@ -49,10 +49,7 @@ pub async fn explain(
     }
     let tenant = state.store.tenant(&app.tenant).await?;
     let now = state.clock.now_ms();
-    let today = jiff::Timestamp::from_millisecond(now as i64)
-        .unwrap_or_default()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date();
+    let today = ferry_core::clock::utc_date(now);
     let verdict = async {
         check_login(&app, tenant.as_ref(), q.source, today)
             .map_err(|r| ("auth", Refusal::AuthenticationFailed(AuthDetail::Refused(r))))?;

@@ -35,6 +35,14 @@ impl Clock for FixedClock {
     }
 }
 
+/// The UTC calendar day of an instant (an application's expiry is a UTC day).
+pub fn utc_date(ms: u64) -> jiff::civil::Date {
+    jiff::Timestamp::from_millisecond(ms as i64)
+        .unwrap_or_default()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+}
+
 /// An RFC 5322 date (`Tue, 24 Nov 2026 05:00:00 +0000`) for a header.
 pub fn rfc5322_date(ms: u64) -> String {
     let ts = jiff::Timestamp::from_millisecond(ms as i64).unwrap_or_default();

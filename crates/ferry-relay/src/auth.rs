@@ -135,11 +135,7 @@ impl Authenticator {
             lock(&self.cache).insert(cache_key, (app.credential_version, remember_until));
         }
         let tenant = self.directory.tenant(&app.tenant).await.map_err(unavailable)?;
-        let today = jiff::Timestamp::from_millisecond(now as i64)
-            .unwrap_or_default()
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .date();
-        check_login(&app, tenant.as_ref(), ip, today)?;
+        check_login(&app, tenant.as_ref(), ip, ferry_core::clock::utc_date(now))?;
         let tenant = tenant.ok_or_else(|| AuthFailure::Refused(LoginRefusal::NoTenant(app.tenant.clone())))?;
         Ok(Login { app, tenant })
     }

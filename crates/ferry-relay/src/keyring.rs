@@ -71,11 +71,6 @@ impl Actor for Keyring {
     }
 }
 
-/// Both PEM files, as they are now.
-pub async fn read_pair(cert: &PathBuf, key: &PathBuf) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
-    Ok((tokio::fs::read(cert).await?, tokio::fs::read(key).await?))
-}
-
 /// DKIM signers for every active key in the store, and the directory
 /// version they were read at (read first, so a change in between is seen
 /// at the next look).
@@ -91,17 +86,17 @@ pub async fn load_dkim(store: &dyn Store, relay_domain: Option<String>) -> Resul
 impl KeyringArgs {
     async fn check_certificate(&mut self) {
         let Some((cert, key)) = &self.certificate else { return };
-        let files = match read_pair(cert, key).await {
+        let files = match tls::read_pem(cert, key) {
             Ok(files) => files,
             Err(e) => {
-                tracing::warn!(certificate = %cert.display(), error = %e, "cannot read the TLS certificate; keeping the one in use");
+                tracing::warn!(error = %e, "cannot read the TLS certificate; keeping the one in use");
                 return;
             }
         };
         if self.loaded.files.as_ref() == Some(&files) {
             return;
         }
-        match tls::server_config(cert, key) {
+        match tls::server_config_from_pem(cert, key, &files) {
             Ok(config) => {
                 self.tls.send_replace(Some(TlsAcceptor::from(config)));
                 tracing::info!(certificate = %cert.display(), "TLS certificate reloaded");

@@ -371,8 +371,9 @@ async fn keyring_args(config: &Config, parts: &RelayParts) -> Result<KeyringArgs
     let mut loaded = Loaded::default();
     let tls = match &parts.certificate {
         Some((cert, key)) => {
-            let server = tls::server_config(cert, key)?;
-            loaded.files = keyring::read_pair(cert, key).await.ok();
+            let files = tls::read_pem(cert, key)?;
+            let server = tls::server_config_from_pem(cert, key, &files)?;
+            loaded.files = Some(files);
             Some(TlsAcceptor::from(server))
         }
         None => None,

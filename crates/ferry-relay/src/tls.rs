@@ -46,10 +46,23 @@ fn provider() -> CryptoProvider {
     }
 }
 
-/// Builds the server configuration from a PEM chain and key.
-pub fn server_config(certificate: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate)
-        .and_then(|certs| certs.collect::<Result<_, _>>())
+/// Both PEM files' bytes, a failure naming the key of the file that failed.
+pub fn read_pem(certificate: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    let read = |name: &'static str, path: &Path| {
+        std::fs::read(path).map_err(|e| tls_error(name, format!("{}: {e}", path.display())))
+    };
+    Ok((read("tls.certificate", certificate)?, read("tls.key", key)?))
+}
+
+/// The server configuration from a PEM chain and key, as read from their
+/// files (`pem`); the paths name them in errors.
+pub fn server_config_from_pem(
+    certificate: &Path,
+    key: &Path,
+    pem: &(Vec<u8>, Vec<u8>),
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem.0)
+        .collect::<Result<_, _>>()
         .map_err(|e| tls_error("tls.certificate", format!("{}: {e}", certificate.display())))?;
     if chain.is_empty() {
         return Err(tls_error(
@@ -58,7 +71,7 @@ pub fn server_config(certificate: &Path, key: &Path) -> Result<Arc<ServerConfig>
         ));
     }
     let key_der =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| tls_error("tls.key", format!("{}: {e}", key.display())))?;
+        PrivateKeyDer::from_pem_slice(&pem.1).map_err(|e| tls_error("tls.key", format!("{}: {e}", key.display())))?;
     let config = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| tls_error("tls", e.to_string()))?

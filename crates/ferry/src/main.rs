@@ -84,15 +84,14 @@ fn init_logging(config: &Config, serving: bool) {
     }
 }
 
+/// The store for a command: the embedded one with its own writer thread.
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let (store, writer) = open_supervised_store(config).await?;
-    if let Some(writer) = writer {
-        std::thread::Builder::new()
-            .name("ferry-store-writer".into())
-            .spawn(move || writer.run())
-            .context("cannot start the store's writer thread")?;
+    if config.store.backend == StoreBackend::Embedded {
+        let path = config.store_path();
+        let store = EmbeddedStore::open(&path).with_context(|| format!("store.path {}", path.display()))?;
+        return Ok(Arc::new(store));
     }
-    Ok(store)
+    Ok(open_supervised_store(config).await?.0)
 }
 
 /// The store, and the embedded store's writer for the relay to supervise.
