@@ -6,6 +6,7 @@ use ferry_testkit::client::Smtp;
 use ferry_testkit::servers::{Dns, Redis, free_port};
 use ferry_testkit::{Ferry, SENDER, TENANT, USER};
 use serde_json::json;
+use std::time::Duration;
 
 /// Tokens by role, made with the CLI before the relay starts.
 struct Tokens {
@@ -256,11 +257,67 @@ fn reports_are_the_clis(ferry: &Ferry, t: &Tokens) {
     assert_eq!(ferry.api("GET", "/v1/alerts", Some(&t.finance), None).0, 200);
 }
 
+/// Per application: relayed, refused by reason (sign-in, sender, size),
+/// delivered; the CLI's CSV is the API's; a tenant-admin sees its own.
+fn outcomes_per_application(ferry: &Ferry, t: &Tokens) {
+    let mut smtp = Smtp::submission(ferry.submission.expect("submission"), &ferry.pki.ca_der);
+    assert!(smtp.auth_plain(USER, "not the password").starts_with("535"));
+    assert!(smtp.auth_plain(USER, &ferry.password).starts_with("235"));
+    assert!(smtp.cmd("MAIL FROM:<boss@acme.test>").starts_with("550 5.7.1"));
+    assert!(
+        smtp.cmd("MAIL FROM:<billing@acme.test> SIZE=999999999999")
+            .starts_with("552 5.3.4")
+    );
+    let content = format!("From: {SENDER}\r\nSubject: outcome\r\n\r\nbody\r\n");
+    assert!(
+        smtp.send_message(SENDER, &["r1@example.net", "r2@example.net"], content.as_bytes())
+            .starts_with("250")
+    );
+    let path = "/v1/reports/outcomes?to=2099-12-31";
+    let row = ferry_testkit::wait_for("the outcomes counted", Duration::from_secs(20), || {
+        let (status, body, _) = ferry.api("GET", path, Some(&t.finance), None);
+        assert_eq!(status, 200, "{body}");
+        let row = body["applications"]
+            .as_array()?
+            .iter()
+            .find(|r| r["app"] == USER)?
+            .clone();
+        (row["delivered"].as_u64()? >= 2 && row["refused_total"].as_u64()? >= 3).then_some(row)
+    });
+    assert!(row["relayed"].as_u64() >= Some(1), "{row}");
+    assert_eq!(row["bounced"], 0, "{row}");
+    for reason in ["auth_failed", "sender_not_authorised", "size"] {
+        assert!(row["refused"][reason].as_u64() >= Some(1), "{reason}: {row}");
+    }
+    let cli = ferry.cli_ok(&["report", "outcomes", "--format", "csv", "--to", "2099-12-31"]);
+    let (_, _, kind) = ferry.api("GET", &format!("{path}&format=csv"), Some(&t.finance), None);
+    assert!(kind.starts_with("text/csv"), "{kind}");
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-H", &format!("Authorization: Bearer {}", t.finance)])
+        .arg(format!("http://{}{path}&format=csv", ferry.admin.expect("admin")))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), cli, "the API's CSV is the CLI's");
+    assert!(cli.contains(&format!(",{TENANT},{USER},refused,size,1\n")), "{cli}");
+    let (status, own, _) = ferry.api("GET", path, Some(&t.acme_admin), None);
+    assert_eq!(status, 200);
+    let tenants: Vec<&str> = own["applications"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["tenant"].as_str())
+        .collect();
+    assert!(tenants.iter().all(|t| *t == TENANT), "{own}");
+    let (status, problem, _) = ferry.api("GET", &format!("{path}&format=focus"), Some(&t.finance), None);
+    assert_eq!((status, problem["field"].as_str()), (422, Some("format")), "{problem}");
+}
+
 #[test]
 fn the_admin_api_on_the_embedded_store() {
     let (mut ferry, tokens) = start(&[]);
     roles_and_live_onboarding(&ferry, &tokens);
     bad_input_changes_nothing(&ferry, &tokens);
+    outcomes_per_application(&ferry, &tokens);
     assert!(ferry.stop().success());
 }
 
@@ -272,6 +329,7 @@ fn the_admin_api_on_redis_and_a_revoked_token() {
     roles_and_live_onboarding(&ferry, &tokens);
     bad_input_changes_nothing(&ferry, &tokens);
     reports_are_the_clis(&ferry, &tokens);
+    outcomes_per_application(&ferry, &tokens);
     // With Redis the CLI works while the relay runs: a revoked token stops at once.
     let id = ferry
         .cli_ok(&["token", "list"])

@@ -12,6 +12,7 @@
 //! - `directory`: tenants and applications; `explain`: which rule would
 //!   refuse a message of an application, and why.
 //! - `queue`: the queue: list, show, retry, delete.
+//! - [`outcomes`]: the per-application outcome report, shared with the CLI.
 //! - [`report`]: usage and charge-back reports (JSON, CSV, FOCUS), shared
 //!   with the CLI; `reports`: their routes, and the alert log's.
 //!
@@ -26,6 +27,7 @@ mod directory;
 mod dkim;
 pub mod dkim_keys;
 mod explain;
+pub mod outcomes;
 mod problem;
 mod queue;
 pub mod report;
@@ -74,6 +76,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/apps/{name}/rotate-password", post(directory::rotate_password))
         .route("/v1/apps/{name}/explain", post(explain::explain))
         .route("/v1/reports/usage", get(reports::usage))
+        .route("/v1/reports/outcomes", get(reports::outcomes))
         .route("/v1/alerts", get(reports::alerts))
         .route("/v1/queue", get(queue::list))
         .route("/v1/queue/{id}", get(queue::show).delete(queue::delete))

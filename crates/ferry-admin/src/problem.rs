@@ -75,6 +75,7 @@ impl From<StoreError> for Problem {
                 Problem::new(StatusCode::CONFLICT, "already_exists", format!("{what} already exists"))
             }
             StoreError::NotFound(what) => Problem::new(StatusCode::NOT_FOUND, "not_found", format!("no {what}")),
+            StoreError::InUse(why) => Problem::new(StatusCode::CONFLICT, "in_use", why),
             other => {
                 tracing::error!(error = %other, "admin API: store failure");
                 Problem::new(

@@ -54,6 +54,29 @@ fn in_scope(caller: &Caller, alert: &Alert) -> bool {
     }
 }
 
+/// The tenant a report is limited to: a tenant-admin's own, or the one
+/// asked for. A tenant-admin asking for another tenant's: 404.
+fn report_tenant(caller: &Caller, asked: Option<&String>) -> Result<Option<String>, Problem> {
+    let only = match caller.role {
+        Role::TenantAdmin => caller.tenant.clone(),
+        _ => asked.cloned(),
+    };
+    if let (Some(asked), Some(own)) = (asked, &only)
+        && asked != own
+    {
+        return Err(Problem::not_found(format!("tenant {asked}")));
+    }
+    Ok(only)
+}
+
+fn with_content_type(body: String, format: Format) -> Response {
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    response
+}
+
 pub async fn usage(
     caller: Caller,
     State(state): State<AdminState>,
@@ -62,15 +85,7 @@ pub async fn usage(
 ) -> Result<Response, Problem> {
     let Query(q) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let format = format_of(q.format.as_deref(), &headers)?;
-    let only = match caller.role {
-        Role::TenantAdmin => caller.tenant.clone(),
-        _ => q.tenant.clone(),
-    };
-    if let (Some(asked), Some(own)) = (&q.tenant, &only)
-        && asked != own
-    {
-        return Err(Problem::not_found(format!("tenant {asked}")));
-    }
+    let only = report_tenant(&caller, q.tenant.as_ref())?;
     let (from_ms, to_ms) = report::period(&state.terms, q.from.as_deref(), q.to.as_deref(), state.clock.now_ms())?;
     let usage = report::usage_report(state.store.as_ref(), &state.terms, from_ms, to_ms).await?;
     let alerts = scoped_alerts(&caller, &state, from_ms, to_ms).await?;
@@ -78,11 +93,33 @@ pub async fn usage(
     if caller.role == Role::TenantAdmin && format == Format::Json {
         body = without_organisation(&body);
     }
-    let mut response = body.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-    Ok(response)
+    Ok(with_content_type(body, format))
+}
+
+/// Per application: relayed, refused by reason, delivered, deferred, bounced.
+pub async fn outcomes(
+    caller: Caller,
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    query: Result<Query<Period>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(q) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let format = format_of(q.format.as_deref(), &headers)?;
+    if format == Format::Focus {
+        return Err(Problem::invalid(
+            "invalid_format",
+            "format",
+            "the outcome report is json or csv (FOCUS is for cost)",
+        ));
+    }
+    let only = report_tenant(&caller, q.tenant.as_ref())?;
+    let (from_ms, to_ms) = report::period(&state.terms, q.from.as_deref(), q.to.as_deref(), state.clock.now_ms())?;
+    let rows = crate::outcomes::report(state.store.as_ref(), from_ms, to_ms, only.as_deref()).await?;
+    let body = match format {
+        Format::Csv => crate::outcomes::csv(&rows, from_ms, to_ms),
+        _ => crate::outcomes::json(&rows, from_ms, to_ms),
+    };
+    Ok(with_content_type(body, format))
 }
 
 /// A tenant-admin's JSON report: its own rows, not the organisation's totals.

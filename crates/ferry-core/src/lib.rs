@@ -15,10 +15,13 @@
 //! - [`contract`]: the contract, contract years in their zone, prices in exact micro-units.
 //! - [`usage`]: what is counted, for which scope, in which hour.
 //! - [`metering`]: what one message adds to the ledger: counts, caps, thresholds, alerts.
+//! - [`outcome`]: what happened to each application's mail, per hour.
 //! - [`chargeback`]: usage reports and the split of excess cost among tenants.
+//! - [`audit`]: the audit log's entries: who changed what, before and after.
 //! - [`token`]: admin API tokens and their roles.
 //! - [`clock`]: the [`Clock`] trait, so time can be injected.
 
+pub mod audit;
 pub mod chargeback;
 pub mod clock;
 pub mod config;
@@ -28,6 +31,7 @@ pub mod dsn;
 pub mod message;
 pub mod metering;
 pub mod onboarding;
+pub mod outcome;
 pub mod policy;
 pub mod refusal;
 pub mod retry;

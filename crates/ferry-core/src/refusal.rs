@@ -46,6 +46,11 @@ pub enum Refusal {
     /// `451 4.7.1`: the anti-spam scanner asked to try later.
     #[error("deferred by the spam filter")]
     SpamDeferred,
+    /// `552 5.3.4`: the message (or its declared SIZE) is over the limit.
+    /// The dialogue answers it itself (`ferry-smtp`); this names it for
+    /// the counts.
+    #[error("message over the size limit of {0} bytes")]
+    MessageTooBig(usize),
     /// `451 4.7.0`: a scanner did not answer and scanning fails closed.
     #[error("content scanner unavailable")]
     ScannerDown,
@@ -120,7 +125,18 @@ impl Refusal {
             CapReached { name, temporary: false } => ReplyParts::new(550, "5.7.1", format!("{name} reached")),
             StoreUnavailable(_) => ReplyParts::new(451, "4.3.0", "Temporary storage failure; try again later"),
             Internal(_) => ReplyParts::new(451, "4.3.0", "Temporary failure; try again later"),
+            MessageTooBig(limit) => {
+                ReplyParts::new(552, "5.3.4", format!("Message exceeds the size limit of {limit} bytes"))
+            }
         }
+    }
+
+    /// A refusal of a sign-in (AUTH), not of a message.
+    pub fn is_sign_in(&self) -> bool {
+        matches!(
+            self,
+            Refusal::AuthenticationFailed(_) | Refusal::LockedOut | Refusal::AuthenticationUnavailable(_)
+        )
     }
 
     /// The stable label of the rule: the `reason` of
@@ -146,6 +162,7 @@ impl Refusal {
             CapReached { .. } => "cap",
             StoreUnavailable(_) => "store_unavailable",
             Internal(_) => "internal",
+            MessageTooBig(_) => "size",
         }
     }
 }
@@ -182,6 +199,13 @@ mod tests {
                 "credentials invalid",
             ),
             (Refusal::LockedOut, 421, "4.7.0", "auth_locked_out", "Too many failed"),
+            (
+                Refusal::MessageTooBig(1000),
+                552,
+                "5.3.4",
+                "size",
+                "Message exceeds the size limit of 1000",
+            ),
             (
                 Refusal::AuthenticationUnavailable("down".into()),
                 454,

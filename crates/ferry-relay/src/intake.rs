@@ -7,6 +7,7 @@ use ferry_core::clock::rfc5322_date;
 use ferry_core::config::Alerts;
 use ferry_core::contract::Terms;
 use ferry_core::metering;
+use ferry_core::outcome::OutcomeCount;
 use ferry_core::policy::{BulkSignals, check_bulk, check_header_from};
 use ferry_core::refusal::Refusal;
 use ferry_core::usage::Usage;
@@ -61,7 +62,7 @@ pub fn reply_for(refusal: &Refusal) -> Reply {
 impl MessageIntake {
     pub async fn accept(&self, envelope: Envelope, app: &Application, tenant: &Tenant, origin: &Origin) -> Intake {
         let size = envelope.content.len();
-        let refused = |refusal: Refusal| self.refused(tenant, size, refusal);
+        let refused = |refusal: Refusal| self.refused(tenant, app, size, refusal);
         let headers = header_facts(&envelope.content);
         if let Err(refusal) = self.check_headers(&headers, &envelope, app, tenant) {
             return refused(refusal);
@@ -118,17 +119,48 @@ impl MessageIntake {
     }
 
     /// A message refused: counted under its rule, answered with its reply.
-    fn refused(&self, tenant: &Tenant, size: usize, refusal: Refusal) -> Intake {
-        self.metrics
-            .messages_refused
-            .with_label_values(&[tenant.name.as_str(), refusal.reason()])
-            .inc();
+    fn refused(&self, tenant: &Tenant, app: &Application, size: usize, refusal: Refusal) -> Intake {
+        self.count_refusal(&tenant.name, &app.username, &refusal);
         Intake {
             reply: reply_for(&refusal),
             queue_id: None,
             size,
             refusal: Some(refusal),
         }
+    }
+
+    /// Counts a refusal of `app`'s mail under its rule: in the metrics (a
+    /// message refused; sign-ins have metrics of their own) and, off the
+    /// session's path, in the store's per-application outcomes.
+    pub fn count_refusal(&self, tenant: &str, app: &str, refusal: &Refusal) {
+        if !refusal.is_sign_in() {
+            self.metrics
+                .messages_refused
+                .with_label_values(&[tenant, refusal.reason()])
+                .inc();
+        }
+        let count = OutcomeCount::refusal(tenant, app, refusal.reason(), self.clock.now_ms());
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.count_outcomes(vec![count]).await {
+                tracing::warn!(error = %e, "cannot count a refusal");
+            }
+        });
+    }
+
+    /// A sign-in refused for a username that names an application: counted
+    /// under that application (an unknown username belongs to no one).
+    pub fn count_sign_in_refusal(&self, username: &str, refusal: &Refusal) {
+        let (store, username) = (self.store.clone(), username.to_string());
+        let (reason, now) = (refusal.reason(), self.clock.now_ms());
+        tokio::spawn(async move {
+            if let Ok(Some(app)) = store.app(&username).await {
+                let count = OutcomeCount::refusal(&app.tenant, &app.username, reason, now);
+                if let Err(e) = store.count_outcomes(vec![count]).await {
+                    tracing::warn!(error = %e, "cannot count a refusal");
+                }
+            }
+        });
     }
 
     /// Header From authorised; bulk mail with one-click unsubscribe.

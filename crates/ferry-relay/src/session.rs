@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::{Authenticator, Login};
+use crate::auth::{AuthFailure, Authenticator, Login};
 use crate::intake::{MessageIntake, Origin, reply_for};
 use crate::listener::SessionSlot;
 use crate::stream::{ServerStream, Stream};
@@ -157,6 +157,13 @@ impl Connection {
         draining: &mut watch::Receiver<bool>,
     ) -> bool {
         let conn = self;
+        if session.take_oversized()
+            && let Some(login) = &conn.login
+        {
+            let refusal = Refusal::MessageTooBig(session.message_limit());
+            ctx.intake
+                .count_refusal(&login.tenant.name, &login.app.username, &refusal);
+        }
         match action {
             Action::NeedInput => conn.read_more(ctx, session, buf, draining).await,
             Action::Authenticate(credentials) => {
@@ -304,7 +311,11 @@ impl Connection {
             }
             Err(failure) => {
                 tracing::warn!(peer = %self.peer, user = %credentials.username, reason = %failure, "authentication refused");
-                session.auth_refused(reply_for(&failure.refusal()));
+                let refusal = failure.refusal();
+                if !matches!(failure, AuthFailure::UnknownUser) {
+                    ctx.intake.count_sign_in_refusal(&credentials.username, &refusal);
+                }
+                session.auth_refused(reply_for(&refusal));
             }
         }
     }
@@ -313,14 +324,15 @@ impl Connection {
         let Some(login) = &self.login else {
             return Err(reply_for(&Refusal::AuthenticationRequired));
         };
-        self.sender_authorised(login, from).map_err(|r| reply_for(&r))?;
-        ctx.intake
-            .cap_room(&login.tenant, &login.app, 1)
-            .await
-            .map_err(|refusal| {
-                tracing::info!(peer = %self.peer, user = %login.app.username, reason = refusal.reason(), "refused at MAIL: {refusal}");
-                reply_for(&refusal)
-            })
+        let verdict = match self.sender_authorised(login, from) {
+            Ok(()) => ctx.intake.cap_room(&login.tenant, &login.app, 1).await,
+            Err(refusal) => Err(refusal),
+        };
+        verdict.map_err(|refusal| {
+            tracing::info!(peer = %self.peer, user = %login.app.username, reason = refusal.reason(), "refused at MAIL: {refusal}");
+            ctx.intake.count_refusal(&login.tenant.name, &login.app.username, &refusal);
+            reply_for(&refusal)
+        })
     }
 
     /// When the contract counts recipients, a recipient past a cap is
@@ -335,7 +347,11 @@ impl Connection {
         ctx.intake
             .cap_room(&login.tenant, &login.app, self.recipients + 1)
             .await
-            .map_err(|refusal| reply_for(&refusal))
+            .map_err(|refusal| {
+                ctx.intake
+                    .count_refusal(&login.tenant.name, &login.app.username, &refusal);
+                reply_for(&refusal)
+            })
     }
 
     fn sender_authorised(&self, login: &Login, from: &str) -> Result<(), Refusal> {

@@ -137,6 +137,8 @@ pub struct Session {
     out: Vec<u8>,
     /// Inside an over-long line that is being thrown away.
     discarding: bool,
+    /// A message was refused for its size since the driver last asked.
+    pub(crate) oversized: bool,
     pub(crate) tls: bool,
     pub(crate) helo: Option<String>,
     pub(crate) esmtp: bool,
@@ -160,6 +162,7 @@ impl Session {
             input: Vec::new(),
             out: Vec::new(),
             discarding: false,
+            oversized: false,
             tls,
             helo: None,
             esmtp: false,
@@ -471,6 +474,12 @@ impl Session {
     }
 
     /// The credentials were refused with `reply` (535 5.7.8, or a lockout).
+    /// Whether a message was refused for its size (552 5.3.4, already
+    /// answered) since the last call: for the driver's counts.
+    pub fn take_oversized(&mut self) -> bool {
+        std::mem::take(&mut self.oversized)
+    }
+
     pub fn auth_refused(&mut self, reply: Reply) {
         self.phase = Phase::Command;
         self.error(reply);
@@ -506,7 +515,8 @@ impl Session {
 
     // ---- DATA and BDAT ----
 
-    pub(crate) fn message_limit(&self) -> usize {
+    /// The size limit of the next message: the relay's, or the signed-in application's when lower.
+    pub fn message_limit(&self) -> usize {
         match &self.auth {
             Some((_, limits)) => limits.max_message_bytes.min(self.cfg.max_message_bytes),
             None => self.cfg.max_message_bytes,
@@ -554,6 +564,7 @@ impl Session {
         if flaws.over_limit {
             let limit = self.message_limit();
             self.txn = Transaction::default();
+            self.oversized = true;
             self.error(Reply::new(
                 552,
                 "5.3.4",
@@ -630,6 +641,7 @@ impl Session {
         *remaining -= take;
         if refusal.is_none() {
             if self.txn.content.len() + chunk.len() > limit {
+                self.oversized = true;
                 *refusal = Some(Reply::new(
                     552,
                     "5.3.4",

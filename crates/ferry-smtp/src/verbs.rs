@@ -112,6 +112,7 @@ pub(crate) fn mail(s: &mut Session, arg: &str) -> Option<Action> {
             Some(Action::Mail(request))
         }
         Err(reply) => {
+            s.oversized |= reply.enhanced == "5.3.4";
             s.error(reply);
             None
         }

@@ -338,9 +338,14 @@ fn the_message_past_the_session_limit_gets_421_and_closes() {
 fn oversized_bodies_are_refused_after_the_final_dot() {
     let mut d = Driver::authed();
     d.send("MAIL FROM:<app@example.test>\r\nRCPT TO:<a@b.test>\r\nDATA\r\n");
+    assert!(!d.session.take_oversized());
     d.send(&format!("{}\r\n.\r\nNOOP\r\n", "x".repeat(1001)));
     assert!(d.messages.is_empty());
     assert_eq!(d.codes(), ["250", "250", "354", "552", "250"]);
+    assert!(d.session.take_oversized(), "the driver learns of it, to count it");
+    assert!(!d.session.take_oversized(), "once");
+    d.send("MAIL FROM:<app@example.test> SIZE=1001\r\n");
+    assert!(d.session.take_oversized(), "a declared SIZE over the limit counts too");
 }
 
 #[test]

@@ -23,6 +23,9 @@
 //!   fields `{scope}|m`, `|r`, `|b` (messages, recipients, bytes).
 //! - `P:hours`: the hours that have counts; `P:peak:{year start}`: scope →
 //!   `"{hour} {units}"`, the year's peak hour.
+//! - `P:outcome_hours`: the hours that have outcome counts; `P:o:{hour}`:
+//!   `{tenant}\t{app}\t{outcome}` → count (the per-application outcomes).
+//! - `P:audit`: the audit log, entries (JSON) scored by time (ms).
 //! - `P:alert:{id}`, with `P:alert_times` (by time raised) and `P:outbox`
 //!   (undelivered, by due time).
 //!
@@ -43,10 +46,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ferry_core::audit::AuditEntry;
 use ferry_core::config::RedisStore as RedisConfig;
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::metering::{Alert, Metering, Window};
+use ferry_core::outcome::{self, OutcomeCount};
 use ferry_core::token::ApiToken;
 use ferry_core::usage::{HourUsage, Scope, Usage};
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
@@ -78,6 +83,7 @@ struct Scripts {
     claim: Script,
     release: Script,
     extend: Script,
+    delete: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -115,6 +121,7 @@ impl RedisStore {
                 claim: Script::new(include_str!("lua/claim.lua")),
                 release: Script::new(include_str!("lua/release.lua")),
                 extend: Script::new(include_str!("lua/extend.lua")),
+                delete: Script::new(include_str!("lua/delete.lua")),
             }),
             wait: (c.wait_replicas > 0).then_some((c.wait_replicas, c.wait_timeout_ms)),
         };
@@ -206,6 +213,26 @@ impl RedisStore {
         let outcome = self.run(&invocation).await?;
         self.replicated().await?;
         Ok(outcome)
+    }
+
+    /// Deletes a directory record; see `lua/delete.lua`.
+    async fn delete(&self, hash: &str, name: &str, tenant: bool) -> Result<()> {
+        let mut invocation = self.scripts.delete.key(hash);
+        if tenant {
+            invocation.key(&self.keys.apps);
+        }
+        invocation.arg(name).arg(&self.keys.directory_version);
+        let what = if tenant { "tenant" } else { "application" };
+        match self.run::<Value>(&invocation).await? {
+            Value::Int(1) => self.replicated().await,
+            Value::Int(_) => Err(StoreError::NotFound(format!("{what} {name}"))),
+            other => {
+                let app: String = redis::from_redis_value(other).map_err(|e| corrupt("delete answer", e))?;
+                Err(StoreError::InUse(format!(
+                    "tenant {name} still has applications (such as {app}); delete them first"
+                )))
+            }
+        }
     }
 
     /// The members of a sorted set scored in [from, to).
@@ -353,6 +380,32 @@ impl Directory for RedisStore {
         all.sort_by(|a, b| (&a.domain, &a.selector).cmp(&(&b.domain, &b.selector)));
         Ok(all)
     }
+    async fn delete_app(&self, username: &str) -> Result<()> {
+        self.delete(&self.keys.apps, username, false).await
+    }
+    async fn delete_tenant(&self, name: &str) -> Result<()> {
+        self.delete(&self.keys.tenants, name, true).await
+    }
+    async fn append_audit(&self, entry: AuditEntry) -> Result<()> {
+        let json = encode(&entry);
+        self.query::<()>(redis::cmd("ZADD").arg(&self.keys.audit).arg(entry.at_ms).arg(json))
+            .await?;
+        self.replicated().await
+    }
+    async fn audit(&self, from_ms: u64, to_ms: u64, limit: usize) -> Result<Vec<AuditEntry>> {
+        let raw: Vec<Vec<u8>> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&self.keys.audit)
+                    .arg(from_ms)
+                    .arg(format!("({to_ms}"))
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit),
+            )
+            .await?;
+        raw.iter().map(|bytes| decode(bytes)).collect()
+    }
 }
 
 #[async_trait]
@@ -444,13 +497,24 @@ impl Queue for RedisStore {
             }
             Next::Continue => ("continue", 0),
         };
+        let counts = match next {
+            Next::Continue => Vec::new(),
+            _ => outcome::at_delivery(message, next == Next::Done),
+        };
+        let hour = counts.first().map_or(0, |c| c.hour);
         let mut invocation = self.scripts.record.key(self.keys.message(id));
         invocation
             .key(&self.keys.due)
+            .key(&self.keys.outcome_hours)
+            .key(self.keys.outcomes(hour))
             .arg(id)
             .arg(mode)
             .arg(encode(&saved))
-            .arg(due);
+            .arg(due)
+            .arg(hour);
+        for count in &counts {
+            invocation.arg(count.field()).arg(count.count);
+        }
         self.change(&invocation, format!("message {id}")).await
     }
 
@@ -615,6 +679,48 @@ impl Ledger for RedisStore {
 
     async fn alert_retry(&self, id: &str, due_ms: u64) -> Result<()> {
         self.alert_state(id, "retry", due_ms).await
+    }
+    async fn count_outcomes(&self, counts: Vec<OutcomeCount>) -> Result<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for count in &counts {
+            pipe.cmd("HINCRBY")
+                .arg(self.keys.outcomes(count.hour))
+                .arg(count.field())
+                .arg(count.count)
+                .ignore();
+            pipe.cmd("ZADD")
+                .arg(&self.keys.outcome_hours)
+                .arg(count.hour)
+                .arg(count.hour)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn()).await.map_err(unavailable)
+    }
+    async fn outcomes(&self, from_hour: u64, to_hour: u64) -> Result<Vec<OutcomeCount>> {
+        let hours: Vec<u64> = self
+            .scored_between(&self.keys.outcome_hours, from_hour, to_hour)
+            .await?;
+        if hours.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for hour in &hours {
+            pipe.cmd("HGETALL").arg(self.keys.outcomes(*hour));
+        }
+        let counts: Vec<Vec<(String, u64)>> = pipe.query_async(&mut self.conn()).await.map_err(unavailable)?;
+        Ok(hours
+            .into_iter()
+            .zip(counts)
+            .flat_map(|(hour, fields)| {
+                fields
+                    .into_iter()
+                    .filter_map(move |(field, count)| OutcomeCount::from_field(hour, &field, count))
+            })
+            .collect())
     }
 }
 

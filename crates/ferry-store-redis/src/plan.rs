@@ -24,6 +24,8 @@ pub(crate) struct Keys {
     pub hours: String,
     pub alert_times: String,
     pub outbox: String,
+    pub outcome_hours: String,
+    pub audit: String,
     /// The pub/sub channel every enqueue is announced on.
     pub enqueued: String,
 }
@@ -42,8 +44,14 @@ impl Keys {
             hours: key("hours"),
             alert_times: key("alert_times"),
             outbox: key("outbox"),
+            outcome_hours: key("outcome_hours"),
+            audit: key("audit"),
             enqueued: key("enqueued"),
         }
+    }
+
+    pub fn outcomes(&self, hour: u64) -> String {
+        format!("{}:o:{hour}", self.prefix)
     }
 
     pub fn message(&self, id: &str) -> String {

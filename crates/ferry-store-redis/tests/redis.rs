@@ -56,6 +56,18 @@ async fn a_cap_refuses_without_counting() {
 }
 
 #[tokio::test]
+async fn outcomes_are_counted_once() {
+    let redis = Redis::start();
+    conformance::outcomes_are_counted_once(&open(&redis).await).await;
+}
+
+#[tokio::test]
+async fn deletes_and_the_audit_log() {
+    let redis = Redis::start();
+    conformance::deletes_and_the_audit_log(&open(&redis).await).await;
+}
+
+#[tokio::test]
 async fn two_nodes_share_one_queue_and_a_killed_server_keeps_what_it_acknowledged() {
     let mut redis = Redis::start();
     let (ingress, delivery) = (open(&redis).await, open(&redis).await);

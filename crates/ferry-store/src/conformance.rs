@@ -356,3 +356,103 @@ pub async fn a_cap_refuses_without_counting(store: &dyn Store) {
     let hours = store.hours(now / HOUR_MS, now / HOUR_MS + 1).await.expect("hours");
     assert_eq!(hours.len(), 3, "org, tenant, app: {hours:?}");
 }
+
+/// Delivery records count each recipient's fate once, in the hour of the
+/// attempt; refusals are added as counted; a record of a message already
+/// gone counts nothing.
+pub async fn outcomes_are_counted_once(store: &dyn Store) {
+    use ferry_core::outcome::{Outcome, OutcomeCount};
+    use ferry_core::usage::HOUR_MS;
+    let hour = 500_000;
+    let mut m = message(b"x", hour * HOUR_MS);
+    m.recipients = vec!["a@example.net".into(), "b@example.net".into()];
+    store.enqueue(m.clone(), None).await.expect("enqueue");
+    store
+        .record(&m, Next::RetryAt(hour * HOUR_MS + 1))
+        .await
+        .expect("deferred");
+    m.outcomes.insert(
+        "a@example.net".into(),
+        RecipientOutcome::Delivered {
+            at_ms: hour * HOUR_MS + 2,
+            reply: "250 ok".into(),
+        },
+    );
+    m.outcomes.insert(
+        "b@example.net".into(),
+        RecipientOutcome::Failed {
+            at_ms: hour * HOUR_MS + 2,
+            status: "5.1.1".into(),
+            reply: "550 no".into(),
+            remote: None,
+        },
+    );
+    store.record(&m, Next::Done).await.expect("done");
+    assert!(store.record(&m, Next::Done).await.is_err(), "the message is gone");
+    store
+        .count_outcomes(vec![
+            OutcomeCount::refusal("t", "a", "virus", hour * HOUR_MS),
+            OutcomeCount::refusal("t", "a", "virus", hour * HOUR_MS + 5),
+            OutcomeCount::refusal("t", "b", "auth_failed", (hour + 1) * HOUR_MS),
+        ])
+        .await
+        .expect("count refusals");
+    let mut counts: Vec<(u64, String, String, u64)> = store
+        .outcomes(hour, hour + 2)
+        .await
+        .expect("outcomes")
+        .into_iter()
+        .map(|c| (c.hour, c.app, c.outcome.key(), c.count))
+        .collect();
+    counts.sort();
+    let expected = vec![
+        (hour, "a".to_string(), "bounced".to_string(), 1),
+        (hour, "a".to_string(), "deferred".to_string(), 2),
+        (hour, "a".to_string(), "delivered".to_string(), 1),
+        (hour, "a".to_string(), Outcome::Refused("virus".into()).key(), 2),
+        (hour + 1, "b".to_string(), "refused.auth_failed".to_string(), 1),
+    ];
+    assert_eq!(counts, expected);
+    assert_eq!(store.outcomes(hour + 1, hour + 2).await.expect("outcomes").len(), 1);
+}
+
+/// Deleting an application, a tenant only once it is empty; the audit log
+/// in time order, within the period and limit asked for.
+pub async fn deletes_and_the_audit_log(store: &dyn Store) {
+    use ferry_core::audit::AuditEntry;
+    store.create_tenant(tenant("sales")).await.expect("tenant");
+    store.create_app(app("crm", "sales")).await.expect("app");
+    let version = store.directory_version().await.expect("version");
+    assert!(matches!(store.delete_tenant("sales").await, Err(StoreError::InUse(_))));
+    assert!(store.tenant("sales").await.expect("read").is_some());
+    store.delete_app("crm").await.expect("delete app");
+    assert!(store.app("crm").await.expect("read").is_none());
+    assert!(matches!(store.delete_app("crm").await, Err(StoreError::NotFound(_))));
+    store.delete_tenant("sales").await.expect("delete tenant");
+    assert!(matches!(
+        store.delete_tenant("sales").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.directory_version().await.expect("version") > version);
+
+    for (at, action) in [(30, "c"), (10, "a"), (20, "b"), (40, "d")] {
+        let entry = AuditEntry {
+            id: AuditEntry::new_id(at),
+            at_ms: at,
+            actor: "tok".into(),
+            role: "admin".into(),
+            action: action.into(),
+            object: "crm".into(),
+            before: None,
+            after: Some(serde_json::json!({ "n": at })),
+        };
+        store.append_audit(entry).await.expect("audit");
+    }
+    let actions = |entries: Vec<AuditEntry>| entries.into_iter().map(|e| e.action).collect::<Vec<_>>();
+    assert_eq!(
+        actions(store.audit(0, 100, 10).await.expect("audit")),
+        ["a", "b", "c", "d"]
+    );
+    assert_eq!(actions(store.audit(20, 40, 10).await.expect("audit")), ["b", "c"]);
+    assert_eq!(actions(store.audit(0, 100, 1).await.expect("audit")), ["a"]);
+}

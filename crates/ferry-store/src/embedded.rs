@@ -14,6 +14,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use ferry_core::audit::AuditEntry;
+use ferry_core::outcome::{self, OutcomeCount};
 use ferry_core::token::ApiToken;
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -40,6 +42,8 @@ const DUE: TableDefinition<&str, u64> = TableDefinition::new("due");
 const LEASES: TableDefinition<&str, u64> = TableDefinition::new("leases");
 /// Admin API tokens by id.
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+/// (at, entry id) → the audit entry.
+const AUDIT: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("audit");
 /// Single numbers: `directory_version`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const DIRECTORY_VERSION: &str = "directory_version";
@@ -54,6 +58,10 @@ enum WriteOp {
     UpdateTenant(Tenant),
     CreateApp(Application),
     UpdateApp(Application),
+    DeleteApp(String),
+    DeleteTenant(String),
+    AppendAudit(Box<AuditEntry>),
+    CountOutcomes(Vec<OutcomeCount>),
     Enqueue(Box<QueuedMessage>, Option<Box<Metering>>),
     AlertDelivered(String, u64),
     AlertRetry(String, u64),
@@ -71,7 +79,10 @@ impl WriteOp {
     fn needs_sync(&self) -> bool {
         !matches!(
             self,
-            WriteOp::Lease { .. } | WriteOp::ClaimAlerts { .. } | WriteOp::ExtendLeases { .. }
+            WriteOp::Lease { .. }
+                | WriteOp::ClaimAlerts { .. }
+                | WriteOp::ExtendLeases { .. }
+                | WriteOp::CountOutcomes(_)
         )
     }
 
@@ -82,6 +93,8 @@ impl WriteOp {
                 | WriteOp::UpdateTenant(_)
                 | WriteOp::CreateApp(_)
                 | WriteOp::UpdateApp(_)
+                | WriteOp::DeleteApp(_)
+                | WriteOp::DeleteTenant(_)
                 | WriteOp::PutDkimKey(_)
         )
     }
@@ -159,6 +172,7 @@ impl EmbeddedStore {
             txn.open_table(DKIM_KEYS).map_err(backend)?;
             txn.open_table(META).map_err(backend)?;
             txn.open_table(TOKENS).map_err(backend)?;
+            txn.open_table(AUDIT).map_err(backend)?;
             ledger::create_tables(&txn)?;
             release_leases(&txn)?;
         }
@@ -348,6 +362,20 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
                 .map(|a| Ok(Outcome::Claimed(a)));
         }
         WriteOp::Complete(id) => remove_message(txn, id.as_str())?,
+        WriteOp::DeleteApp(name) => {
+            let mut apps = txn.open_table(APPS).map_err(backend)?;
+            if apps.remove(name.as_str()).map_err(backend)?.is_none() {
+                return Ok(Err(StoreError::NotFound(format!("application {name}"))));
+            }
+        }
+        WriteOp::DeleteTenant(name) => return delete_tenant(txn, name),
+        WriteOp::AppendAudit(entry) => {
+            txn.open_table(AUDIT)
+                .map_err(backend)?
+                .insert((entry.at_ms, entry.id.as_str()), encode(entry).as_slice())
+                .map_err(backend)?;
+        }
+        WriteOp::CountOutcomes(counts) => ledger::add_outcomes(txn, counts)?,
         WriteOp::Record(message, next) => {
             let id = message.id.as_str();
             let mut envelopes = txn.open_table(ENVELOPES).map_err(backend)?;
@@ -359,9 +387,11 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
                 Next::Done => {
                     drop(envelopes);
                     remove_message(txn, id)?;
+                    ledger::add_outcomes(txn, &outcome::at_delivery(message, true))?;
                     return Ok(Ok(Outcome::Done));
                 }
                 Next::RetryAt(due_ms) => {
+                    ledger::add_outcomes(txn, &outcome::at_delivery(message, false))?;
                     saved.attempts += 1;
                     envelopes.insert(id, encode(&saved).as_slice()).map_err(backend)?;
                     drop(envelopes);
@@ -569,6 +599,26 @@ fn get<T: serde::de::DeserializeOwned>(
     value.map(|v| decode(v.value())).transpose()
 }
 
+/// Refused while an application of the tenant remains.
+fn delete_tenant(txn: &redb::WriteTransaction, name: &str) -> Result<Result<Outcome>> {
+    let apps = txn.open_table(APPS).map_err(backend)?;
+    for entry in apps.iter().map_err(backend)? {
+        let (_, value) = entry.map_err(backend)?;
+        let app: Application = decode(value.value())?;
+        if app.tenant == name {
+            return Ok(Err(StoreError::InUse(format!(
+                "tenant {name} still has applications (such as {}); delete them first",
+                app.username
+            ))));
+        }
+    }
+    let mut tenants = txn.open_table(TENANTS).map_err(backend)?;
+    if tenants.remove(name).map_err(backend)?.is_none() {
+        return Ok(Err(StoreError::NotFound(format!("tenant {name}"))));
+    }
+    Ok(Ok(Outcome::Done))
+}
+
 fn done(outcome: Result<Outcome>) -> Result<()> {
     outcome.map(|_| ())
 }
@@ -628,6 +678,27 @@ impl Directory for EmbeddedStore {
             .into_iter()
             .filter(|a| tenant.as_ref().is_none_or(|t| *t == a.tenant))
             .collect())
+    }
+    async fn delete_app(&self, username: &str) -> Result<()> {
+        done(self.write(WriteOp::DeleteApp(username.to_string())).await)
+    }
+    async fn delete_tenant(&self, name: &str) -> Result<()> {
+        done(self.write(WriteOp::DeleteTenant(name.to_string())).await)
+    }
+    async fn append_audit(&self, entry: AuditEntry) -> Result<()> {
+        done(self.write(WriteOp::AppendAudit(Box::new(entry))).await)
+    }
+    async fn audit(&self, from_ms: u64, to_ms: u64, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.read(move |txn| {
+            let table = txn.open_table(AUDIT).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in table.range((from_ms, "")..(to_ms, "")).map_err(backend)?.take(limit) {
+                let (_, value) = entry.map_err(backend)?;
+                out.push(decode(value.value())?);
+            }
+            Ok(out)
+        })
+        .await
     }
 }
 
@@ -771,5 +842,11 @@ impl Ledger for EmbeddedStore {
     }
     async fn alert_retry(&self, id: &str, due_ms: u64) -> Result<()> {
         done(self.write(WriteOp::AlertRetry(id.to_string(), due_ms)).await)
+    }
+    async fn count_outcomes(&self, counts: Vec<OutcomeCount>) -> Result<()> {
+        done(self.write(WriteOp::CountOutcomes(counts)).await)
+    }
+    async fn outcomes(&self, from_hour: u64, to_hour: u64) -> Result<Vec<OutcomeCount>> {
+        self.read(move |txn| ledger::outcomes(txn, from_hour, to_hour)).await
     }
 }

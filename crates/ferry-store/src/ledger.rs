@@ -4,6 +4,7 @@
 
 use ferry_core::contract::{ContractYear, Unit};
 use ferry_core::metering::{Alert, Driver, Metering, Threshold, Window};
+use ferry_core::outcome::OutcomeCount;
 use ferry_core::usage::{Scope, Usage};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
@@ -21,6 +22,8 @@ pub(crate) const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("al
 pub(crate) const ALERT_TIMES: TableDefinition<(u64, &str), ()> = TableDefinition::new("alert_times");
 /// Alert id → when its next delivery try is due.
 pub(crate) const OUTBOX: TableDefinition<&str, u64> = TableDefinition::new("outbox");
+/// (hour, `tenant\tapp\toutcome`) → count: the per-application outcomes.
+pub(crate) const OUTCOMES: TableDefinition<(u64, &str), u64> = TableDefinition::new("outcomes");
 
 pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(COUNTERS).map_err(backend)?;
@@ -28,7 +31,30 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(ALERTS).map_err(backend)?;
     txn.open_table(ALERT_TIMES).map_err(backend)?;
     txn.open_table(OUTBOX).map_err(backend)?;
+    txn.open_table(OUTCOMES).map_err(backend)?;
     Ok(())
+}
+
+pub(crate) fn add_outcomes(txn: &WriteTransaction, counts: &[OutcomeCount]) -> Result<()> {
+    let mut table = txn.open_table(OUTCOMES).map_err(backend)?;
+    for count in counts {
+        let field = count.field();
+        let key = (count.hour, field.as_str());
+        let now = table.get(key).map_err(backend)?.map_or(0, |v| v.value());
+        table.insert(key, now + count.count).map_err(backend)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn outcomes(txn: &redb::ReadTransaction, from_hour: u64, to_hour: u64) -> Result<Vec<OutcomeCount>> {
+    let table = txn.open_table(OUTCOMES).map_err(backend)?;
+    let mut out = Vec::new();
+    for entry in table.range((from_hour, "")..(to_hour, "")).map_err(backend)? {
+        let (key, count) = entry.map_err(backend)?;
+        let (hour, field) = key.value();
+        out.extend(OutcomeCount::from_field(hour, field, count.value()));
+    }
+    Ok(out)
 }
 
 fn to_usage((messages, recipients, bytes): (u64, u64, u64)) -> Usage {

@@ -12,9 +12,11 @@
 //! together. No operation spans unrelated keys.
 
 use async_trait::async_trait;
+use ferry_core::audit::AuditEntry;
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::metering::{Alert, Metering, Window};
+use ferry_core::outcome::OutcomeCount;
 use ferry_core::token::ApiToken;
 use ferry_core::usage::{HourUsage, Scope, Usage};
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
@@ -32,6 +34,9 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// Refused because other records still refer to it.
+    #[error("{0}")]
+    InUse(String),
     /// Another process holds the embedded store's file.
     #[error("the store {0} is in use by another process (a running `ferry serve`?)")]
     Locked(String),
@@ -86,6 +91,14 @@ pub trait Directory: Send + Sync {
     async fn put_token(&self, token: ApiToken) -> Result<()>;
     async fn token(&self, id: &str) -> Result<Option<ApiToken>>;
     async fn tokens(&self) -> Result<Vec<ApiToken>>;
+    /// Removes an application; [`StoreError::NotFound`] if there is none.
+    async fn delete_app(&self, username: &str) -> Result<()>;
+    /// Removes a tenant; [`StoreError::InUse`] while it has applications.
+    async fn delete_tenant(&self, name: &str) -> Result<()>;
+    /// Adds an entry to the audit log (durable before it returns).
+    async fn append_audit(&self, entry: AuditEntry) -> Result<()>;
+    /// Audit entries made in [from_ms, to_ms), oldest first, at most `limit`.
+    async fn audit(&self, from_ms: u64, to_ms: u64, limit: usize) -> Result<Vec<AuditEntry>>;
 }
 
 /// What happens to a message after a delivery attempt was recorded.
@@ -129,6 +142,8 @@ pub trait Queue: Send + Sync {
     async fn extend_leases(&self, held: &[(QueueId, u64)], until_ms: u64) -> Result<Vec<QueueId>>;
     /// Durably saves the message's outcomes and history, then applies `next`.
     /// Recipients recorded as delivered are never handed out as pending again.
+    /// In the same atomic step it adds [`ferry_core::outcome::at_delivery`]'s
+    /// counts (for `Done` and `RetryAt`), once: not for a message already gone.
     async fn record(&self, message: &QueuedMessage, next: Next) -> Result<()>;
     /// One message with its content.
     async fn get(&self, id: &QueueId) -> Result<Option<QueuedMessage>>;
@@ -168,6 +183,11 @@ pub trait Ledger: Send + Sync {
     async fn alert_delivered(&self, id: &str, at_ms: u64) -> Result<()>;
     /// Delivery failed: try again at `due_ms`.
     async fn alert_retry(&self, id: &str, due_ms: u64) -> Result<()>;
+    /// Adds to the per-application outcome counts (refusals; delivery
+    /// outcomes are added by [`Queue::record`]). Need not be durable.
+    async fn count_outcomes(&self, counts: Vec<OutcomeCount>) -> Result<()>;
+    /// The outcome counts of every application in [from_hour, to_hour).
+    async fn outcomes(&self, from_hour: u64, to_hour: u64) -> Result<Vec<OutcomeCount>>;
 }
 
 /// A complete backend.

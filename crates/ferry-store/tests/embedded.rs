@@ -80,3 +80,15 @@ async fn a_cap_refuses_without_counting() {
     let (_dir, store) = open();
     conformance::a_cap_refuses_without_counting(&store).await;
 }
+
+#[tokio::test]
+async fn outcomes_are_counted_once() {
+    let (_dir, store) = open();
+    conformance::outcomes_are_counted_once(&store).await;
+}
+
+#[tokio::test]
+async fn deletes_and_the_audit_log() {
+    let (_dir, store) = open();
+    conformance::deletes_and_the_audit_log(&store).await;
+}

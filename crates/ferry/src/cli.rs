@@ -142,6 +142,19 @@ pub enum ReportCommand {
         #[arg(long, value_enum, default_value_t)]
         format: ReportFormat,
     },
+    /// Per application: relayed, refused by reason, delivered, deferred, bounced.
+    Outcomes {
+        /// As for `usage`.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// csv or json.
+        #[arg(long, value_enum, default_value_t)]
+        format: ReportFormat,
+    },
     /// Alerts raised in a period, with their delivery state.
     Alerts {
         #[arg(long)]

@@ -3,6 +3,7 @@
 //! the same the admin API serves.
 
 use crate::console::{say, say_raw};
+use ferry_admin::outcomes;
 use ferry_admin::report::{self, Format, iso};
 use ferry_core::config::Config;
 use ferry_core::{Clock, SystemClock};
@@ -36,6 +37,20 @@ pub async fn run(store: &dyn Store, config: &Config, command: ReportCommand) -> 
                 "{}",
                 report::render(&usage, &alerts, tenant.as_deref(), format, &config.server.hostname)
             );
+        }
+        ReportCommand::Outcomes {
+            from,
+            to,
+            tenant,
+            format,
+        } => {
+            let (from_ms, to_ms) = period(from.as_deref(), to.as_deref())?;
+            let rows = outcomes::report(store, from_ms, to_ms, tenant.as_deref()).await?;
+            match format {
+                ReportFormat::Json => say_raw!("{}", outcomes::json(&rows, from_ms, to_ms)),
+                ReportFormat::Csv => say_raw!("{}", outcomes::csv(&rows, from_ms, to_ms)),
+                ReportFormat::Focus => anyhow::bail!("--format: the outcome report is csv or json"),
+            }
         }
         ReportCommand::Alerts { from, to, output } => {
             let (from_ms, to_ms) = period(from.as_deref(), to.as_deref())?;

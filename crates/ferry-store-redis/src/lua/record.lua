@@ -1,8 +1,14 @@
 -- Saves a delivery attempt's outcome. KEYS[1] the message's hash, KEYS[2]
--- the due-time index; ARGV[1] id, ARGV[2] "done" | "retry" | "continue",
--- ARGV[3] envelope JSON, ARGV[4] the next due time (retry).
--- Returns 1, or 0 when the message is gone.
+-- the due-time index, KEYS[3] the hours with outcome counts, KEYS[4] the
+-- outcome counts of ARGV[5]'s hour; ARGV[1] id, ARGV[2] "done" | "retry" |
+-- "continue", ARGV[3] envelope JSON, ARGV[4] the next due time (retry),
+-- ARGV[5] the hour, then pairs of outcome field and count to add.
+-- Returns 1, or 0 when the message is gone (and then counts nothing).
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 6, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[5])
+end
 if ARGV[2] == 'done' then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
