@@ -312,12 +312,125 @@ fn outcomes_per_application(ferry: &Ferry, t: &Tokens) {
     assert_eq!((status, problem["field"].as_str()), (422, Some("format")), "{problem}");
 }
 
+/// Updates and deletes, the tenant's contract settings, tokens over the
+/// API, and every change in the audit log with its before and after.
+fn changes_tokens_and_the_audit_log(ferry: &Ferry, t: &Tokens) {
+    let app = json!({"username": "crm", "tenant": TENANT, "envelope_from": ["crm@acme.test"],
+        "allowed_networks": ["127.0.0.0/8"]})
+    .to_string();
+    let (status, created, _) = ferry.api("POST", "/v1/apps", Some(&t.admin), Some(&app));
+    assert_eq!(status, 201, "{created}");
+    let password = created["password"].as_str().expect("password").to_string();
+
+    // PATCH changes only what it names; a sender outside the tenant: 422, nothing changed.
+    let patch = json!({"envelope_from": ["crm@acme.test", "crm2@acme.test"], "limits": {"max_recipients": 7}});
+    let (status, updated, _) = ferry.api("PATCH", "/v1/apps/crm", Some(&t.acme_admin), Some(&patch.to_string()));
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["envelope_from"], json!(["crm@acme.test", "crm2@acme.test"]));
+    assert_eq!(updated["limits"]["max_recipients"], 7);
+    assert_eq!(updated["allowed_networks"], json!(["127.0.0.0/8"]), "{updated}");
+    let bad = json!({"envelope_from": ["x@globex.test"]}).to_string();
+    let (status, problem, _) = ferry.api("PATCH", "/v1/apps/crm", Some(&t.admin), Some(&bad));
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (422, Some("envelope_from")),
+        "{problem}"
+    );
+    let shown = ferry.api("GET", "/v1/apps/crm", Some(&t.admin), None).1;
+    assert_eq!(shown["envelope_from"], updated["envelope_from"], "nothing changed");
+    assert_eq!(ferry.api("PATCH", "/v1/apps/crm", Some(&t.finance), Some("{}")).0, 403);
+
+    // A tenant with applications is not deleted; its settings change.
+    let (status, problem, _) = ferry.api("DELETE", &format!("/v1/tenants/{TENANT}"), Some(&t.admin), None);
+    assert_eq!((status, problem["code"].as_str()), (409, Some("in_use")), "{problem}");
+    let body = json!({"hourly": 100, "yearly": 500000}).to_string();
+    let (status, tenant, _) = ferry.api("PUT", "/v1/tenants/globex/allocation", Some(&t.admin), Some(&body));
+    assert_eq!(
+        (status, &tenant["allocation"]["hourly"]),
+        (200, &json!(100)),
+        "{tenant}"
+    );
+    let caps = json!({"per_hour": 1000}).to_string();
+    assert_eq!(
+        ferry
+            .api("PUT", "/v1/tenants/globex/caps", Some(&t.acme_admin), Some(&caps))
+            .0,
+        403
+    );
+    let route = json!({"kind": "smarthost", "smarthost": "smtp.globex.test:587", "tls_required": true,
+        "username": "relay", "password": "hunter2"})
+    .to_string();
+    let (status, tenant, _) = ferry.api("PUT", "/v1/tenants/globex/route", Some(&t.admin), Some(&route));
+    assert_eq!(status, 200, "{tenant}");
+    assert!(!tenant.to_string().contains("hunter2"), "{tenant}");
+    let (status, contract, _) = ferry.api("GET", "/v1/contract", Some(&t.finance), None);
+    assert_eq!(
+        (status, &contract["allocated"]["hourly"]),
+        (200, &json!(100)),
+        "{contract}"
+    );
+    assert_eq!(ferry.api("GET", "/v1/contract", Some(&t.acme_admin), None).0, 403);
+
+    // Deleted: it cannot sign in; a second delete is 404.
+    assert_eq!(ferry.api("DELETE", "/v1/apps/crm", Some(&t.admin), None).0, 204);
+    assert!(login(ferry, "crm", &password).starts_with("535"));
+    assert_eq!(ferry.api("DELETE", "/v1/apps/crm", Some(&t.admin), None).0, 404);
+
+    // Tokens: made (shown once), used, revoked; only admins.
+    let new = json!({"name": "reporting job", "role": "finance"}).to_string();
+    let (status, made, _) = ferry.api("POST", "/v1/tokens", Some(&t.admin), Some(&new));
+    assert_eq!(status, 201, "{made}");
+    let token = made["token"].as_str().expect("token shown once").to_string();
+    assert_eq!(ferry.api("GET", "/v1/reports/usage", Some(&token), None).0, 200);
+    let listed = ferry.api("GET", "/v1/tokens", Some(&t.admin), None).1;
+    assert!(
+        !listed.to_string().contains(&token[token.len() - 20..]),
+        "no secret listed"
+    );
+    let id = made["id"].as_str().expect("id");
+    assert_eq!(
+        ferry.api("DELETE", &format!("/v1/tokens/{id}"), Some(&t.admin), None).0,
+        200
+    );
+    assert_eq!(ferry.api("GET", "/v1/reports/usage", Some(&token), None).0, 401);
+    assert_eq!(ferry.api("GET", "/v1/tokens", Some(&t.finance), None).0, 403);
+    let scoped = json!({"name": "x", "role": "tenant-admin"}).to_string();
+    let (status, problem, _) = ferry.api("POST", "/v1/tokens", Some(&t.admin), Some(&scoped));
+    assert_eq!((status, problem["field"].as_str()), (422, Some("tenant")), "{problem}");
+
+    // The audit log: who, what, before and after, never a secret.
+    let (status, log, _) = ferry.api("GET", "/v1/audit?limit=1000", Some(&t.admin), None);
+    assert_eq!(status, 200, "{log}");
+    let entries = log.as_array().expect("entries");
+    let find = |action: &str, object: &str| {
+        entries
+            .iter()
+            .find(|e| e["action"] == action && e["object"] == object)
+            .unwrap_or_else(|| panic!("{action} {object} in {log}"))
+    };
+    let update = find("app.update", "crm");
+    assert_eq!(update["before"]["limits"]["max_recipients"], 50, "{update}");
+    assert_eq!(update["after"]["limits"]["max_recipients"], 7, "{update}");
+    assert_eq!(update["role"], "tenant-admin");
+    assert!(find("app.delete", "crm")["after"].is_null());
+    find("tenant.route", "globex");
+    find("token.revoke", id);
+    let text = log.to_string();
+    for secret in ["hunter2", password.as_str(), token.as_str(), "password_hash"] {
+        assert!(!text.contains(secret), "the audit log holds no secret ({secret})");
+    }
+    assert_eq!(ferry.api("GET", "/v1/audit", Some(&t.finance), None).0, 403);
+    let (status, problem, _) = ferry.api("GET", "/v1/audit?from=yesterday", Some(&t.admin), None);
+    assert_eq!((status, problem["field"].as_str()), (422, Some("from")), "{problem}");
+}
+
 #[test]
 fn the_admin_api_on_the_embedded_store() {
     let (mut ferry, tokens) = start(&[]);
     roles_and_live_onboarding(&ferry, &tokens);
     bad_input_changes_nothing(&ferry, &tokens);
     outcomes_per_application(&ferry, &tokens);
+    changes_tokens_and_the_audit_log(&ferry, &tokens);
     assert!(ferry.stop().success());
 }
 
@@ -330,6 +443,7 @@ fn the_admin_api_on_redis_and_a_revoked_token() {
     bad_input_changes_nothing(&ferry, &tokens);
     reports_are_the_clis(&ferry, &tokens);
     outcomes_per_application(&ferry, &tokens);
+    changes_tokens_and_the_audit_log(&ferry, &tokens);
     // With Redis the CLI works while the relay runs: a revoked token stops at once.
     let id = ferry
         .cli_ok(&["token", "list"])

@@ -21,7 +21,7 @@ use crate::problem::{Problem, parse_body};
 
 /// What a command printed and how it ended (the process exit status it
 /// would have had).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CommandOutput {
     pub status: i32,
     pub stdout: String,
@@ -36,12 +36,17 @@ pub trait CommandRunner: Send + Sync {
 
 pub type Commands = Option<Arc<dyn CommandRunner>>;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CommandBody {
+    /// The command's arguments, e.g. `["app", "list"]`.
     args: Vec<String>,
 }
 
+/// Runs a CLI command on this node, as `ferry` itself does when it finds
+/// the relay running: reports need finance or admin, the rest admin.
+#[utoipa::path(post, path = "/v1/cli", tag = "cli", request_body = CommandBody,
+    responses((status = 200, description = "What the command printed and its exit status", body = CommandOutput)))]
 pub async fn run(
     caller: Caller,
     State(state): State<AdminState>,
@@ -57,6 +62,8 @@ pub async fn run(
     let Some(runner) = state.commands.clone() else {
         return Err(Problem::not_found("command runner on this node"));
     };
-    crate::directory::audit(&caller, "cli", &body.args.join(" "));
+    if !reporting {
+        crate::audit::record(&state, &caller, "cli", &body.args.join(" "), None, None).await;
+    }
     Ok(Json(runner.run(body.args).await))
 }

@@ -1,6 +1,6 @@
-//! Tenants and applications: list, show, create, disable, enable. Every
-//! change is logged on target `ferry::audit` with the token that made it
-//! (never a secret).
+//! Tenants and applications: list, show, create, update, delete, disable,
+//! enable, rotate a password. Every change goes to the audit log with the
+//! token that made it and the record before and after (never a secret).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -12,9 +12,11 @@ use ferry_core::token::Role;
 use ferry_core::{AppLimits, Application, Tenant};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AdminState;
 use crate::access::Caller;
+use crate::audit::record as audit;
 use crate::problem::{Problem, parse_body};
 use crate::secrets::{hash_password, random_secret};
 
@@ -41,11 +43,7 @@ pub fn public_app(app: &Application) -> Value {
     v
 }
 
-pub(crate) fn audit(caller: &Caller, action: &str, target: &str) {
-    tracing::info!(target: "ferry::audit", token = %caller.token_id, role = caller.role.name(), action, object = target, "admin change");
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TenantBody {
     name: String,
@@ -56,6 +54,8 @@ struct TenantBody {
     contact: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/tenants", tag = "directory",
+    responses((status = 200, description = "The tenants this token may see", body = [Object])))]
 pub async fn list_tenants(caller: Caller, State(state): State<AdminState>) -> Result<Json<Value>, Problem> {
     let tenants = state.store.tenants().await?;
     let visible: Vec<Value> = tenants
@@ -66,6 +66,8 @@ pub async fn list_tenants(caller: Caller, State(state): State<AdminState>) -> Re
     Ok(Json(json!(visible)))
 }
 
+#[utoipa::path(post, path = "/v1/tenants", tag = "directory", request_body = TenantBody,
+    responses((status = 201, description = "Created (admin)", body = Object)))]
 pub async fn create_tenant(
     caller: Caller,
     State(state): State<AdminState>,
@@ -81,10 +83,21 @@ pub async fn create_tenant(
     };
     let tenant = onboarding::tenant(new, state.clock.now_ms())?;
     state.store.create_tenant(tenant.clone()).await?;
-    audit(&caller, "tenant.create", &tenant.name);
+    audit(
+        &state,
+        &caller,
+        "tenant.create",
+        &tenant.name,
+        None,
+        Some(public_tenant(&tenant)),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(public_tenant(&tenant))))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{name}", tag = "directory",
+    params(("name" = String, Path, description = "The tenant")),
+    responses((status = 200, description = "The tenant, and its applications' names (not for finance)", body = Object)))]
 pub async fn show_tenant(
     caller: Caller,
     State(state): State<AdminState>,
@@ -110,11 +123,15 @@ pub async fn show_tenant(
     Ok(Json(shown))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AppFilter {
+    /// Only this tenant's applications.
     tenant: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/apps", tag = "directory", params(AppFilter),
+    responses((status = 200, description = "The applications this token may see (admin, tenant-admin)", body = [Object])))]
 pub async fn list_apps(
     caller: Caller,
     State(state): State<AdminState>,
@@ -126,7 +143,7 @@ pub async fn list_apps(
     Ok(Json(json!(visible)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AppBody {
     username: String,
@@ -136,6 +153,7 @@ struct AppBody {
     header_from: Vec<String>,
     #[serde(default)]
     allowed_networks: Vec<String>,
+    /// `YYYY-MM-DD`; a year from today when absent.
     #[serde(default)]
     expires: Option<String>,
     #[serde(default)]
@@ -148,7 +166,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LimitsBody {
     max_message_bytes: Option<usize>,
@@ -157,9 +175,9 @@ struct LimitsBody {
 }
 
 impl LimitsBody {
-    /// The limits, each within what a session can enforce.
-    fn limits(&self) -> Result<AppLimits, Problem> {
-        let d = AppLimits::default();
+    /// The limits, those absent taken from `d`, each within what a session
+    /// can enforce.
+    fn limits(&self, d: AppLimits) -> Result<AppLimits, Problem> {
         let limits = AppLimits {
             max_message_bytes: self.max_message_bytes.unwrap_or(d.max_message_bytes),
             max_messages_per_session: self.max_messages_per_session.unwrap_or(d.max_messages_per_session),
@@ -185,6 +203,8 @@ impl LimitsBody {
     }
 }
 
+#[utoipa::path(post, path = "/v1/apps", tag = "directory", request_body = AppBody,
+    responses((status = 201, description = "Created; `password` is shown this once", body = Object)))]
 pub async fn create_app(
     caller: Caller,
     State(state): State<AdminState>,
@@ -204,7 +224,7 @@ pub async fn create_app(
         header_from: body.header_from,
         allowed_networks: body.allowed_networks,
         expires: body.expires,
-        limits: body.limits.limits()?,
+        limits: body.limits.limits(AppLimits::default())?,
         bulk_rules: body.bulk_rules,
     };
     let password = random_secret();
@@ -214,7 +234,15 @@ pub async fn create_app(
         .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let app = onboarding::application(new, &tenant, hash, today, now)?;
     state.store.create_app(app.clone()).await?;
-    audit(&caller, "app.create", &app.username);
+    audit(
+        &state,
+        &caller,
+        "app.create",
+        &app.username,
+        None,
+        Some(public_app(&app)),
+    )
+    .await;
     let mut shown = public_app(&app);
     shown["password"] = json!(password);
     Ok((StatusCode::CREATED, Json(shown)))
@@ -230,6 +258,9 @@ pub(crate) async fn visible_app(caller: &Caller, state: &AdminState, name: &str)
         .ok_or_else(|| Problem::not_found(format!("application {name}")))
 }
 
+#[utoipa::path(get, path = "/v1/apps/{name}", tag = "directory",
+    params(("name" = String, Path, description = "The application's username")),
+    responses((status = 200, description = "The application (never its password)", body = Object)))]
 pub async fn show_app(
     caller: Caller,
     State(state): State<AdminState>,
@@ -240,13 +271,18 @@ pub async fn show_app(
 
 async fn set_enabled(caller: Caller, state: AdminState, name: String, enabled: bool) -> Result<Json<Value>, Problem> {
     let mut app = visible_app(&caller, &state, &name).await?;
+    let before = public_app(&app);
     app.enabled = enabled;
     app.credential_version += 1;
     state.store.update_app(app.clone()).await?;
-    audit(&caller, if enabled { "app.enable" } else { "app.disable" }, &name);
+    let action = if enabled { "app.enable" } else { "app.disable" };
+    audit(&state, &caller, action, &name, Some(before), Some(public_app(&app))).await;
     Ok(Json(public_app(&app)))
 }
 
+#[utoipa::path(post, path = "/v1/apps/{name}/disable", tag = "directory",
+    params(("name" = String, Path, description = "The application's username")),
+    responses((status = 200, description = "Disabled: its next sign-in is refused", body = Object)))]
 pub async fn disable_app(
     caller: Caller,
     State(state): State<AdminState>,
@@ -255,6 +291,9 @@ pub async fn disable_app(
     set_enabled(caller, state, name, false).await
 }
 
+#[utoipa::path(post, path = "/v1/apps/{name}/enable", tag = "directory",
+    params(("name" = String, Path, description = "The application's username")),
+    responses((status = 200, description = "Enabled", body = Object)))]
 pub async fn enable_app(
     caller: Caller,
     State(state): State<AdminState>,
@@ -263,7 +302,7 @@ pub async fn enable_app(
     set_enabled(caller, state, name, true).await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateBody {
     /// RFC 3339: the old password works until then.
@@ -272,6 +311,10 @@ struct RotateBody {
 
 /// A new password, shown once; the old one works until the time given (or
 /// stops at once).
+#[utoipa::path(post, path = "/v1/apps/{name}/rotate-password", tag = "directory",
+    params(("name" = String, Path, description = "The application's username")),
+    request_body(content = Option<RotateBody>, description = "Optional: how long the old password keeps working"),
+    responses((status = 200, description = "The new password, shown this once", body = Object)))]
 pub async fn rotate_password(
     caller: Caller,
     State(state): State<AdminState>,
@@ -303,12 +346,183 @@ pub async fn rotate_password(
     let password = random_secret();
     let hash = hash_password(&password)
         .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let before = public_app(&app);
     onboarding::rotate_password(&mut app, hash, until, state.clock.now_ms())?;
-    state.store.update_app(app).await?;
-    audit(&caller, "app.rotate_password", &name);
+    state.store.update_app(app.clone()).await?;
+    audit(
+        &state,
+        &caller,
+        "app.rotate_password",
+        &name,
+        Some(before),
+        Some(public_app(&app)),
+    )
+    .await;
     Ok(Json(json!({
         "username": name,
         "password": password,
         "old_password_valid_until": body.old_password_valid_until,
     })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TenantChanges {
+    domains: Option<Vec<String>>,
+    subdomains_only: Option<bool>,
+    /// Who to tell about this tenant; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    contact: Option<Option<String>>,
+}
+
+/// Tells a field sent as `null` (Some(None)) from one left out (None).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[utoipa::path(patch, path = "/v1/tenants/{name}", tag = "directory",
+    params(("name" = String, Path, description = "The tenant")),
+    request_body = TenantChanges,
+    responses((status = 200, description = "Updated (admin). Domains still used by an application's senders cannot be removed.", body = Object)))]
+pub async fn update_tenant(
+    caller: Caller,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    caller.require(&[Role::Admin])?;
+    let changes: TenantChanges = parse_body(body)?;
+    let before = state
+        .store
+        .tenant(&name)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("tenant {name}")))?;
+    let new = NewTenant {
+        name: before.name.clone(),
+        domains: changes.domains.unwrap_or_else(|| before.domains.clone()),
+        subdomains_only: changes.subdomains_only.unwrap_or(before.subdomains_only),
+        contact: changes.contact.unwrap_or_else(|| before.contact.clone()),
+    };
+    let checked = onboarding::tenant(new, before.created_ms)?;
+    let tenant = Tenant {
+        domains: checked.domains,
+        subdomains_only: checked.subdomains_only,
+        contact: checked.contact,
+        ..before.clone()
+    };
+    for app in state.store.apps(Some(&name)).await? {
+        let senders = app.envelope_from.iter().chain(&app.header_from);
+        if let Some(orphan) = senders.filter(|a| !a.contains('*')).find(|a| {
+            a.rsplit_once('@')
+                .is_some_and(|(_, domain)| !tenant.owns_domain(domain))
+        }) {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "domain_in_use",
+                format!(
+                    "application {} sends as {orphan}, outside the new domains",
+                    app.username
+                ),
+            ));
+        }
+    }
+    state.store.update_tenant(tenant.clone()).await?;
+    let after = public_tenant(&tenant);
+    audit(
+        &state,
+        &caller,
+        "tenant.update",
+        &name,
+        Some(public_tenant(&before)),
+        Some(after.clone()),
+    )
+    .await;
+    Ok(Json(after))
+}
+
+#[utoipa::path(delete, path = "/v1/tenants/{name}", tag = "directory",
+    params(("name" = String, Path, description = "The tenant")),
+    responses((status = 204, description = "Deleted (admin); 409 while it has applications")))]
+pub async fn delete_tenant(
+    caller: Caller,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Problem> {
+    caller.require(&[Role::Admin])?;
+    let before = state
+        .store
+        .tenant(&name)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("tenant {name}")))?;
+    state.store.delete_tenant(&name).await?;
+    audit(
+        &state,
+        &caller,
+        "tenant.delete",
+        &name,
+        Some(public_tenant(&before)),
+        None,
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AppChangesBody {
+    envelope_from: Option<Vec<String>>,
+    header_from: Option<Vec<String>>,
+    allowed_networks: Option<Vec<String>>,
+    /// `YYYY-MM-DD`.
+    expires: Option<String>,
+    limits: Option<LimitsBody>,
+    bulk_rules: Option<bool>,
+}
+
+#[utoipa::path(patch, path = "/v1/apps/{name}", tag = "directory",
+    params(("name" = String, Path, description = "The application's username")),
+    request_body = AppChangesBody,
+    responses((status = 200, description = "Updated; takes effect at its next message", body = Object)))]
+pub async fn update_app(
+    caller: Caller,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    let mut app = visible_app(&caller, &state, &name).await?;
+    let body: AppChangesBody = parse_body(body)?;
+    let tenant = state
+        .store
+        .tenant(&app.tenant)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("tenant {}", app.tenant)))?;
+    let changes = onboarding::AppChanges {
+        envelope_from: body.envelope_from,
+        header_from: body.header_from,
+        allowed_networks: body.allowed_networks,
+        expires: body.expires,
+        limits: body.limits.as_ref().map(|l| l.limits(app.limits)).transpose()?,
+        bulk_rules: body.bulk_rules,
+    };
+    let before = public_app(&app);
+    onboarding::update_application(&mut app, changes, &tenant)?;
+    state.store.update_app(app.clone()).await?;
+    let after = public_app(&app);
+    audit(&state, &caller, "app.update", &name, Some(before), Some(after.clone())).await;
+    Ok(Json(after))
+}
+
+#[utoipa::path(delete, path = "/v1/apps/{name}", tag = "directory",
+    params(("name" = String, Path, description = "The application's username")),
+    responses((status = 204, description = "Deleted: it cannot sign in any more; its usage stays in the reports")))]
+pub async fn delete_app(
+    caller: Caller,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Problem> {
+    let app = visible_app(&caller, &state, &name).await?;
+    state.store.delete_app(&name).await?;
+    audit(&state, &caller, "app.delete", &name, Some(public_app(&app)), None).await;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -13,10 +13,11 @@ use ferry_core::onboarding;
 use ferry_core::token::Role;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::AdminState;
 use crate::access::Caller;
-use crate::directory::audit;
+use crate::audit::record as audit;
 use crate::problem::{Problem, parse_body};
 
 /// A key as shown: where to publish it, never its private half.
@@ -33,20 +34,26 @@ fn shown(key: &DkimKeyRecord) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/v1/dkim", tag = "dkim",
+    responses((status = 200, description = "Every key with the DNS record to publish (admin)", body = [Object])))]
 pub async fn list(caller: Caller, State(state): State<AdminState>) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Admin])?;
     let keys = state.store.dkim_keys().await?;
     Ok(Json(json!(keys.iter().map(shown).collect::<Vec<_>>())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewKey {
     domain: String,
     selector: String,
+    /// `rsa` (2048 bits) or `ed25519`.
+    #[schema(value_type = String, example = "rsa")]
     algorithm: DkimAlgorithm,
 }
 
+#[utoipa::path(post, path = "/v1/dkim", tag = "dkim", request_body = NewKey,
+    responses((status = 201, description = "Generated; the first key of its domain and algorithm is active at once (admin)", body = Object)))]
 pub async fn generate(
     caller: Caller,
     State(state): State<AdminState>,
@@ -60,7 +67,15 @@ pub async fn generate(
         .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
     key.active = onboarding::starts_active(&key, &keys);
     state.store.put_dkim_key(key.clone()).await?;
-    audit(&caller, "dkim.generate", &key.dns_name());
+    audit(
+        &state,
+        &caller,
+        "dkim.generate",
+        &key.dns_name(),
+        None,
+        Some(shown(&key)),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(shown(&key))))
 }
 
@@ -80,14 +95,23 @@ async fn set_active(
     for key in &writes {
         state.store.put_dkim_key(key.clone()).await?;
     }
+    let action = if active { "dkim.activate" } else { "dkim.retire" };
+    let after = json!(writes.iter().map(shown).collect::<Vec<_>>());
     audit(
+        &state,
         &caller,
-        if active { "dkim.activate" } else { "dkim.retire" },
+        action,
         &format!("{selector}._domainkey.{domain}"),
-    );
+        None,
+        Some(after),
+    )
+    .await;
     Ok(Json(json!(writes.iter().map(shown).collect::<Vec<_>>())))
 }
 
+#[utoipa::path(post, path = "/v1/dkim/{domain}/{selector}/activate", tag = "dkim",
+    params(("domain" = String, Path), ("selector" = String, Path)),
+    responses((status = 200, description = "The keys changed: this one active, the other active key of its domain and algorithm retired (admin)", body = [Object])))]
 pub async fn activate(
     caller: Caller,
     State(state): State<AdminState>,
@@ -96,6 +120,9 @@ pub async fn activate(
     set_active(caller, state, domain, selector, true).await
 }
 
+#[utoipa::path(post, path = "/v1/dkim/{domain}/{selector}/retire", tag = "dkim",
+    params(("domain" = String, Path), ("selector" = String, Path)),
+    responses((status = 200, description = "The key retired: it signs nothing more (admin)", body = [Object])))]
 pub async fn retire(
     caller: Caller,
     State(state): State<AdminState>,

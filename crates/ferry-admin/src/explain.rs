@@ -20,10 +20,11 @@ use crate::access::Caller;
 use crate::directory::visible_app;
 use crate::problem::{Problem, parse_body};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Question {
     /// The client's address.
+    #[schema(value_type = String, example = "10.1.2.3")]
     source: IpAddr,
     envelope_from: String,
     recipients: Vec<String>,
@@ -32,6 +33,10 @@ struct Question {
     header_from: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/apps/{name}/explain", tag = "directory",
+    params(("name" = String, Path, description = "The application's username")),
+    request_body = Question,
+    responses((status = 200, description = "The rule that would refuse the message, with its reply and reason, or that it would pass", body = Object)))]
 pub async fn explain(
     caller: Caller,
     State(state): State<AdminState>,

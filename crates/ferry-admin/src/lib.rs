@@ -11,7 +11,10 @@
 //! - `dkim` and [`dkim_keys`]: DKIM keys over the API, and how they are made.
 //! - `directory`: tenants and applications; `explain`: which rule would
 //!   refuse a message of an application, and why.
+//! - `contract`: the contract, and each tenant's allocation, caps and route.
 //! - `queue`: the queue: list, show, retry, delete.
+//! - `tokens`: API tokens; `audit`: the audit log (every change, who, before/after).
+//! - `openapi`: the conventions every operation shares in the OpenAPI document.
 //! - [`outcomes`]: the per-application outcome report, shared with the CLI.
 //! - [`report`]: usage and charge-back reports (JSON, CSV, FOCUS), shared
 //!   with the CLI; `reports`: their routes, and the alert log's.
@@ -22,25 +25,33 @@
 //! same as what does not exist, so no token learns of other tenants.
 
 mod access;
+mod audit;
 pub mod commands;
+mod contract;
 mod directory;
 mod dkim;
 pub mod dkim_keys;
 mod explain;
+mod openapi;
 pub mod outcomes;
 mod problem;
 mod queue;
 pub mod report;
 mod reports;
 pub mod secrets;
+mod tokens;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
 use ferry_core::Clock;
 use ferry_store::Store;
+use openapi::Conventions;
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use directory::{public_app, public_tenant};
 pub use problem::Problem;
@@ -61,30 +72,76 @@ pub struct AdminState {
     pub commands: commands::Commands,
 }
 
-/// The `/v1` routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ferry admin API",
+        version = "1",
+        description = "Tenants, applications, DKIM keys, contract settings, reports, the queue and the audit log of a Ferry relay. Every call but this document needs `Authorization: Bearer ferry_…` (`ferry token add`). Errors are `application/problem+json` (RFC 9457) with a stable `code`."
+    ),
+    components(schemas(problem::ProblemDoc)),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// The routes and the OpenAPI document, from one list: a route cannot be
+/// served without being documented.
+fn api() -> (Router<AdminState>, utoipa::openapi::OpenApi) {
+    let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(directory::list_tenants, directory::create_tenant))
+        .routes(routes!(
+            directory::show_tenant,
+            directory::update_tenant,
+            directory::delete_tenant
+        ))
+        .routes(routes!(contract::set_allocation))
+        .routes(routes!(contract::set_tenant_caps))
+        .routes(routes!(contract::set_route))
+        .routes(routes!(contract::show_contract))
+        .routes(routes!(directory::list_apps, directory::create_app))
+        .routes(routes!(
+            directory::show_app,
+            directory::update_app,
+            directory::delete_app
+        ))
+        .routes(routes!(directory::disable_app))
+        .routes(routes!(directory::enable_app))
+        .routes(routes!(directory::rotate_password))
+        .routes(routes!(contract::set_app_caps))
+        .routes(routes!(explain::explain))
+        .routes(routes!(reports::usage))
+        .routes(routes!(reports::outcomes))
+        .routes(routes!(reports::alerts))
+        .routes(routes!(queue::list))
+        .routes(routes!(queue::show, queue::delete))
+        .routes(routes!(queue::retry))
+        .routes(routes!(dkim::list, dkim::generate))
+        .routes(routes!(dkim::activate))
+        .routes(routes!(dkim::retire))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(audit::list))
+        .routes(routes!(commands::run))
+        .split_for_parts();
+    // After the routes: the conventions apply to every operation.
+    Conventions.modify(&mut doc);
+    (routes, doc)
+}
+
+/// The OpenAPI 3.1 document of the `/v1` API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// The `/v1` routes, and the document at `/v1/openapi.json` (no token needed).
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    let (routes, doc) = api();
+    let doc = Arc::new(doc);
+    routes
         .route(
-            "/v1/tenants",
-            get(directory::list_tenants).post(directory::create_tenant),
+            "/v1/openapi.json",
+            get(move || async move { axum::Json(doc.as_ref().clone()) }),
         )
-        .route("/v1/tenants/{name}", get(directory::show_tenant))
-        .route("/v1/apps", get(directory::list_apps).post(directory::create_app))
-        .route("/v1/apps/{name}", get(directory::show_app))
-        .route("/v1/apps/{name}/disable", post(directory::disable_app))
-        .route("/v1/apps/{name}/enable", post(directory::enable_app))
-        .route("/v1/apps/{name}/rotate-password", post(directory::rotate_password))
-        .route("/v1/apps/{name}/explain", post(explain::explain))
-        .route("/v1/reports/usage", get(reports::usage))
-        .route("/v1/reports/outcomes", get(reports::outcomes))
-        .route("/v1/alerts", get(reports::alerts))
-        .route("/v1/queue", get(queue::list))
-        .route("/v1/queue/{id}", get(queue::show).delete(queue::delete))
-        .route("/v1/queue/{id}/retry", post(queue::retry))
-        .route("/v1/cli", post(commands::run))
-        .route("/v1/dkim", get(dkim::list).post(dkim::generate))
-        .route("/v1/dkim/{domain}/{selector}/activate", post(dkim::activate))
-        .route("/v1/dkim/{domain}/{selector}/retire", post(dkim::retire))
         .fallback(problem::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -8,6 +8,21 @@ use ferry_core::onboarding::Invalid;
 use ferry_store::StoreError;
 use serde_json::json;
 
+/// The problem details as documented (RFC 9457 plus `code` and `field`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only its schema is used
+pub struct ProblemDoc {
+    /// `urn:ferry:problem:{code}`.
+    r#type: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// Stable and machine-readable, e.g. `not_found`, `invalid_field`.
+    code: String,
+    /// The field at fault, for a 422.
+    field: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub status: StatusCode,

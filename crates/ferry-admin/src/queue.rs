@@ -9,17 +9,22 @@ use ferry_core::token::Role;
 use ferry_core::{QueueId, QueuedMessage};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 
 use crate::AdminState;
 use crate::access::Caller;
-use crate::directory::audit;
+use crate::audit::record as audit;
 use crate::problem::Problem;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct QueueFilter {
+    /// At most this many, in due order (default 100).
     limit: Option<usize>,
+    /// Only this tenant's messages.
     tenant: Option<String>,
+    /// Only this application's messages.
     app: Option<String>,
 }
 
@@ -33,6 +38,8 @@ fn shown(m: &QueuedMessage) -> Value {
     v
 }
 
+#[utoipa::path(get, path = "/v1/queue", tag = "queue", params(QueueFilter),
+    responses((status = 200, description = "Queued messages in due order, without content (admin, tenant-admin)", body = [Object])))]
 pub async fn list(
     caller: Caller,
     State(state): State<AdminState>,
@@ -70,6 +77,9 @@ async fn visible(caller: &Caller, state: &AdminState, id: &str) -> Result<Queued
         .ok_or_else(gone)
 }
 
+#[utoipa::path(get, path = "/v1/queue/{id}", tag = "queue",
+    params(("id" = String, Path, description = "The queue id")),
+    responses((status = 200, description = "The message's envelope, state and every attempt", body = Object)))]
 pub async fn show(
     caller: Caller,
     State(state): State<AdminState>,
@@ -78,6 +88,9 @@ pub async fn show(
     Ok(Json(shown(&visible(&caller, &state, &id).await?)))
 }
 
+#[utoipa::path(post, path = "/v1/queue/{id}/retry", tag = "queue",
+    params(("id" = String, Path, description = "The queue id")),
+    responses((status = 200, description = "Due now", body = Object)))]
 pub async fn retry(
     caller: Caller,
     State(state): State<AdminState>,
@@ -86,10 +99,13 @@ pub async fn retry(
     let message = visible(&caller, &state, &id).await?;
     let now = state.clock.now_ms();
     state.store.retry_now(&message.id, now).await?;
-    audit(&caller, "queue.retry", message.id.as_str());
+    audit(&state, &caller, "queue.retry", message.id.as_str(), None, None).await;
     Ok(Json(json!({"id": message.id, "due_ms": now})))
 }
 
+#[utoipa::path(delete, path = "/v1/queue/{id}", tag = "queue",
+    params(("id" = String, Path, description = "The queue id")),
+    responses((status = 204, description = "Removed from the queue, undelivered")))]
 pub async fn delete(
     caller: Caller,
     State(state): State<AdminState>,
@@ -97,6 +113,14 @@ pub async fn delete(
 ) -> Result<StatusCode, Problem> {
     let message = visible(&caller, &state, &id).await?;
     state.store.complete(&message.id).await?;
-    audit(&caller, "queue.delete", message.id.as_str());
+    audit(
+        &state,
+        &caller,
+        "queue.delete",
+        message.id.as_str(),
+        Some(shown(&message)),
+        None,
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

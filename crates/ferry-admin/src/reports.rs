@@ -12,18 +12,25 @@ use ferry_core::token::Role;
 use ferry_core::usage::Scope;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 
 use crate::AdminState;
 use crate::access::Caller;
 use crate::problem::Problem;
 use crate::report::{self, Format};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Period {
+    /// First day (`YYYY-MM-DD`, in the contract's zone) or an instant
+    /// (RFC 3339); default: the contract year's start.
     from: Option<String>,
+    /// Last day, included, or an instant, excluded; default: now.
     to: Option<String>,
+    /// Only this tenant (a tenant-admin: its own, always).
     tenant: Option<String>,
+    /// `json`, `csv` or `focus` (usage only); default: from `Accept`, else JSON.
     format: Option<String>,
 }
 
@@ -77,6 +84,9 @@ fn with_content_type(body: String, format: Format) -> Response {
     response
 }
 
+#[utoipa::path(get, path = "/v1/reports/usage", tag = "reports", params(Period),
+    responses((status = 200, description = "Usage and charge-back per tenant and application (admin, finance; a tenant-admin its own)",
+        content((Object = "application/json"), (String = "text/csv")))))]
 pub async fn usage(
     caller: Caller,
     State(state): State<AdminState>,
@@ -97,6 +107,9 @@ pub async fn usage(
 }
 
 /// Per application: relayed, refused by reason, delivered, deferred, bounced.
+#[utoipa::path(get, path = "/v1/reports/outcomes", tag = "reports", params(Period),
+    responses((status = 200, description = "Per application: relayed, refused by reason, delivered, deferred, bounced (admin, finance; a tenant-admin its own)",
+        content((Object = "application/json"), (String = "text/csv")))))]
 pub async fn outcomes(
     caller: Caller,
     State(state): State<AdminState>,
@@ -131,6 +144,8 @@ fn without_organisation(body: &str) -> String {
     format!("{value}\n")
 }
 
+#[utoipa::path(get, path = "/v1/alerts", tag = "reports", params(Period),
+    responses((status = 200, description = "Alerts raised in the period, with their delivery state", body = [Object])))]
 pub async fn alerts(
     caller: Caller,
     State(state): State<AdminState>,

@@ -110,20 +110,11 @@ pub fn application(
             ),
         ));
     }
-    let envelope_from = senders("envelope_from", &new.envelope_from, tenant)?;
-    if envelope_from.len() > MAX_ENVELOPE_FROM {
-        return Err(invalid(
-            "envelope_from",
-            "too_many_senders",
-            format!("at most {MAX_ENVELOPE_FROM} addresses per application"),
-        ));
-    }
+    let envelope_from = envelope_senders(&new.envelope_from, tenant)?;
     let header_from = senders("header_from", &new.header_from, tenant)?;
     let allowed_networks = networks(&new.allowed_networks)?;
     let expires = match &new.expires {
-        Some(day) => day
-            .parse::<jiff::civil::Date>()
-            .map_err(|_| invalid("expires", "invalid_date", format!("{day}: expected YYYY-MM-DD")))?,
+        Some(day) => expiry(day)?,
         None => today
             .checked_add(jiff::Span::new().years(1))
             .map_err(|_| invalid("expires", "invalid_date", "a year from today is out of range"))?,
@@ -144,6 +135,68 @@ pub fn application(
         bulk_rules: new.bulk_rules,
         previous_password: None,
     })
+}
+
+/// Changes to an application; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct AppChanges {
+    pub envelope_from: Option<Vec<String>>,
+    pub header_from: Option<Vec<String>>,
+    pub allowed_networks: Option<Vec<String>>,
+    /// `YYYY-MM-DD`.
+    pub expires: Option<String>,
+    pub limits: Option<AppLimits>,
+    pub bulk_rules: Option<bool>,
+}
+
+/// Applies `changes` to `app` under the rules of a new application; on a
+/// refusal `app` is left as it was.
+pub fn update_application(app: &mut Application, changes: AppChanges, tenant: &Tenant) -> Result<(), Invalid> {
+    let mut updated = app.clone();
+    if let Some(list) = &changes.envelope_from {
+        updated.envelope_from = envelope_senders(list, tenant)?;
+    }
+    if let Some(list) = &changes.header_from {
+        updated.header_from = senders("header_from", list, tenant)?;
+    }
+    if let Some(list) = &changes.allowed_networks {
+        updated.allowed_networks = networks(list)?;
+    }
+    if let Some(day) = &changes.expires {
+        updated.expires = Some(expiry(day)?);
+    }
+    if let Some(limits) = changes.limits {
+        updated.limits = limits;
+    }
+    if let Some(bulk) = changes.bulk_rules {
+        updated.bulk_rules = bulk;
+    }
+    *app = updated;
+    Ok(())
+}
+
+fn envelope_senders(list: &[String], tenant: &Tenant) -> Result<Vec<String>, Invalid> {
+    let senders = senders("envelope_from", list, tenant)?;
+    if senders.is_empty() {
+        return Err(invalid(
+            "envelope_from",
+            "no_sender",
+            "an application needs at least one envelope sender",
+        ));
+    }
+    if senders.len() > MAX_ENVELOPE_FROM {
+        return Err(invalid(
+            "envelope_from",
+            "too_many_senders",
+            format!("at most {MAX_ENVELOPE_FROM} addresses per application"),
+        ));
+    }
+    Ok(senders)
+}
+
+fn expiry(day: &str) -> Result<jiff::civil::Date, Invalid> {
+    day.parse::<jiff::civil::Date>()
+        .map_err(|_| invalid("expires", "invalid_date", format!("{day}: expected YYYY-MM-DD")))
 }
 
 /// Lower-cases each address and checks it is in the tenant's domains
@@ -224,6 +277,32 @@ pub fn smart_host(
         username,
         password,
     })
+}
+
+/// A token's name and scope: a tenant-admin token names its tenant, no
+/// other token does. (That the tenant exists is the caller's to check.)
+pub fn token(name: &str, role: crate::token::Role, tenant: Option<&str>) -> Result<(), Invalid> {
+    use crate::token::Role;
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(invalid(
+            "name",
+            "invalid_name",
+            "give the token a name of 1 to 200 characters",
+        ));
+    }
+    match (role, tenant) {
+        (Role::TenantAdmin, None) => Err(invalid(
+            "tenant",
+            "missing_tenant",
+            "a tenant-admin token needs its tenant",
+        )),
+        (Role::TenantAdmin, Some(_)) | (_, None) => Ok(()),
+        (_, Some(_)) => Err(invalid(
+            "tenant",
+            "unexpected_tenant",
+            "only a tenant-admin token has a tenant",
+        )),
+    }
 }
 
 /// The longest overlap a rotation may give the old password.

@@ -2,7 +2,7 @@
 //! only the hash of its secret.
 
 use crate::console::say;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use ferry_core::token::Role;
 use ferry_core::{Clock, SystemClock};
 use ferry_store::Store;
@@ -17,16 +17,13 @@ pub async fn run(store: &dyn Store, command: TokenCommand) -> anyhow::Result<()>
                 TokenRole::Finance => Role::Finance,
                 TokenRole::TenantAdmin => Role::TenantAdmin,
             };
-            match (role, &tenant) {
-                (Role::TenantAdmin, None) => bail!("--tenant: a tenant-admin token needs its tenant"),
-                (Role::TenantAdmin, Some(t)) => {
-                    store
-                        .tenant(t)
-                        .await?
-                        .with_context(|| format!("--tenant {t}: no such tenant"))?;
-                }
-                (_, Some(_)) => bail!("--tenant: only a tenant-admin token has a tenant"),
-                (_, None) => {}
+            ferry_core::onboarding::token(&name, role, tenant.as_deref())
+                .map_err(|e| anyhow::anyhow!("--{} {}", e.field, e.message))?;
+            if let Some(t) = &tenant {
+                store
+                    .tenant(t)
+                    .await?
+                    .with_context(|| format!("--tenant {t}: no such tenant"))?;
             }
             let (record, shown) = ferry_admin::secrets::new_token(&name, role, tenant, SystemClock.now_ms());
             store.put_token(record.clone()).await?;

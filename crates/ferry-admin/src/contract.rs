@@ -1,0 +1,213 @@
+//! The organisation's contract (read-only here: it is configuration), and
+//! what each tenant gets of it: its allocation, its hard caps, its route;
+//! and an application's caps. Reads for admin and finance; changes for
+//! admin only. The CLI's `tenant allocate`, `tenant cap`, `tenant route`
+//! and `app cap` make the same changes.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use ferry_core::chargeback::Allocation;
+use ferry_core::contract::{Micros, Unit};
+use ferry_core::token::Role;
+use ferry_core::{Caps, Route, onboarding};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::AdminState;
+use crate::access::Caller;
+use crate::audit::record as audit;
+use crate::directory::{public_app, public_tenant, visible_app};
+use crate::problem::{Problem, parse_body};
+
+fn decimal(m: Micros) -> String {
+    format!("{}.{:06}", m.0 / 1_000_000, m.0 % 1_000_000)
+}
+
+#[utoipa::path(get, path = "/v1/contract", tag = "contract",
+    responses((status = 200, description = "The contract, this contract year, and each tenant's allocation and caps (admin, finance)", body = Object)))]
+pub async fn show_contract(caller: Caller, State(state): State<AdminState>) -> Result<Json<Value>, Problem> {
+    caller.require(&[Role::Admin, Role::Finance])?;
+    let t = &state.terms;
+    let year = t.year_of(state.clock.now_ms());
+    let tenants: Vec<Value> = state
+        .store
+        .tenants()
+        .await?
+        .iter()
+        .map(|tenant| json!({ "tenant": tenant.name, "allocation": tenant.allocation, "caps": tenant.caps }))
+        .collect();
+    let allocated = |f: fn(&Value) -> Option<u64>| -> u64 { tenants.iter().filter_map(f).sum() };
+    Ok(Json(json!({
+        "unit": match t.unit { Unit::Messages => "messages", Unit::Recipients => "recipients" },
+        "hourly_peak": t.hourly_peak,
+        "yearly_total": t.yearly_total,
+        "time_zone": t.zone.iana_name(),
+        "currency": t.currency,
+        "price_per_unit_over_yearly": decimal(t.over_yearly),
+        "price_per_unit_over_peak": decimal(t.over_peak),
+        "year": { "start": crate::report::iso(year.start_ms), "end": crate::report::iso(year.end_ms) },
+        "allocated": {
+            "hourly": allocated(|v| v["allocation"]["hourly"].as_u64()),
+            "yearly": allocated(|v| v["allocation"]["yearly"].as_u64()),
+        },
+        "tenants": tenants,
+    })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AllocationBody {
+    /// Units per hour this tenant is allocated of the contracted peak.
+    hourly: Option<u64>,
+    /// Units per contract year of the contracted total.
+    yearly: Option<u64>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CapsBody {
+    per_minute: Option<u64>,
+    per_hour: Option<u64>,
+    per_year: Option<u64>,
+    /// When the yearly cap is used up: refuse (550) rather than defer (451).
+    #[serde(default)]
+    reject_when_year_exhausted: bool,
+}
+
+impl CapsBody {
+    fn caps(self) -> Caps {
+        Caps {
+            per_minute: self.per_minute,
+            per_hour: self.per_hour,
+            per_year: self.per_year,
+            reject_when_year_exhausted: self.reject_when_year_exhausted,
+        }
+    }
+}
+
+/// A tenant changed by an admin, audited.
+async fn change_tenant(
+    caller: &Caller,
+    state: &AdminState,
+    name: &str,
+    action: &str,
+    change: impl FnOnce(&mut ferry_core::Tenant),
+) -> Result<Json<Value>, Problem> {
+    caller.require(&[Role::Admin])?;
+    let mut tenant = state
+        .store
+        .tenant(name)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("tenant {name}")))?;
+    let before = public_tenant(&tenant);
+    change(&mut tenant);
+    state.store.update_tenant(tenant.clone()).await?;
+    let after = public_tenant(&tenant);
+    audit(state, caller, action, name, Some(before), Some(after.clone())).await;
+    Ok(Json(after))
+}
+
+#[utoipa::path(put, path = "/v1/tenants/{name}/allocation", tag = "contract",
+    params(("name" = String, Path, description = "The tenant")), request_body = AllocationBody,
+    responses((status = 200, description = "The tenant with its new allocation (admin)", body = Object)))]
+pub async fn set_allocation(
+    caller: Caller,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    let body: AllocationBody = parse_body(body)?;
+    let allocation = Allocation {
+        hourly: body.hourly,
+        yearly: body.yearly,
+    };
+    change_tenant(&caller, &state, &name, "tenant.allocate", |t| t.allocation = allocation).await
+}
+
+#[utoipa::path(put, path = "/v1/tenants/{name}/caps", tag = "contract",
+    params(("name" = String, Path, description = "The tenant")), request_body = CapsBody,
+    responses((status = 200, description = "The tenant with its new hard caps (admin); they apply to the next message", body = Object)))]
+pub async fn set_tenant_caps(
+    caller: Caller,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    let caps = parse_body::<CapsBody>(body)?.caps();
+    change_tenant(&caller, &state, &name, "tenant.cap", |t| t.caps = caps).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum RouteKind {
+    /// The relay's `delivery.default_route`.
+    Default,
+    Mx,
+    Capture,
+    Smarthost,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RouteBody {
+    kind: RouteKind,
+    /// `host:port`, for a smart host.
+    smarthost: Option<String>,
+    #[serde(default)]
+    tls_required: bool,
+    username: Option<String>,
+    /// Kept to sign in to the smart host; never shown again.
+    password: Option<String>,
+}
+
+#[utoipa::path(put, path = "/v1/tenants/{name}/route", tag = "contract",
+    params(("name" = String, Path, description = "The tenant")), request_body = RouteBody,
+    responses((status = 200, description = "The tenant with its new route (admin); the smart host's password is masked", body = Object)))]
+pub async fn set_route(
+    caller: Caller,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    let body: RouteBody = parse_body(body)?;
+    let route = match body.kind {
+        RouteKind::Default => Route::Default,
+        RouteKind::Mx => Route::Mx,
+        RouteKind::Capture => Route::Capture,
+        RouteKind::Smarthost => {
+            let target = body
+                .smarthost
+                .ok_or_else(|| Problem::invalid("missing_field", "smarthost", "a smart host route needs host:port"))?;
+            Route::SmartHost(onboarding::smart_host(
+                &target,
+                body.tls_required,
+                body.username,
+                body.password,
+            )?)
+        }
+    };
+    change_tenant(&caller, &state, &name, "tenant.route", |t| t.route = route).await
+}
+
+#[utoipa::path(put, path = "/v1/apps/{name}/caps", tag = "contract",
+    params(("name" = String, Path, description = "The application's username")), request_body = CapsBody,
+    responses((status = 200, description = "The application with its new hard caps (admin)", body = Object)))]
+pub async fn set_app_caps(
+    caller: Caller,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    caller.require(&[Role::Admin])?;
+    let caps = parse_body::<CapsBody>(body)?.caps();
+    let mut app = visible_app(&caller, &state, &name).await?;
+    let before = public_app(&app);
+    app.caps = caps;
+    state.store.update_app(app.clone()).await?;
+    let after = public_app(&app);
+    audit(&state, &caller, "app.cap", &name, Some(before), Some(after.clone())).await;
+    Ok(Json(after))
+}
