@@ -13,6 +13,8 @@ command -v python3 >/dev/null || need+=(python3)
 [ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
 command -v rspamd >/dev/null || need+=(rspamd)
 command -v redis-server >/dev/null || need+=(redis-server)
+[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || need+=(haproxy)
+python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing ${need[*]}: run as root or install them" >&2
@@ -26,4 +28,14 @@ fi
 # verifiers (dkimpy with PyNaCl for Ed25519, authheaders, dnspython).
 if ! python3 -c 'import aiosmtpd, dkim, nacl, authheaders, dns' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check aiosmtpd dkimpy pynacl authheaders dnspython
+fi
+
+# Schemathesis fuzzes the admin API against its own OpenAPI document. It
+# lives in a virtualenv of its own (many dependencies, pinned): the tests
+# find it at $FERRY_SCHEMATHESIS or here.
+st_venv="${FERRY_TOOLS_DIR:-$HOME/.cache/ferry-tools}/schemathesis"
+st_version=4.32.5
+if ! "$st_venv/bin/st" --version 2>/dev/null | grep -q "$st_version"; then
+    python3 -m venv "$st_venv"
+    "$st_venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$st_version"
 fi

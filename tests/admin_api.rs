@@ -800,3 +800,57 @@ fn dkim_keys_over_the_api_sign_the_next_message() {
     assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
     assert!(ferry.stop().success());
 }
+
+/// Schemathesis (scripts/install-test-deps.sh installs it) fuzzes every
+/// operation of the API against its own OpenAPI document, with an admin
+/// token: no 5xx, no response outside its documented status, type and schema.
+#[test]
+fn the_api_survives_fuzzing_against_its_own_document() {
+    let st = std::env::var("FERRY_SCHEMATHESIS").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/ferry-tools/schemathesis/bin/st")
+    });
+    let (mut ferry, t) = start(&[]);
+    let admin = ferry.admin.expect("admin");
+    let out = std::process::Command::new(&st)
+        .args(["run", &format!("http://{admin}/v1/openapi.json")])
+        .args(["-H", &format!("Authorization: Bearer {}", t.admin)])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
+        // Revoking its own token would leave the fuzzer nothing to test.
+        .args(["--exclude-name", "DELETE /v1/tokens/{id}"])
+        .args([
+            "--max-examples",
+            "10",
+            "--max-time",
+            "60",
+            "--workers",
+            "2",
+            "--seed",
+            "1",
+        ])
+        .args(["--no-color", "--request-timeout", "20"])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .unwrap_or_else(|e| panic!("{st}: {e} (run scripts/install-test-deps.sh)"));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!report.contains("FAILURES"), "{report}");
+    let tested = report
+        .lines()
+        .find_map(|l| l.trim().strip_suffix(" passed")?.split_once(" generated, "))
+        .map(|(generated, passed)| (generated.trim().to_string(), passed.trim().to_string()));
+    let (generated, passed) = tested.unwrap_or_else(|| panic!("no summary in {report}"));
+    assert_eq!(generated, passed, "{report}");
+    assert!(
+        !report.contains("Authentication failed"),
+        "the token kept working: {report}"
+    );
+    assert!(ferry.stop().success(), "the relay is still well after the fuzzing");
+}
