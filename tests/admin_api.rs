@@ -854,3 +854,27 @@ fn the_api_survives_fuzzing_against_its_own_document() {
     );
     assert!(ferry.stop().success(), "the relay is still well after the fuzzing");
 }
+
+/// `admin.tls`: the API over HTTPS with the relay's certificate, plain
+/// HTTP refused; the CLI reaches its running relay over it (pinning the
+/// certificate the relay serves).
+#[test]
+fn the_admin_endpoint_over_https() {
+    let (mut ferry, t) = start(&[("admin.tls", "true")]);
+    let admin = ferry.admin.expect("admin");
+    let curl = |scheme: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
+            .args(["--cacert", &ferry.pki.ca.display().to_string()])
+            .args(["-H", &format!("Authorization: Bearer {}", t.admin)])
+            .arg(format!("{scheme}://{admin}/v1/tenants"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(curl("https"), "200", "HTTPS with the relay's certificate");
+    assert_ne!(curl("http"), "200", "no plain HTTP");
+    let listed = ferry.cli_ok(&["tenant", "list"]);
+    assert!(listed.contains("globex"), "the CLI through the running relay: {listed}");
+    assert!(ferry.stop().success());
+}

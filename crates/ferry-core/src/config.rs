@@ -148,12 +148,17 @@ impl Default for Alerts {
     }
 }
 
-/// The admin HTTP endpoint: `/metrics` and `/health` for now.
+/// The admin HTTP endpoint: the admin API (`/v1`), `/metrics`, `/livez`
+/// and `/readyz`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Admin {
     /// Absent: not opened.
     pub listen: Option<SocketAddr>,
+    /// Serve HTTPS with the relay's certificate (`tls.*`, reloaded with
+    /// it) instead of plain HTTP. Off by default: the endpoint usually
+    /// listens on loopback or a cluster network, behind what terminates TLS.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

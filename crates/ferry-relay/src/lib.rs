@@ -115,6 +115,8 @@ pub enum StartError {
     Resolver(String),
     #[error("admin.listen: cannot listen on {addr}: {source}")]
     Admin { addr: SocketAddr, source: std::io::Error },
+    #[error("admin.tls: HTTPS needs the relay's certificate (tls.certificate and tls.key)")]
+    AdminTls,
     #[error("{0}")]
     Contract(String),
     #[error("dkim: {0}")]
@@ -275,8 +277,14 @@ impl Relay {
                 hostname: config.server.hostname.clone(),
                 commands: parts.commands.clone(),
             };
+            let tls = match (config.admin.tls, keyring.certificate.is_some()) {
+                (false, _) => None,
+                (true, true) => Some(keyring.tls.subscribe()),
+                (true, false) => return Err(StartError::AdminTls),
+            };
             relay.admin_task = Some(tokio::spawn(admin::serve(
                 listener,
+                tls,
                 api,
                 node_metrics,
                 health.subscribe(),

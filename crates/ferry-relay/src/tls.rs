@@ -193,25 +193,50 @@ pub fn client_tls(extra_ca_files: &[PathBuf]) -> Result<ClientTls, TlsError> {
 /// A verifier that accepts any certificate (see [`AnyCertificate`]); also
 /// what load generators use against a development certificate.
 pub fn any_certificate(provider: Arc<CryptoProvider>) -> Arc<dyn rustls::client::danger::ServerCertVerifier> {
-    Arc::new(AnyCertificate(provider))
+    Arc::new(AnyCertificate(provider, None))
 }
 
-/// Accepts any certificate, but still checks the handshake signatures:
-/// opportunistic TLS protects against passive eavesdropping only, which is
-/// what MTA-to-MTA STARTTLS without DANE or MTA-STS can promise.
+/// A client that trusts exactly the certificate in the PEM file `pem`
+/// (its first): how the CLI reaches its own relay's HTTPS admin endpoint
+/// on loopback, where no public CA and no name for 127.0.0.1 apply.
+pub fn pinned_client(pem: &Path) -> Result<rustls::ClientConfig, TlsError> {
+    let leaf = CertificateDer::pem_file_iter(pem)
+        .ok()
+        .and_then(|mut certs| certs.next())
+        .and_then(Result::ok)
+        .ok_or_else(|| tls_error("tls.certificate", format!("{}: no certificate", pem.display())))?;
+    let provider = Arc::new(provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| tls_error("tls", e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider, Some(leaf.to_vec()))))
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// Accepts any certificate (or only the one pinned), but still checks the
+/// handshake signatures: opportunistic TLS protects against passive
+/// eavesdropping only, which is what MTA-to-MTA STARTTLS without DANE or
+/// MTA-STS can promise.
 #[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
+struct AnyCertificate(Arc<CryptoProvider>, Option<Vec<u8>>);
 
 impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &rustls_pki_types::ServerName<'_>,
         _ocsp: &[u8],
         _now: rustls_pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
+        match &self.1 {
+            Some(pinned) if pinned.as_slice() != end_entity.as_ref() => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            )),
+            _ => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(

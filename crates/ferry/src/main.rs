@@ -215,7 +215,7 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
 }
 
 /// The certificate and key files: the configured ones, or a development pair.
-fn certificate_files(config: &Config) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+pub(crate) fn certificate_files(config: &Config) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
     let (cert, key) = match (&config.tls.certificate, &config.tls.key) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
         _ => {

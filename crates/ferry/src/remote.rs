@@ -101,7 +101,8 @@ pub async fn leave_local_token(store: &dyn Store, config: &Config, admin: std::n
         .and_then(|mut f| f.write_all(token.as_bytes()))
         .with_context(|| format!("cannot write {}", path.display()))?;
     let url_file = config.server.data_dir.join("admin-url");
-    std::fs::write(&url_file, format!("http://{}\n", reachable(admin)))
+    let scheme = if config.admin.tls { "https" } else { "http" };
+    std::fs::write(&url_file, format!("{scheme}://{}\n", reachable(admin)))
         .with_context(|| format!("cannot write {}", url_file.display()))?;
     Ok(())
 }
@@ -136,6 +137,7 @@ pub fn forwarded_args() -> Vec<String> {
 /// the command; prints what it printed and returns its exit status.
 pub async fn ask_relay(config: &Config, admin_url: Option<&str>) -> anyhow::Result<u8> {
     let left = std::fs::read_to_string(config.server.data_dir.join("admin-url")).ok();
+    let scheme = if config.admin.tls { "https" } else { "http" };
     let url = match (admin_url, left) {
         (Some(url), _) => url.to_string(),
         (None, Some(url)) => url.trim().to_string(),
@@ -144,8 +146,15 @@ pub async fn ask_relay(config: &Config, admin_url: Option<&str>) -> anyhow::Resu
                 .admin
                 .listen
                 .context("the store is in use by a running relay, and admin.listen is not set to reach it")?;
-            format!("http://{}", reachable(listen))
+            format!("{scheme}://{}", reachable(listen))
         }
+    };
+    // Our own relay's HTTPS: trust exactly the certificate it serves.
+    let client = if admin_url.is_none() && url.starts_with("https://") {
+        let tls = ferry_relay::tls::pinned_client(&crate::certificate_files(config)?.0)?;
+        reqwest::Client::builder().use_preconfigured_tls(tls).build()?
+    } else {
+        reqwest::Client::new()
     };
     let url = url.trim_end_matches('/').to_string();
     let token = match std::env::var("FERRY_ADMIN_TOKEN") {
@@ -160,7 +169,7 @@ pub async fn ask_relay(config: &Config, admin_url: Option<&str>) -> anyhow::Resu
             })?
         }
     };
-    let response = reqwest::Client::new()
+    let response = client
         .post(format!("{url}/v1/cli"))
         .bearer_auth(token.trim())
         .json(&serde_json::json!({ "args": forwarded_args() }))
