@@ -48,6 +48,16 @@ fn start(settings: &[(&str, &str)]) -> (Ferry, Tokens) {
     (ferry, tokens)
 }
 
+/// A GET's body exactly as sent (CSV, JSON with its own spacing).
+fn body_of(ferry: &Ferry, path: &str, token: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("http://{}{path}", ferry.admin.expect("admin")))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn login(ferry: &Ferry, user: &str, password: &str) -> String {
     let mut smtp = Smtp::submission(ferry.submission.expect("submission"), &ferry.pki.ca_der);
     smtp.auth_plain(user, password)
@@ -216,13 +226,11 @@ fn reports_are_the_clis(ferry: &Ferry, t: &Tokens) {
     );
     for format in ["csv", "focus", "json"] {
         let cli = ferry.cli_ok(&["report", "usage", "--format", format, "--to", "2099-12-31"]);
-        let admin = ferry.admin.expect("admin");
-        let out = std::process::Command::new("curl")
-            .args(["-s", "-H", &format!("Authorization: Bearer {}", t.finance)])
-            .arg(format!("http://{admin}/v1/reports/usage?format={format}&to=2099-12-31"))
-            .output()
-            .expect("curl");
-        let api = String::from_utf8_lossy(&out.stdout);
+        let api = body_of(
+            ferry,
+            &format!("/v1/reports/usage?format={format}&to=2099-12-31"),
+            &t.finance,
+        );
         if format == "json" {
             // The report is made at two moments: compare everything but its clock.
             let strip = |s: &str| {
@@ -292,12 +300,8 @@ fn outcomes_per_application(ferry: &Ferry, t: &Tokens) {
     let cli = ferry.cli_ok(&["report", "outcomes", "--format", "csv", "--to", "2099-12-31"]);
     let (_, _, kind) = ferry.api("GET", &format!("{path}&format=csv"), Some(&t.finance), None);
     assert!(kind.starts_with("text/csv"), "{kind}");
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-H", &format!("Authorization: Bearer {}", t.finance)])
-        .arg(format!("http://{}{path}&format=csv", ferry.admin.expect("admin")))
-        .output()
-        .expect("curl");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), cli, "the API's CSV is the CLI's");
+    let api = body_of(ferry, &format!("{path}&format=csv"), &t.finance);
+    assert_eq!(api, cli, "the API's CSV is the CLI's");
     assert!(cli.contains(&format!(",{TENANT},{USER},refused,size,1\n")), "{cli}");
     let (status, own, _) = ferry.api("GET", path, Some(&t.acme_admin), None);
     assert_eq!(status, 200);
@@ -343,6 +347,15 @@ fn changes_tokens_and_the_audit_log(ferry: &Ferry, t: &Tokens) {
     // A tenant with applications is not deleted; its settings change.
     let (status, problem, _) = ferry.api("DELETE", &format!("/v1/tenants/{TENANT}"), Some(&t.admin), None);
     assert_eq!((status, problem["code"].as_str()), (409, Some("in_use")), "{problem}");
+    let narrowed = json!({"domains": ["elsewhere.test"]}).to_string();
+    let path = format!("/v1/tenants/{TENANT}");
+    let (status, problem, _) = ferry.api("PATCH", &path, Some(&t.admin), Some(&narrowed));
+    let outcome = (status, problem["code"].as_str());
+    assert_eq!(outcome, (409, Some("domain_in_use")), "its apps' senders: {problem}");
+    let contact = json!({"contact": "it@acme.test"}).to_string();
+    let (status, tenant, _) = ferry.api("PATCH", &path, Some(&t.admin), Some(&contact));
+    assert_eq!((status, &tenant["contact"]), (200, &json!("it@acme.test")), "{tenant}");
+    assert_eq!(tenant["domains"], json!(["acme.test"]), "{tenant}");
     let body = json!({"hourly": 100, "yearly": 500000}).to_string();
     let (status, tenant, _) = ferry.api("PUT", "/v1/tenants/globex/allocation", Some(&t.admin), Some(&body));
     assert_eq!(

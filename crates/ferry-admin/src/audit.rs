@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use ferry_core::audit::AuditEntry;
+use ferry_core::onboarding::instant_ms;
 use ferry_core::token::Role;
 use serde::Deserialize;
 use serde_json::Value;
@@ -57,16 +57,6 @@ pub struct AuditQuery {
     limit: Option<usize>,
 }
 
-fn instant(field: &'static str, value: Option<&str>, default: u64) -> Result<u64, Problem> {
-    match value {
-        None => Ok(default),
-        Some(s) => s
-            .parse::<jiff::Timestamp>()
-            .map(|t| t.as_millisecond().max(0) as u64)
-            .map_err(|_| Problem::invalid("invalid_date", field, format!("{s}: expected an RFC 3339 instant"))),
-    }
-}
-
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, description = "Changes in the period, oldest first (admin)", body = [Object])))]
 pub async fn list(
@@ -75,8 +65,9 @@ pub async fn list(
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<AuditEntry>>, Problem> {
     caller.require(&[Role::Admin])?;
-    let Query(q) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let Query(q) = query?;
     let now = state.clock.now_ms();
+    let instant = |field, value: Option<&str>, default| value.map_or(Ok(default), |s| instant_ms(field, s));
     let from = instant("from", q.from.as_deref(), now.saturating_sub(30 * 86_400_000))?;
     let to = instant("to", q.to.as_deref(), now + 1)?;
     let limit = q.limit.unwrap_or(MAX_ENTRIES).clamp(1, MAX_ENTRIES);

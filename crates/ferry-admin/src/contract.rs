@@ -9,7 +9,6 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use ferry_core::chargeback::Allocation;
-use ferry_core::contract::{Micros, Unit};
 use ferry_core::token::Role;
 use ferry_core::{Caps, Route, onboarding};
 use serde::Deserialize;
@@ -18,13 +17,8 @@ use utoipa::ToSchema;
 
 use crate::AdminState;
 use crate::access::Caller;
-use crate::audit::record as audit;
-use crate::directory::{public_app, public_tenant, visible_app};
+use crate::directory::{save_app, save_tenant, visible_app, visible_tenant};
 use crate::problem::{Problem, parse_body};
-
-fn decimal(m: Micros) -> String {
-    format!("{}.{:06}", m.0 / 1_000_000, m.0 % 1_000_000)
-}
 
 #[utoipa::path(get, path = "/v1/contract", tag = "contract",
     responses((status = 200, description = "The contract, this contract year, and each tenant's allocation and caps (admin, finance)", body = Object)))]
@@ -32,28 +26,27 @@ pub async fn show_contract(caller: Caller, State(state): State<AdminState>) -> R
     caller.require(&[Role::Admin, Role::Finance])?;
     let t = &state.terms;
     let year = t.year_of(state.clock.now_ms());
-    let tenants: Vec<Value> = state
-        .store
-        .tenants()
-        .await?
+    let tenants = state.store.tenants().await?;
+    let allocated =
+        |f: fn(&Allocation) -> Option<u64>| -> u64 { tenants.iter().filter_map(|t| f(&t.allocation)).sum() };
+    let rows: Vec<Value> = tenants
         .iter()
         .map(|tenant| json!({ "tenant": tenant.name, "allocation": tenant.allocation, "caps": tenant.caps }))
         .collect();
-    let allocated = |f: fn(&Value) -> Option<u64>| -> u64 { tenants.iter().filter_map(f).sum() };
     Ok(Json(json!({
-        "unit": match t.unit { Unit::Messages => "messages", Unit::Recipients => "recipients" },
+        "unit": t.unit.name(),
         "hourly_peak": t.hourly_peak,
         "yearly_total": t.yearly_total,
         "time_zone": t.zone.iana_name(),
         "currency": t.currency,
-        "price_per_unit_over_yearly": decimal(t.over_yearly),
-        "price_per_unit_over_peak": decimal(t.over_peak),
+        "price_per_unit_over_yearly": t.over_yearly.decimal(),
+        "price_per_unit_over_peak": t.over_peak.decimal(),
         "year": { "start": crate::report::iso(year.start_ms), "end": crate::report::iso(year.end_ms) },
         "allocated": {
-            "hourly": allocated(|v| v["allocation"]["hourly"].as_u64()),
-            "yearly": allocated(|v| v["allocation"]["yearly"].as_u64()),
+            "hourly": allocated(|a| a.hourly),
+            "yearly": allocated(|a| a.yearly),
         },
-        "tenants": tenants,
+        "tenants": rows,
     })))
 }
 
@@ -97,16 +90,12 @@ async fn change_tenant(
     change: impl FnOnce(&mut ferry_core::Tenant),
 ) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Admin])?;
-    let mut tenant = state
-        .store
-        .tenant(name)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("tenant {name}")))?;
-    let before = public_tenant(&tenant);
-    change(&mut tenant);
-    state.store.update_tenant(tenant.clone()).await?;
-    let after = public_tenant(&tenant);
-    audit(state, caller, action, name, Some(before), Some(after.clone())).await;
+    let tenant = visible_tenant(caller, state, name).await?;
+    let after = save_tenant(caller, state, tenant, action, |tenant| {
+        change(tenant);
+        Ok(())
+    })
+    .await?;
     Ok(Json(after))
 }
 
@@ -203,11 +192,11 @@ pub async fn set_app_caps(
 ) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Admin])?;
     let caps = parse_body::<CapsBody>(body)?.caps();
-    let mut app = visible_app(&caller, &state, &name).await?;
-    let before = public_app(&app);
-    app.caps = caps;
-    state.store.update_app(app.clone()).await?;
-    let after = public_app(&app);
-    audit(&state, &caller, "app.cap", &name, Some(before), Some(after.clone())).await;
+    let app = visible_app(&caller, &state, &name).await?;
+    let after = save_app(&caller, &state, app, "app.cap", |app| {
+        app.caps = caps;
+        Ok(())
+    })
+    .await?;
     Ok(Json(after))
 }

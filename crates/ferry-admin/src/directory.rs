@@ -18,7 +18,7 @@ use crate::AdminState;
 use crate::access::Caller;
 use crate::audit::record as audit;
 use crate::problem::{Problem, parse_body};
-use crate::secrets::{hash_password, random_secret};
+use crate::secrets::new_password;
 
 /// A tenant as shown: a smart host's password never leaves the store.
 pub fn public_tenant(tenant: &Tenant) -> Value {
@@ -103,12 +103,7 @@ pub async fn show_tenant(
     State(state): State<AdminState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let tenant = state
-        .store
-        .tenant(&name)
-        .await?
-        .filter(|t| caller.sees(&t.name))
-        .ok_or_else(|| Problem::not_found(format!("tenant {name}")))?;
+    let tenant = visible_tenant(&caller, &state, &name).await?;
     let mut shown = json!({ "tenant": public_tenant(&tenant) });
     if caller.role != Role::Finance {
         let apps: Vec<String> = state
@@ -212,12 +207,7 @@ pub async fn create_app(
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     caller.require(&[Role::Admin, Role::TenantAdmin])?;
     let body: AppBody = parse_body(body)?;
-    let tenant = state
-        .store
-        .tenant(&body.tenant)
-        .await?
-        .filter(|t| caller.sees(&t.name))
-        .ok_or_else(|| Problem::not_found(format!("tenant {}", body.tenant)))?;
+    let tenant = visible_tenant(&caller, &state, &body.tenant).await?;
     let new = NewApp {
         username: body.username,
         envelope_from: body.envelope_from,
@@ -227,11 +217,9 @@ pub async fn create_app(
         limits: body.limits.limits(AppLimits::default())?,
         bulk_rules: body.bulk_rules,
     };
-    let password = random_secret();
+    let (password, hash) = new_password().map_err(Problem::internal)?;
     let now = state.clock.now_ms();
     let today = ferry_core::clock::utc_date(now);
-    let hash = hash_password(&password)
-        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let app = onboarding::application(new, &tenant, hash, today, now)?;
     state.store.create_app(app.clone()).await?;
     audit(
@@ -248,6 +236,17 @@ pub async fn create_app(
     Ok((StatusCode::CREATED, Json(shown)))
 }
 
+/// The tenant `name` if this caller may see it; otherwise 404, the same
+/// as for a tenant that does not exist.
+pub(crate) async fn visible_tenant(caller: &Caller, state: &AdminState, name: &str) -> Result<Tenant, Problem> {
+    state
+        .store
+        .tenant(name)
+        .await?
+        .filter(|t| caller.sees(&t.name))
+        .ok_or_else(|| Problem::not_found(format!("tenant {name}")))
+}
+
 pub(crate) async fn visible_app(caller: &Caller, state: &AdminState, name: &str) -> Result<Application, Problem> {
     caller.require(&[Role::Admin, Role::TenantAdmin])?;
     state
@@ -256,6 +255,40 @@ pub(crate) async fn visible_app(caller: &Caller, state: &AdminState, name: &str)
         .await?
         .filter(|a| caller.sees(&a.tenant))
         .ok_or_else(|| Problem::not_found(format!("application {name}")))
+}
+
+/// Applies `change` to `app`, stores it, and audits the change with the
+/// record before and after; answers the record after (public form). A
+/// refused change stores and audits nothing.
+pub(crate) async fn save_app(
+    caller: &Caller,
+    state: &AdminState,
+    mut app: Application,
+    action: &str,
+    change: impl FnOnce(&mut Application) -> Result<(), Problem>,
+) -> Result<Value, Problem> {
+    let before = public_app(&app);
+    change(&mut app)?;
+    state.store.update_app(app.clone()).await?;
+    let after = public_app(&app);
+    audit(state, caller, action, &app.username, Some(before), Some(after.clone())).await;
+    Ok(after)
+}
+
+/// [`save_app`] for a tenant.
+pub(crate) async fn save_tenant(
+    caller: &Caller,
+    state: &AdminState,
+    mut tenant: Tenant,
+    action: &str,
+    change: impl FnOnce(&mut Tenant) -> Result<(), Problem>,
+) -> Result<Value, Problem> {
+    let before = public_tenant(&tenant);
+    change(&mut tenant)?;
+    state.store.update_tenant(tenant.clone()).await?;
+    let after = public_tenant(&tenant);
+    audit(state, caller, action, &tenant.name, Some(before), Some(after.clone())).await;
+    Ok(after)
 }
 
 #[utoipa::path(get, path = "/v1/apps/{name}", tag = "directory",
@@ -270,14 +303,15 @@ pub async fn show_app(
 }
 
 async fn set_enabled(caller: Caller, state: AdminState, name: String, enabled: bool) -> Result<Json<Value>, Problem> {
-    let mut app = visible_app(&caller, &state, &name).await?;
-    let before = public_app(&app);
-    app.enabled = enabled;
-    app.credential_version += 1;
-    state.store.update_app(app.clone()).await?;
+    let app = visible_app(&caller, &state, &name).await?;
     let action = if enabled { "app.enable" } else { "app.disable" };
-    audit(&state, &caller, action, &name, Some(before), Some(public_app(&app))).await;
-    Ok(Json(public_app(&app)))
+    let after = save_app(&caller, &state, app, action, |app| {
+        app.enabled = enabled;
+        app.credential_version += 1;
+        Ok(())
+    })
+    .await?;
+    Ok(Json(after))
 }
 
 #[utoipa::path(post, path = "/v1/apps/{name}/disable", tag = "directory",
@@ -321,43 +355,24 @@ pub async fn rotate_password(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Problem> {
-    let mut app = visible_app(&caller, &state, &name).await?;
+    let app = visible_app(&caller, &state, &name).await?;
     let empty = body.as_ref().is_ok_and(|b| b.is_empty());
     let body: RotateBody = if empty {
         RotateBody::default()
     } else {
         parse_body(body)?
     };
-    let until = match &body.old_password_valid_until {
-        Some(s) => Some(
-            s.parse::<jiff::Timestamp>()
-                .map_err(|_| {
-                    Problem::invalid(
-                        "invalid_date",
-                        "old_password_valid_until",
-                        format!("{s}: expected an RFC 3339 instant"),
-                    )
-                })?
-                .as_millisecond()
-                .max(0) as u64,
-        ),
-        None => None,
-    };
-    let password = random_secret();
-    let hash = hash_password(&password)
-        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    let before = public_app(&app);
-    onboarding::rotate_password(&mut app, hash, until, state.clock.now_ms())?;
-    state.store.update_app(app.clone()).await?;
-    audit(
-        &state,
-        &caller,
-        "app.rotate_password",
-        &name,
-        Some(before),
-        Some(public_app(&app)),
-    )
-    .await;
+    let until = body
+        .old_password_valid_until
+        .as_deref()
+        .map(|s| onboarding::instant_ms("old_password_valid_until", s))
+        .transpose()?;
+    let (password, hash) = new_password().map_err(Problem::internal)?;
+    let now = state.clock.now_ms();
+    save_app(&caller, &state, app, "app.rotate_password", |app| {
+        Ok(onboarding::rotate_password(app, hash, until, now)?)
+    })
+    .await?;
     Ok(Json(json!({
         "username": name,
         "password": password,
@@ -393,51 +408,25 @@ pub async fn update_tenant(
 ) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Admin])?;
     let changes: TenantChanges = parse_body(body)?;
-    let before = state
-        .store
-        .tenant(&name)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("tenant {name}")))?;
-    let new = NewTenant {
-        name: before.name.clone(),
-        domains: changes.domains.unwrap_or_else(|| before.domains.clone()),
-        subdomains_only: changes.subdomains_only.unwrap_or(before.subdomains_only),
-        contact: changes.contact.unwrap_or_else(|| before.contact.clone()),
-    };
-    let checked = onboarding::tenant(new, before.created_ms)?;
-    let tenant = Tenant {
-        domains: checked.domains,
-        subdomains_only: checked.subdomains_only,
-        contact: checked.contact,
-        ..before.clone()
-    };
-    for app in state.store.apps(Some(&name)).await? {
-        let senders = app.envelope_from.iter().chain(&app.header_from);
-        if let Some(orphan) = senders.filter(|a| !a.contains('*')).find(|a| {
-            a.rsplit_once('@')
-                .is_some_and(|(_, domain)| !tenant.owns_domain(domain))
-        }) {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "domain_in_use",
-                format!(
-                    "application {} sends as {orphan}, outside the new domains",
-                    app.username
-                ),
-            ));
-        }
-    }
-    state.store.update_tenant(tenant.clone()).await?;
-    let after = public_tenant(&tenant);
-    audit(
-        &state,
-        &caller,
-        "tenant.update",
-        &name,
-        Some(public_tenant(&before)),
-        Some(after.clone()),
-    )
-    .await;
+    let tenant = visible_tenant(&caller, &state, &name).await?;
+    let apps = state.store.apps(Some(&name)).await?;
+    let after = save_tenant(&caller, &state, tenant, "tenant.update", |tenant| {
+        let asked = NewTenant {
+            name: tenant.name.clone(),
+            domains: changes.domains.unwrap_or_else(|| tenant.domains.clone()),
+            subdomains_only: changes.subdomains_only.unwrap_or(tenant.subdomains_only),
+            contact: changes.contact.unwrap_or_else(|| tenant.contact.clone()),
+        };
+        let checked = onboarding::tenant(asked, tenant.created_ms)?;
+        tenant.domains = checked.domains;
+        tenant.subdomains_only = checked.subdomains_only;
+        tenant.contact = checked.contact;
+        onboarding::senders_still_owned(tenant, &apps).map_err(|e| Problem {
+            status: StatusCode::CONFLICT,
+            ..e.into()
+        })
+    })
+    .await?;
     Ok(Json(after))
 }
 
@@ -450,11 +439,7 @@ pub async fn delete_tenant(
     Path(name): Path<String>,
 ) -> Result<StatusCode, Problem> {
     caller.require(&[Role::Admin])?;
-    let before = state
-        .store
-        .tenant(&name)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("tenant {name}")))?;
+    let before = visible_tenant(&caller, &state, &name).await?;
     state.store.delete_tenant(&name).await?;
     audit(
         &state,
@@ -490,13 +475,9 @@ pub async fn update_app(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Problem> {
-    let mut app = visible_app(&caller, &state, &name).await?;
+    let app = visible_app(&caller, &state, &name).await?;
     let body: AppChangesBody = parse_body(body)?;
-    let tenant = state
-        .store
-        .tenant(&app.tenant)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("tenant {}", app.tenant)))?;
+    let tenant = visible_tenant(&caller, &state, &app.tenant).await?;
     let changes = onboarding::AppChanges {
         envelope_from: body.envelope_from,
         header_from: body.header_from,
@@ -505,11 +486,10 @@ pub async fn update_app(
         limits: body.limits.as_ref().map(|l| l.limits(app.limits)).transpose()?,
         bulk_rules: body.bulk_rules,
     };
-    let before = public_app(&app);
-    onboarding::update_application(&mut app, changes, &tenant)?;
-    state.store.update_app(app.clone()).await?;
-    let after = public_app(&app);
-    audit(&state, &caller, "app.update", &name, Some(before), Some(after.clone())).await;
+    let after = save_app(&caller, &state, app, "app.update", |app| {
+        Ok(onboarding::update_application(app, changes, &tenant)?)
+    })
+    .await?;
     Ok(Json(after))
 }
 

@@ -64,7 +64,7 @@ pub async fn generate(
     let keys = state.store.dkim_keys().await?;
     let domain = onboarding::new_dkim_key(&new.domain, &new.selector, &keys)?;
     let mut key = crate::dkim_keys::generate(&domain, &new.selector, new.algorithm, state.clock.now_ms())
-        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
+        .map_err(Problem::internal)?;
     key.active = onboarding::starts_active(&key, &keys);
     state.store.put_dkim_key(key.clone()).await?;
     audit(

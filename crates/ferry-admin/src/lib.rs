@@ -136,11 +136,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The `/v1` routes, and the document at `/v1/openapi.json` (no token needed).
 pub fn router(state: AdminState) -> Router {
     let (routes, doc) = api();
-    let doc = Arc::new(doc);
+    // Rendered once: the document does not change while the process runs.
+    let doc = axum::body::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
     routes
         .route(
             "/v1/openapi.json",
-            get(move || async move { axum::Json(doc.as_ref().clone()) }),
+            get(move || std::future::ready(([(axum::http::header::CONTENT_TYPE, "application/json")], doc.clone()))),
         )
         .fallback(problem::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

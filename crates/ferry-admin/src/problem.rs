@@ -67,6 +67,11 @@ impl Problem {
         )
     }
 
+    /// 500: a failure of the relay's own (never the caller's input).
+    pub fn internal(detail: impl std::fmt::Display) -> Problem {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail.to_string())
+    }
+
     pub fn not_found(what: impl Into<String>) -> Problem {
         Problem::new(StatusCode::NOT_FOUND, "not_found", format!("no {}", what.into()))
     }
@@ -80,6 +85,13 @@ pub async fn not_found() -> Problem {
 impl From<Invalid> for Problem {
     fn from(e: Invalid) -> Problem {
         Problem::invalid(e.code, e.field, e.message)
+    }
+}
+
+/// A query string that does not parse: 400.
+impl From<axum::extract::rejection::QueryRejection> for Problem {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
     }
 }
 

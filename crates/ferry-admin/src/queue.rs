@@ -46,7 +46,7 @@ pub async fn list(
     query: Result<Query<QueueFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Admin, Role::TenantAdmin])?;
-    let Query(q) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let Query(q) = query?;
     let limit = q.limit.unwrap_or(100).min(MAX_LIST);
     let entries = state.store.list(MAX_LIST).await?;
     let listed: Vec<Value> = entries

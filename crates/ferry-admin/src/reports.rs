@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use ferry_core::metering::Alert;
 use ferry_core::token::Role;
@@ -76,6 +76,39 @@ fn report_tenant(caller: &Caller, asked: Option<&String>) -> Result<Option<Strin
     Ok(only)
 }
 
+/// What a report call asks for, checked: its format, the tenant it is
+/// limited to, and its period [from_ms, to_ms).
+struct Asked {
+    format: Format,
+    tenant: Option<String>,
+    from_ms: u64,
+    to_ms: u64,
+}
+
+impl Period {
+    fn asked(&self, caller: &Caller, state: &AdminState, headers: &HeaderMap) -> Result<Asked, Problem> {
+        let format = format_of(self.format.as_deref(), headers)?;
+        let tenant = report_tenant(caller, self.tenant.as_ref())?;
+        let (from_ms, to_ms) = self.period(state)?;
+        Ok(Asked {
+            format,
+            tenant,
+            from_ms,
+            to_ms,
+        })
+    }
+
+    fn period(&self, state: &AdminState) -> Result<(u64, u64), Problem> {
+        let now = state.clock.now_ms();
+        Ok(report::period(
+            &state.terms,
+            self.from.as_deref(),
+            self.to.as_deref(),
+            now,
+        )?)
+    }
+}
+
 fn with_content_type(body: String, format: Format) -> Response {
     let mut response = body.into_response();
     response
@@ -93,13 +126,16 @@ pub async fn usage(
     headers: HeaderMap,
     query: Result<Query<Period>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
-    let Query(q) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let format = format_of(q.format.as_deref(), &headers)?;
-    let only = report_tenant(&caller, q.tenant.as_ref())?;
-    let (from_ms, to_ms) = report::period(&state.terms, q.from.as_deref(), q.to.as_deref(), state.clock.now_ms())?;
+    let Query(q) = query?;
+    let Asked {
+        format,
+        tenant,
+        from_ms,
+        to_ms,
+    } = q.asked(&caller, &state, &headers)?;
     let usage = report::usage_report(state.store.as_ref(), &state.terms, from_ms, to_ms).await?;
     let alerts = scoped_alerts(&caller, &state, from_ms, to_ms).await?;
-    let mut body = report::render(&usage, &alerts, only.as_deref(), format, &state.hostname);
+    let mut body = report::render(&usage, &alerts, tenant.as_deref(), format, &state.hostname);
     if caller.role == Role::TenantAdmin && format == Format::Json {
         body = without_organisation(&body);
     }
@@ -116,8 +152,13 @@ pub async fn outcomes(
     headers: HeaderMap,
     query: Result<Query<Period>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
-    let Query(q) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let format = format_of(q.format.as_deref(), &headers)?;
+    let Query(q) = query?;
+    let Asked {
+        format,
+        tenant,
+        from_ms,
+        to_ms,
+    } = q.asked(&caller, &state, &headers)?;
     if format == Format::Focus {
         return Err(Problem::invalid(
             "invalid_format",
@@ -125,9 +166,7 @@ pub async fn outcomes(
             "the outcome report is json or csv (FOCUS is for cost)",
         ));
     }
-    let only = report_tenant(&caller, q.tenant.as_ref())?;
-    let (from_ms, to_ms) = report::period(&state.terms, q.from.as_deref(), q.to.as_deref(), state.clock.now_ms())?;
-    let rows = crate::outcomes::report(state.store.as_ref(), from_ms, to_ms, only.as_deref()).await?;
+    let rows = crate::outcomes::report(state.store.as_ref(), from_ms, to_ms, tenant.as_deref()).await?;
     let body = match format {
         Format::Csv => crate::outcomes::csv(&rows, from_ms, to_ms),
         _ => crate::outcomes::json(&rows, from_ms, to_ms),
@@ -151,8 +190,8 @@ pub async fn alerts(
     State(state): State<AdminState>,
     query: Result<Query<Period>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, Problem> {
-    let Query(q) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let (from_ms, to_ms) = report::period(&state.terms, q.from.as_deref(), q.to.as_deref(), state.clock.now_ms())?;
+    let Query(q) = query?;
+    let (from_ms, to_ms) = q.period(&state)?;
     Ok(Json(json!(scoped_alerts(&caller, &state, from_ms, to_ms).await?)))
 }
 

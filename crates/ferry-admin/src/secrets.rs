@@ -25,6 +25,14 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
     Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
 }
 
+/// A new application password and its hash: the password to show once,
+/// the hash to store.
+pub fn new_password() -> Result<(String, String), argon2::password_hash::Error> {
+    let password = random_secret();
+    let hash = hash_password(&password)?;
+    Ok((password, hash))
+}
+
 /// Hex SHA-256 of a token's secret part.
 pub fn token_digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))

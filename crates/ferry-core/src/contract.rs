@@ -43,6 +43,11 @@ impl Micros {
         Some(Micros(whole * 1_000_000 + frac))
     }
 
+    /// The decimal [`Micros::parse`] reads, with all six places (`0.001200`).
+    pub fn decimal(self) -> String {
+        format!("{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
+    }
+
     /// Rounded half up to cents.
     pub fn to_cents(self) -> u128 {
         (self.0 + 5_000) / 10_000
@@ -288,6 +293,7 @@ mod tests {
         let t = c.terms().expect("valid");
         assert_eq!(t.yearly_excess_cost(50), Micros(500_000));
         assert_eq!(t.yearly_excess_cost(150), Micros(1_000_000 + 250_000));
+        assert_eq!(Micros::parse(&Micros(1_250_000).decimal()), Some(Micros(1_250_000)));
         c.yearly_tiers = vec![
             Tier {
                 up_to: None,

@@ -232,6 +232,23 @@ pub fn senders(field: &'static str, list: &[String], tenant: &Tenant) -> Result<
         .collect()
 }
 
+/// A tenant's domains may change only while every application of it keeps
+/// its senders inside them: the rule [`senders`] applies at onboarding.
+pub fn senders_still_owned(tenant: &Tenant, apps: &[Application]) -> Result<(), Invalid> {
+    for app in apps {
+        senders("envelope_from", &app.envelope_from, tenant)
+            .and_then(|_| senders("header_from", &app.header_from, tenant))
+            .map_err(|e| {
+                invalid(
+                    "domains",
+                    "domain_in_use",
+                    format!("application {} would be left outside: {}", app.username, e.message),
+                )
+            })?;
+    }
+    Ok(())
+}
+
 /// Addresses and networks a client may connect from.
 pub fn networks(list: &[String]) -> Result<Vec<IpNet>, Invalid> {
     list.iter()
@@ -303,6 +320,14 @@ pub fn token(name: &str, role: crate::token::Role, tenant: Option<&str>) -> Resu
             "only a tenant-admin token has a tenant",
         )),
     }
+}
+
+/// An RFC 3339 instant (`2026-12-08T00:00:00Z`) in ms since the epoch;
+/// the refusal names `field`.
+pub fn instant_ms(field: &'static str, s: &str) -> Result<u64, Invalid> {
+    s.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond().max(0) as u64)
+        .map_err(|_| invalid(field, "invalid_date", format!("{s}: expected an RFC 3339 instant")))
 }
 
 /// The longest overlap a rotation may give the old password.

@@ -56,10 +56,10 @@ pub async fn serve(
     };
     let served = match tls {
         None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
-        Some(tls) => {
-            let listener = TlsListener::new(listener, tls);
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
-        }
+        Some(tls) => match TlsListener::new(listener, tls) {
+            Ok(listener) => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+            Err(e) => Err(e),
+        },
     };
     if let Err(e) = served {
         tracing::error!(error = %e, "admin endpoint failed");
@@ -70,13 +70,13 @@ pub async fn serve(
 /// each within [`HANDSHAKE_TIMEOUT`], so a slow or silent client holds up
 /// no one; each uses the keyring's certificate of the moment.
 struct TlsListener {
-    local: std::io::Result<SocketAddr>,
+    local: SocketAddr,
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
 }
 
 impl TlsListener {
-    fn new(listener: TcpListener, tls: watch::Receiver<Option<TlsAcceptor>>) -> TlsListener {
-        let local = listener.local_addr();
+    fn new(listener: TcpListener, tls: watch::Receiver<Option<TlsAcceptor>>) -> std::io::Result<TlsListener> {
+        let local = listener.local_addr()?;
         let (done, ready) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
@@ -105,7 +105,7 @@ impl TlsListener {
                 });
             }
         });
-        TlsListener { local, ready }
+        Ok(TlsListener { local, ready })
     }
 }
 
@@ -121,10 +121,7 @@ impl axum::serve::Listener for TlsListener {
     }
 
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        match &self.local {
-            Ok(address) => Ok(*address),
-            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
-        }
+        Ok(self.local)
     }
 }
 

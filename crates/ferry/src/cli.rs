@@ -128,33 +128,10 @@ pub enum ReportFormat {
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
     /// Usage and charge-back per tenant and application for a period.
-    Usage {
-        /// First day (YYYY-MM-DD, in the contract's time zone) or an instant
-        /// (2026-11-24T05:00:00Z); default: the contract year's start.
-        #[arg(long)]
-        from: Option<String>,
-        /// Last day, included, or an instant, excluded; default: now.
-        #[arg(long)]
-        to: Option<String>,
-        /// Only this tenant's row (the charges still come from the whole organisation).
-        #[arg(long)]
-        tenant: Option<String>,
-        #[arg(long, value_enum, default_value_t)]
-        format: ReportFormat,
-    },
-    /// Per application: relayed, refused by reason, delivered, deferred, bounced.
-    Outcomes {
-        /// As for `usage`.
-        #[arg(long)]
-        from: Option<String>,
-        #[arg(long)]
-        to: Option<String>,
-        #[arg(long)]
-        tenant: Option<String>,
-        /// csv or json.
-        #[arg(long, value_enum, default_value_t)]
-        format: ReportFormat,
-    },
+    Usage(ReportArgs),
+    /// Per application: relayed, refused by reason, delivered, deferred,
+    /// bounced (csv or json).
+    Outcomes(ReportArgs),
     /// Alerts raised in a period, with their delivery state.
     Alerts {
         #[arg(long)]
@@ -164,6 +141,23 @@ pub enum ReportCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+}
+
+/// The period, tenant and format of a report.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// First day (YYYY-MM-DD, in the contract's time zone) or an instant
+    /// (2026-11-24T05:00:00Z); default: the contract year's start.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last day, included, or an instant, excluded; default: now.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only this tenant's rows (usage: the charges still come from the whole organisation).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: ReportFormat,
 }
 
 /// Hard limits, in the contract's unit.

@@ -2,7 +2,7 @@
 
 use crate::console::{say, warn_line};
 use anyhow::{Context, bail};
-use ferry_admin::secrets::{hash_password, random_secret};
+use ferry_admin::secrets::new_password;
 use ferry_admin::{public_app as public, public_tenant};
 use ferry_core::chargeback::Allocation;
 use ferry_core::config::{Config, SpfOnboarding};
@@ -277,17 +277,12 @@ pub async fn app(store: &dyn Store, config: &Config, command: AppCommand) -> any
             output,
         } => {
             let mut app = find(store, &username).await?;
-            let until = match &old_valid_until {
-                Some(s) => Some(
-                    s.parse::<jiff::Timestamp>()
-                        .with_context(|| format!("--old-valid-until {s}: expected an RFC 3339 instant"))?
-                        .as_millisecond()
-                        .max(0) as u64,
-                ),
-                None => None,
-            };
-            let password = random_secret();
-            let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+            let until = old_valid_until
+                .as_deref()
+                .map(|s| onboarding::instant_ms("--old-valid-until", s))
+                .transpose()
+                .map_err(named_by_flag)?;
+            let (password, hash) = new_password().map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
             onboarding::rotate_password(&mut app, hash, until, SystemClock.now_ms())
                 .map_err(|e| anyhow::anyhow!("--old-valid-until {}", e.message))?;
             store.update_app(app).await?;
@@ -342,8 +337,7 @@ async fn add_app(store: &dyn Store, config: &Config, a: AppAddArgs) -> anyhow::R
         },
         bulk_rules: !a.no_bulk_rules,
     };
-    let password = random_secret();
-    let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+    let (password, hash) = new_password().map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
     let app = onboarding::application(new, &tenant, hash, jiff::Zoned::now().date(), SystemClock.now_ms())
         .map_err(named_by_flag)?;
     spf_at_onboarding(config, &app.envelope_from).await?;

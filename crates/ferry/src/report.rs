@@ -19,34 +19,25 @@ pub async fn run(store: &dyn Store, config: &Config, command: ReportCommand) -> 
             .map_err(|e| anyhow::anyhow!("--{} {}", e.field, e.message))
     };
     match command {
-        ReportCommand::Usage {
-            from,
-            to,
-            tenant,
-            format,
-        } => {
-            let (from_ms, to_ms) = period(from.as_deref(), to.as_deref())?;
+        ReportCommand::Usage(asked) => {
+            let (from_ms, to_ms) = period(asked.from.as_deref(), asked.to.as_deref())?;
             let usage = report::usage_report(store, &terms, from_ms, to_ms).await?;
             let alerts = store.alerts(from_ms, to_ms).await?;
-            let format = match format {
+            let format = match asked.format {
                 ReportFormat::Json => Format::Json,
                 ReportFormat::Csv => Format::Csv,
                 ReportFormat::Focus => Format::Focus,
             };
+            let tenant = asked.tenant.as_deref();
             say_raw!(
                 "{}",
-                report::render(&usage, &alerts, tenant.as_deref(), format, &config.server.hostname)
+                report::render(&usage, &alerts, tenant, format, &config.server.hostname)
             );
         }
-        ReportCommand::Outcomes {
-            from,
-            to,
-            tenant,
-            format,
-        } => {
-            let (from_ms, to_ms) = period(from.as_deref(), to.as_deref())?;
-            let rows = outcomes::report(store, from_ms, to_ms, tenant.as_deref()).await?;
-            match format {
+        ReportCommand::Outcomes(asked) => {
+            let (from_ms, to_ms) = period(asked.from.as_deref(), asked.to.as_deref())?;
+            let rows = outcomes::report(store, from_ms, to_ms, asked.tenant.as_deref()).await?;
+            match asked.format {
                 ReportFormat::Json => say_raw!("{}", outcomes::json(&rows, from_ms, to_ms)),
                 ReportFormat::Csv => say_raw!("{}", outcomes::csv(&rows, from_ms, to_ms)),
                 ReportFormat::Focus => anyhow::bail!("--format: the outcome report is csv or json"),

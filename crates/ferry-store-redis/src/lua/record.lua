@@ -5,9 +5,9 @@
 -- ARGV[5] the hour, then pairs of outcome field and count to add.
 -- Returns 1, or 0 when the message is gone (and then counts nothing).
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if #ARGV >= 6 then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[5]) end
 for i = 6, #ARGV, 2 do
   redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1])
-  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[5])
 end
 if ARGV[2] == 'done' then
   redis.call('DEL', KEYS[1])
