@@ -27,11 +27,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The stored name: `delivered`, `deferred`, `bounced`, `refused.<reason>`.
-    pub fn key(&self) -> String {
-        self.to_string()
-    }
-
+    /// Reads back the stored name ([`Outcome`]'s `Display`): `delivered`,
+    /// `deferred`, `bounced`, `refused.<reason>`.
     pub fn parse(key: &str) -> Option<Outcome> {
         match key {
             "delivered" => Some(Outcome::Delivered),
@@ -142,7 +139,7 @@ mod tests {
             Outcome::Bounced,
             Outcome::Refused("virus".into()),
         ] {
-            assert_eq!(Outcome::parse(&outcome.key()), Some(outcome));
+            assert_eq!(Outcome::parse(&outcome.to_string()), Some(outcome));
         }
         assert_eq!(Outcome::parse("refused."), None);
         assert_eq!(Outcome::parse("lost"), None);

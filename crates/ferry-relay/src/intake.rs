@@ -53,6 +53,14 @@ pub struct MessageIntake {
     pub delivery_wakeup: Arc<tokio::sync::Notify>,
 }
 
+/// Adds one refusal to the per-application outcomes; a store that fails
+/// here loses the count, never the session's answer.
+async fn add_refusal(store: &dyn Store, count: OutcomeCount) {
+    if let Err(e) = store.count_outcomes(vec![count]).await {
+        tracing::warn!(error = %e, "cannot count a refusal");
+    }
+}
+
 /// The SMTP reply of a refusal.
 pub fn reply_for(refusal: &Refusal) -> Reply {
     let parts = refusal.reply();
@@ -141,11 +149,7 @@ impl MessageIntake {
         }
         let count = OutcomeCount::refusal(tenant, app, refusal.reason(), self.clock.now_ms());
         let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.count_outcomes(vec![count]).await {
-                tracing::warn!(error = %e, "cannot count a refusal");
-            }
-        });
+        tokio::spawn(async move { add_refusal(store.as_ref(), count).await });
     }
 
     /// A sign-in refused for a username that names an application: counted
@@ -156,9 +160,7 @@ impl MessageIntake {
         tokio::spawn(async move {
             if let Ok(Some(app)) = store.app(&username).await {
                 let count = OutcomeCount::refusal(&app.tenant, &app.username, reason, now);
-                if let Err(e) = store.count_outcomes(vec![count]).await {
-                    tracing::warn!(error = %e, "cannot count a refusal");
-                }
+                add_refusal(store.as_ref(), count).await;
             }
         });
     }

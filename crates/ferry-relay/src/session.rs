@@ -157,12 +157,9 @@ impl Connection {
         draining: &mut watch::Receiver<bool>,
     ) -> bool {
         let conn = self;
-        if session.take_oversized()
-            && let Some(login) = &conn.login
-        {
-            let refusal = Refusal::MessageTooBig(session.message_limit());
-            ctx.intake
-                .count_refusal(&login.tenant.name, &login.app.username, &refusal);
+        if session.take_oversized() {
+            // Already answered by the dialogue: only counted here.
+            conn.refused(ctx, &Refusal::MessageTooBig(session.message_limit()));
         }
         match action {
             Action::NeedInput => conn.read_more(ctx, session, buf, draining).await,
@@ -324,15 +321,24 @@ impl Connection {
         let Some(login) = &self.login else {
             return Err(reply_for(&Refusal::AuthenticationRequired));
         };
-        let verdict = match self.sender_authorised(login, from) {
+        let verdict = match check_envelope_from(&login.app, &login.tenant, from) {
             Ok(()) => ctx.intake.cap_room(&login.tenant, &login.app, 1).await,
-            Err(refusal) => Err(refusal),
+            Err(refusal) => Err(Refusal::SenderNotAuthorised(refusal)),
         };
         verdict.map_err(|refusal| {
-            tracing::info!(peer = %self.peer, user = %login.app.username, reason = refusal.reason(), "refused at MAIL: {refusal}");
-            ctx.intake.count_refusal(&login.tenant.name, &login.app.username, &refusal);
-            reply_for(&refusal)
+            tracing::info!(peer = %self.peer, user = %login.app.username, from, reason = refusal.reason(), "refused at MAIL: {refusal}");
+            self.refused(ctx, &refusal)
         })
+    }
+
+    /// A refusal of the signed-in application's mail: counted under its
+    /// rule, answered with its reply.
+    fn refused(&self, ctx: &SessionContext, refusal: &Refusal) -> Reply {
+        if let Some(login) = &self.login {
+            ctx.intake
+                .count_refusal(&login.tenant.name, &login.app.username, refusal);
+        }
+        reply_for(refusal)
     }
 
     /// When the contract counts recipients, a recipient past a cap is
@@ -347,18 +353,7 @@ impl Connection {
         ctx.intake
             .cap_room(&login.tenant, &login.app, self.recipients + 1)
             .await
-            .map_err(|refusal| {
-                ctx.intake
-                    .count_refusal(&login.tenant.name, &login.app.username, &refusal);
-                reply_for(&refusal)
-            })
-    }
-
-    fn sender_authorised(&self, login: &Login, from: &str) -> Result<(), Refusal> {
-        check_envelope_from(&login.app, &login.tenant, from).map_err(|refusal| {
-            tracing::info!(peer = %self.peer, user = %login.app.username, from, reason = %refusal, "sender refused");
-            Refusal::SenderNotAuthorised(refusal)
-        })
+            .map_err(|refusal| self.refused(ctx, &refusal))
     }
 
     async fn deliver(&self, ctx: &SessionContext, session: &Session, envelope: Envelope) -> Reply {

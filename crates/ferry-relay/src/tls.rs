@@ -81,11 +81,15 @@ pub fn server_config_from_pem(
     Ok(Arc::new(config))
 }
 
+/// Where [`development_certificate`] keeps its certificate and key under `dir`.
+pub fn development_paths(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join("dev-certificate.pem"), dir.join("dev-key.pem"))
+}
+
 /// Creates (once) a self-signed certificate for `hostname`, `localhost` and
 /// 127.0.0.1 under `dir`, and returns the certificate and key paths.
 pub fn development_certificate(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), TlsError> {
-    let cert_path = dir.join("dev-certificate.pem");
-    let key_path = dir.join("dev-key.pem");
+    let (cert_path, key_path) = development_paths(dir);
     if cert_path.exists() && key_path.exists() {
         return Ok((cert_path, key_path));
     }

@@ -402,14 +402,14 @@ pub async fn outcomes_are_counted_once(store: &dyn Store) {
         .await
         .expect("outcomes")
         .into_iter()
-        .map(|c| (c.hour, c.app, c.outcome.key(), c.count))
+        .map(|c| (c.hour, c.app, c.outcome.to_string(), c.count))
         .collect();
     counts.sort();
     let expected = vec![
         (hour, "a".to_string(), "bounced".to_string(), 1),
         (hour, "a".to_string(), "deferred".to_string(), 2),
         (hour, "a".to_string(), "delivered".to_string(), 1),
-        (hour, "a".to_string(), Outcome::Refused("virus".into()).key(), 2),
+        (hour, "a".to_string(), Outcome::Refused("virus".into()).to_string(), 2),
         (hour + 1, "b".to_string(), "refused.auth_failed".to_string(), 1),
     ];
     assert_eq!(counts, expected);

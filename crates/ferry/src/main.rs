@@ -214,12 +214,26 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     }
 }
 
+/// Where a development certificate lives when no `tls.certificate` is set.
+fn development_dir(config: &Config) -> std::path::PathBuf {
+    config.server.data_dir.join("tls")
+}
+
+/// The certificate file a relay with this configuration serves (made by
+/// its `serve`, never here).
+pub(crate) fn served_certificate(config: &Config) -> std::path::PathBuf {
+    match &config.tls.certificate {
+        Some(cert) => cert.clone(),
+        None => ferry_relay::tls::development_paths(&development_dir(config)).0,
+    }
+}
+
 /// The certificate and key files: the configured ones, or a development pair.
-pub(crate) fn certificate_files(config: &Config) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+fn certificate_files(config: &Config) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
     let (cert, key) = match (&config.tls.certificate, &config.tls.key) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
         _ => {
-            let dir = config.server.data_dir.join("tls");
+            let dir = development_dir(config);
             let pair = ferry_relay::tls::development_certificate(&dir, &config.server.hostname)?;
             tracing::warn!(
                 certificate = %pair.0.display(),

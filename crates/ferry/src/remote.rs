@@ -151,7 +151,7 @@ pub async fn ask_relay(config: &Config, admin_url: Option<&str>) -> anyhow::Resu
     };
     // Our own relay's HTTPS: trust exactly the certificate it serves.
     let client = if admin_url.is_none() && url.starts_with("https://") {
-        let tls = ferry_relay::tls::pinned_client(&crate::certificate_files(config)?.0)?;
+        let tls = ferry_relay::tls::pinned_client(&crate::served_certificate(config))?;
         reqwest::Client::builder().use_preconfigured_tls(tls).build()?
     } else {
         reqwest::Client::new()
