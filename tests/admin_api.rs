@@ -467,6 +467,22 @@ fn the_admin_api_on_redis_and_a_revoked_token() {
         .to_string();
     ferry.cli_ok(&["token", "revoke", &id]);
     assert_eq!(ferry.api("GET", "/v1/tenants", Some(&tokens.finance), None).0, 401);
+    // A change by the CLI on the shared store is in the audit log too; a read is not.
+    ferry.cli_ok(&["app", "list"]);
+    let log = ferry.api("GET", "/v1/audit", Some(&tokens.admin), None).1;
+    let revoked = format!("token revoke {id}");
+    let cli: Vec<&serde_json::Value> = log
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["role"] == "cli")
+        .collect();
+    assert!(
+        cli.iter()
+            .any(|e| e["object"] == revoked.as_str() && e["actor"].as_str().is_some_and(|a| a.starts_with("cli:"))),
+        "{log}"
+    );
+    assert!(!cli.iter().any(|e| e["object"] == "app list"), "{log}");
     assert!(ferry.stop().success());
 }
 
@@ -575,7 +591,7 @@ fn a_password_rotated_with_an_overlap_keeps_both_working_until_it_ends() {
 
 #[test]
 fn the_cli_works_while_the_relay_runs_on_the_embedded_store() {
-    let (mut ferry, _) = start(&[("server.reload_secs", "1")]);
+    let (mut ferry, t) = start(&[("server.reload_secs", "1")]);
     // Each of these needs the store the relay holds: they go through its API.
     let out = ferry.cli_ok(&[
         "app",
@@ -605,6 +621,16 @@ fn the_cli_works_while_the_relay_runs_on_the_embedded_store() {
     );
     ferry.cli_ok(&["app", "disable", "live"]);
     assert!(login(&ferry, "live", &password).starts_with("535"));
+    let log = ferry.api("GET", "/v1/audit", Some(&t.admin), None).1;
+    let through_relay: Vec<&str> = log
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["action"] == "cli")
+        .filter_map(|e| e["object"].as_str())
+        .collect();
+    assert!(through_relay.contains(&"app disable live"), "{log}");
+    assert!(!through_relay.contains(&"app list"), "reads are not changes: {log}");
     ferry.cli_ok(&[
         "dkim",
         "generate",

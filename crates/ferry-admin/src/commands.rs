@@ -62,8 +62,52 @@ pub async fn run(
     let Some(runner) = state.commands.clone() else {
         return Err(Problem::not_found("command runner on this node"));
     };
-    if !reporting {
-        crate::audit::record(&state, &caller, "cli", &body.args.join(" "), None, None).await;
+    let command = body.args.join(" ");
+    let changing = changes_something(&body.args);
+    let output = runner.run(body.args).await;
+    if changing && output.status == 0 {
+        crate::audit::record(&state, &caller, "cli", &command, None, None).await;
     }
-    Ok(Json(runner.run(body.args).await))
+    Ok(Json(output))
+}
+
+/// Whether a CLI command (its arguments, global options removed) changes
+/// anything: not a report, a list, a show or a check. What goes in the
+/// audit log, from the API and from the CLI on the store alike.
+pub fn changes_something(args: &[String]) -> bool {
+    let words: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .take(2)
+        .collect();
+    !matches!(
+        words.as_slice(),
+        [] | [_] | ["report", ..] | [_, "list" | "show" | "check-spf"]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changes_something;
+
+    #[test]
+    fn reads_are_not_changes() {
+        let args = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        for read in [
+            "report usage --format csv",
+            "app list --output json",
+            "tenant show hr",
+            "app check-spf crm",
+        ] {
+            assert!(!changes_something(&args(read)), "{read}");
+        }
+        for change in [
+            "app add crm --tenant hr",
+            "token revoke abc",
+            "dkim generate x.test --selector s1",
+        ] {
+            assert!(changes_something(&args(change)), "{change}");
+        }
+    }
 }

@@ -18,14 +18,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use ferry_core::SystemClock;
 use ferry_core::config::{Config, LogFormat, StoreBackend};
+use ferry_core::{Clock, SystemClock};
 use ferry_relay::{Relay, RelayParts, Roles};
 use ferry_store::embedded::StoreWriter;
 use ferry_store::{EmbeddedStore, Store};
 use ferry_store_redis::RedisStore;
 
 use crate::cli::{Cli, Command, Role};
+use crate::console::warn_line;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -133,7 +134,32 @@ async fn run(command: Command, config: Config, admin_url: Option<String>) -> any
         Err(e) if is_locked(&e) => return remote::ask_relay(&config, None).await,
         Err(e) => return Err(e),
     };
-    run_with_store(command, store.as_ref(), &config).await.map(|()| 0)
+    run_with_store(command, store.as_ref(), &config).await?;
+    audit_cli(store.as_ref()).await;
+    Ok(0)
+}
+
+/// A change made by the CLI on the store goes to the audit log, as one
+/// made through the API does (there, by the API).
+async fn audit_cli(store: &dyn Store) {
+    let args = remote::forwarded_args();
+    if !ferry_admin::commands::changes_something(&args) {
+        return;
+    }
+    let at_ms = SystemClock.now_ms();
+    let entry = ferry_core::audit::AuditEntry {
+        id: ferry_core::audit::AuditEntry::new_id(at_ms),
+        at_ms,
+        actor: format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())),
+        role: "cli".into(),
+        action: "cli".into(),
+        object: args.join(" "),
+        before: None,
+        after: None,
+    };
+    if let Err(e) = store.append_audit(entry).await {
+        warn_line!("ferry: the change is made, but the audit log could not record it: {e}");
+    }
 }
 
 fn is_locked(e: &anyhow::Error) -> bool {
