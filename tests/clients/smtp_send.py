@@ -23,17 +23,19 @@ def main() -> int:
     p.add_argument("--rcpt", action="append", required=True)
     p.add_argument("--file", required=True, help="the message, CRLF line endings")
     p.add_argument("--count", type=int, default=1)
+    p.add_argument("--source", help="the local address to connect from (127.0.0.x)")
     a = p.parse_args()
 
     ctx = ssl.create_default_context(cafile=a.cafile)
     with open(a.file, "rb") as f:
         content = f.read()
     results = []
+    source = (a.source, 0) if a.source else None
     try:
         if a.mode == "implicit":
-            s = smtplib.SMTP_SSL(a.host, a.port, context=ctx, timeout=30)
+            s = smtplib.SMTP_SSL(a.host, a.port, context=ctx, timeout=30, source_address=source)
         else:
-            s = smtplib.SMTP(a.host, a.port, timeout=30)
+            s = smtplib.SMTP(a.host, a.port, timeout=30, source_address=source)
             s.starttls(context=ctx)
         s.ehlo("python.client.test")
         s.user, s.password = a.user, a.password

@@ -204,6 +204,10 @@ pub struct Listen {
     pub submission: Option<SocketAddr>,
     /// Port 465 style: implicit TLS (RFC 8314).
     pub submissions: Option<SocketAddr>,
+    /// Load balancers (CIDRs) whose connections start with a PROXY protocol
+    /// v1 or v2 header naming the client. From these the header is required;
+    /// from anywhere else it is refused. Empty: PROXY protocol is off.
+    pub proxy_protocol_from: Vec<ipnet::IpNet>,
 }
 
 impl Default for Listen {
@@ -212,6 +216,7 @@ impl Default for Listen {
             smtp: Some(([127, 0, 0, 1], 2525).into()),
             submission: Some(([127, 0, 0, 1], 2587).into()),
             submissions: Some(([127, 0, 0, 1], 2465).into()),
+            proxy_protocol_from: Vec::new(),
         }
     }
 }

@@ -39,6 +39,7 @@ pub mod keyring;
 pub mod listener;
 pub mod metrics;
 pub mod outbound;
+pub mod proxy;
 pub mod scan;
 mod session;
 pub mod spf;
@@ -548,6 +549,7 @@ fn session_context(config: &Config, p: SessionParts) -> Result<SessionContext, S
         },
         command_timeout: Duration::from_secs(config.smtp.command_timeout_secs),
         data_timeout: Duration::from_secs(config.smtp.data_timeout_secs),
+        proxies: proxy::TrustedProxies::new(config.listen.proxy_protocol_from.clone()),
         draining: p.draining,
     })
 }

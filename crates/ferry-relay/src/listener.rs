@@ -1,5 +1,6 @@
-//! Listeners: accept connections, enforce the per-node and per-source-address
-//! session caps, and start one session actor per connection. Admission is
+//! Listeners: accept connections, read a load balancer's PROXY header,
+//! enforce the per-node and per-source-address session caps, and start one
+//! session actor per connection. Admission is
 //! decided here, before an actor exists: actor mailboxes are unbounded, the
 //! caps are what bound the sessions.
 
@@ -8,11 +9,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use ferry_smtp::{SessionConfig, TlsPolicy};
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use crate::proxy;
 use crate::session::{self, SessionContext};
 
 /// The three kinds of listener.
@@ -131,11 +133,18 @@ pub struct ListenerArgs {
 
 pub struct ListenerState {
     socket: Option<Arc<TcpListener>>,
+    draining: watch::Receiver<bool>,
+    admission: Admission,
+}
+
+/// What it takes to admit a connection and start its session; cloned into
+/// the task that first reads a balancer's PROXY header.
+#[derive(Clone)]
+struct Admission {
     kind: ListenerKind,
     ctx: Arc<SessionContext>,
     limits: Arc<SessionLimits>,
     config: SessionConfig,
-    draining: watch::Receiver<bool>,
 }
 
 pub struct Accept;
@@ -158,11 +167,13 @@ impl Actor for Listener {
         myself.cast(Accept)?;
         Ok(ListenerState {
             socket,
-            kind: args.kind,
             draining: args.ctx.draining.clone(),
-            ctx: args.ctx,
-            limits: args.limits,
-            config,
+            admission: Admission {
+                kind: args.kind,
+                ctx: args.ctx,
+                limits: args.limits,
+                config,
+            },
         })
     }
 
@@ -184,10 +195,10 @@ impl Actor for Listener {
             }
         };
         match accepted {
-            Ok((tcp, peer)) => state.admit(&myself, tcp, peer).await,
+            Ok((tcp, peer)) => state.admission.accepted(&myself, tcp, peer).await,
             Err(e) => {
                 // EMFILE and friends: keep serving the sessions we have.
-                tracing::warn!(listener = state.kind.name(), error = %e, "accept failed");
+                tracing::warn!(listener = state.admission.kind.name(), error = %e, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
@@ -202,15 +213,37 @@ impl Actor for Listener {
         state: &mut ListenerState,
     ) -> Result<(), ActorProcessingErr> {
         if let SupervisionEvent::ActorFailed(_, e) = event {
-            tracing::error!(listener = state.kind.name(), error = %e, "session actor failed");
+            tracing::error!(listener = state.admission.kind.name(), error = %e, "session actor failed");
         }
         Ok(())
     }
 }
 
-impl ListenerState {
-    async fn admit(&self, myself: &ActorRef<Accept>, tcp: TcpStream, peer: SocketAddr) {
+impl Admission {
+    /// A balancer's connection is read for its PROXY header on a task of
+    /// its own, so a slow balancer never holds up the accept loop.
+    async fn accepted(&self, myself: &ActorRef<Accept>, tcp: TcpStream, peer: SocketAddr) {
         let _ = tcp.set_nodelay(true);
+        if self.ctx.proxies.trusts(peer.ip()) {
+            let (admission, cell) = (self.clone(), myself.get_cell());
+            tokio::spawn(async move { admission.behind_proxy(cell, tcp, peer).await });
+        } else {
+            self.admit(myself.get_cell(), tcp, peer).await;
+        }
+    }
+
+    async fn behind_proxy(self, listener: ActorCell, mut tcp: TcpStream, balancer: SocketAddr) {
+        match proxy::client_address(&mut tcp, balancer, self.ctx.command_timeout).await {
+            Ok(client) => self.admit(listener, tcp, client).await,
+            Err(e) => {
+                tracing::warn!(listener = self.kind.name(), %balancer, error = %e, "connection closed: PROXY header");
+                let _ = tcp.shutdown().await;
+            }
+        }
+    }
+
+    /// `peer` is the client: the balancer's when a PROXY header named one.
+    async fn admit(&self, listener: ActorCell, tcp: TcpStream, peer: SocketAddr) {
         let implicit = self.kind == ListenerKind::Submissions;
         let Some(slot) = self.limits.admit(peer.ip()) else {
             tokio::spawn(refuse_busy(tcp, peer, implicit && self.ctx.tls_available));
@@ -224,7 +257,7 @@ impl ListenerState {
             implicit_tls: implicit,
             slot,
         };
-        if let Err(e) = Actor::spawn_linked(None, session::SessionActor, args, myself.get_cell()).await {
+        if let Err(e) = Actor::spawn_linked(None, session::SessionActor, args, listener).await {
             tracing::error!(%peer, error = %e, "cannot start a session");
         }
     }

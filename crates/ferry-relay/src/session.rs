@@ -37,6 +37,8 @@ pub struct SessionContext {
     pub intake: MessageIntake,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
+    /// Load balancers whose connections start with a PROXY header.
+    pub proxies: crate::proxy::TrustedProxies,
     /// Turns true when the node drains: idle sessions are told 421 and closed.
     pub draining: watch::Receiver<bool>,
 }

@@ -20,6 +20,8 @@ pub enum Command<'a> {
     Auth(&'a str),
     /// A known verb used wrongly (`MAIL` without `FROM:`).
     Malformed(&'static str),
+    /// A PROXY protocol v1 header where none is expected.
+    Proxy,
     Unknown,
 }
 
@@ -45,6 +47,7 @@ pub fn parse(line: &str) -> Command<'_> {
         "HELP" => Command::Help,
         "STARTTLS" => Command::StartTls(arg),
         "AUTH" => Command::Auth(arg),
+        "PROXY" => Command::Proxy,
         _ => Command::Unknown,
     }
 }

@@ -294,6 +294,12 @@ impl Session {
     }
 
     fn command_step(&mut self) -> Option<Action> {
+        // A v2 header starts with two empty lines and a NUL, which no
+        // client sends; v1 is the PROXY verb in `dispatch`.
+        if self.input.starts_with(b"\r\n\r\n\0") {
+            self.refuse_proxy_header();
+            return None;
+        }
         let line = match self.take_line(MAX_COMMAND_LINE) {
             Line::Incomplete => return Some(Action::NeedInput),
             Line::Complete(line) => line,
@@ -347,10 +353,23 @@ impl Session {
                 "2.0.0",
                 "See RFC 5321; Ferry relays mail for authenticated applications",
             )),
+            Command::Proxy => self.refuse_proxy_header(),
             Command::Malformed(usage) => self.error(Reply::new(501, "5.5.2", format!("Syntax: {usage}"))),
             Command::Unknown => self.error(Reply::new(500, "5.5.1", "Command unrecognized")),
         }
         None
+    }
+
+    /// Only the configured load balancers may name a client's address; the
+    /// driver reads their header before the session starts.
+    fn refuse_proxy_header(&mut self) {
+        self.input.clear();
+        self.reply(Reply::new(
+            554,
+            "5.7.0",
+            "PROXY protocol header not accepted from this address",
+        ));
+        self.phase = Phase::Closed;
     }
 
     /// Called by the driver once the TLS handshake completed. Everything the

@@ -385,6 +385,19 @@ fn bare_lf_ending_a_command_closes() {
 }
 
 #[test]
+fn a_proxy_header_is_refused_and_closes() {
+    let mut d = Driver::new(TlsPolicy::Offered);
+    d.send("PROXY TCP4 192.0.2.1 127.0.0.1 4000 25\r\nEHLO c\r\n");
+    assert_eq!(d.codes(), ["220", "554"]);
+    assert!(d.transcript.contains("554 5.7.0 PROXY protocol header not accepted"));
+    assert!(d.closed);
+    let mut d = Driver::new(TlsPolicy::Offered);
+    d.send_bytes(b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c");
+    assert_eq!(d.codes(), ["220", "554"]);
+    assert!(d.closed);
+}
+
+#[test]
 fn overlong_and_broken_command_lines() {
     let lines = replies_of(TlsPolicy::Required, &format!("NOOP {}\r\nNOOP\r\n", "x".repeat(600)));
     assert!(lines[1].starts_with("500 5.5.2 Line too long"), "{lines:?}");

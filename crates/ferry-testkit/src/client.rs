@@ -49,6 +49,32 @@ impl Smtp {
         (smtp, greeting)
     }
 
+    /// Plaintext connection from a chosen loopback `source` address (as a
+    /// client behind a load balancer is seen); the first reply, or "" if
+    /// the server closed without one.
+    pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> (Smtp, String) {
+        let mut smtp = Smtp::raw_from(addr, source);
+        let greeting = smtp.read_reply();
+        (smtp, greeting)
+    }
+
+    /// A connection from `source` with nothing read: the test speaks first
+    /// (a PROXY header, say).
+    pub fn raw_from(addr: SocketAddr, source: std::net::IpAddr) -> Smtp {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .expect("bind the source address");
+        socket.connect(&addr.into()).expect("connect");
+        let tcp: TcpStream = socket.into();
+        tcp.set_read_timeout(Some(READ_TIMEOUT)).expect("timeout");
+        Smtp {
+            conn: Conn::Plain(tcp),
+            buf: Vec::new(),
+        }
+    }
+
     /// Implicit TLS (RFC 8314); returns the greeting too.
     pub fn connect_tls(addr: SocketAddr, ca_der: &[u8]) -> (Smtp, String) {
         let tcp = TcpStream::connect(addr).expect("connect");

@@ -44,7 +44,7 @@ impl Dns {
     /// `records` are dnsmasq options such as `--mx-host=dest.test,mx1.dest.test,10`.
     pub fn start(records: &[String]) -> Dns {
         let port = free_port(&["127.0.0.1"]);
-        let mut child = Command::new(dnsmasq())
+        let mut child = Command::new(sbin("dnsmasq"))
             .args([
                 "--keep-in-foreground",
                 "--no-resolv",
@@ -80,14 +80,6 @@ impl Dns {
 
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
-    }
-}
-
-fn dnsmasq() -> &'static str {
-    if std::path::Path::new("/usr/sbin/dnsmasq").exists() {
-        "/usr/sbin/dnsmasq"
-    } else {
-        "dnsmasq"
     }
 }
 
@@ -346,6 +338,64 @@ impl Drop for Rspamd {
         let group = format!("-{}", self.child.id());
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
+    }
+}
+
+/// HAProxy in TCP mode: one frontend per entry, each on a free loopback
+/// port, spreading connections round-robin over its backends and sending
+/// each a PROXY protocol header (`send-proxy-v2` or `send-proxy`).
+pub struct Haproxy {
+    _child: Process,
+    /// The frontends' ports, in the order given.
+    pub ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    pub fn start(frontends: &[Vec<std::net::SocketAddr>], send_proxy: &str) -> Haproxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports: Vec<u16> = frontends.iter().map(|_| free_port(&["127.0.0.1"])).collect();
+        let mut config = String::from(
+            "global\n  maxconn 256\n\
+             defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n",
+        );
+        for (i, (backends, port)) in frontends.iter().zip(&ports).enumerate() {
+            config.push_str(&format!(
+                "frontend f{i}\n  bind 127.0.0.1:{port}\n  default_backend b{i}\nbackend b{i}\n  balance roundrobin\n"
+            ));
+            for (n, backend) in backends.iter().enumerate() {
+                config.push_str(&format!("  server n{n} {backend} {send_proxy}\n"));
+            }
+        }
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, config).expect("write haproxy.cfg");
+        let mut child = Command::new(sbin("haproxy"))
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start haproxy (apt-get install haproxy)");
+        for port in &ports {
+            wait_for("haproxy to listen", Duration::from_secs(10), || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("haproxy exited: {status}");
+                }
+                std::net::TcpStream::connect(("127.0.0.1", *port)).ok()
+            });
+        }
+        Haproxy {
+            _child: Process(child),
+            ports,
+            _dir: dir,
+        }
+    }
+
+    /// The `i`th frontend's address.
+    pub fn frontend(&self, i: usize) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.ports[i]).into()
     }
 }
 
