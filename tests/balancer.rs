@@ -58,34 +58,74 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")
 }
 
+/// Two ingress nodes on one redis-server, trusting PROXY headers from
+/// 127.0.0.1 (HAProxy), with `extra` settings; the first is onboarded with
+/// the demo application and `only-five` (allowed from 127.0.0.5 only),
+/// whose password is returned.
+struct Cluster {
+    _redis: Redis,
+    first: Ferry,
+    second: Ferry,
+    only_five: String,
+    settings: Vec<(String, String)>,
+}
+
+impl Cluster {
+    fn start(extra: &[(&str, &str)]) -> Cluster {
+        let redis = Redis::start();
+        let url = redis.url();
+        let mut settings = vec![
+            ("store.backend", "redis"),
+            ("store.redis.url", url.as_str()),
+            ("listen.proxy_protocol_from", "127.0.0.1/32"),
+        ];
+        settings.extend_from_slice(extra);
+        let mut first = Ferry::prepare(&settings);
+        let only_five = first.add_app("only-five", &["--from", SENDER, "--allow", "127.0.0.5/32"]);
+        first.launch_as("ingress");
+        // One certificate behind one name, as a balanced service has.
+        let (cert, key) = (
+            first.pki.cert.display().to_string(),
+            first.pki.key.display().to_string(),
+        );
+        let mut second = Ferry::node(&settings);
+        second.set(&[("tls.certificate", &cert), ("tls.key", &key)]);
+        second.launch_as("ingress");
+        let settings = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Cluster {
+            _redis: redis,
+            first,
+            second,
+            only_five,
+            settings,
+        }
+    }
+
+    /// Another node of the cluster, not yet launched.
+    fn node(&self) -> Ferry {
+        let settings: Vec<(&str, &str)> = self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Ferry::node(&settings)
+    }
+
+    fn stop(mut self) {
+        for node in [&mut self.first, &mut self.second] {
+            assert!(node.stop().success());
+        }
+    }
+}
+
 #[test]
 fn the_client_behind_haproxy_is_seen_by_its_own_address() {
-    let redis = Redis::start();
-    let url = redis.url();
-    let settings = [
-        ("store.backend", "redis"),
-        ("store.redis.url", url.as_str()),
-        ("listen.proxy_protocol_from", "127.0.0.1/32"),
-    ];
-    let mut first = Ferry::prepare(&settings);
-    let only_five = first.add_app("only-five", &["--from", SENDER, "--allow", "127.0.0.5/32"]);
-    first.launch_as("ingress");
-    // One certificate behind one name, as a balanced service has.
-    let (cert, key) = (
-        first.pki.cert.display().to_string(),
-        first.pki.key.display().to_string(),
-    );
-    let mut second = Ferry::node(&settings);
-    second.set(&[("tls.certificate", &cert), ("tls.key", &key)]);
-    second.launch_as("ingress");
-    let mut delivery = Ferry::node(&settings);
+    let cluster = Cluster::start(&[]);
+    let (first, second, only_five) = (&cluster.first, &cluster.second, &cluster.only_five);
+    let mut delivery = cluster.node();
     delivery.launch_as("delivery");
     let submission = |n: &Ferry| n.submission.expect("submission");
     let submissions = |n: &Ferry| n.submissions.expect("submissions");
     let haproxy = Haproxy::start(
         &[
-            vec![submission(&first), submission(&second)],
-            vec![submissions(&first), submissions(&second)],
+            vec![submission(first), submission(second)],
+            vec![submissions(first), submissions(second)],
         ],
         "send-proxy-v2",
     );
@@ -102,14 +142,14 @@ fn the_client_behind_haproxy_is_seen_by_its_own_address() {
         ("via-haproxy-2", via(0, "starttls", CLIENT)),
         ("via-haproxy-465", via(1, "implicit", CLIENT)),
     ] {
-        let replies = smtplib_from(&first, via, "only-five", &only_five, subject);
+        let replies = smtplib_from(first, via, "only-five", only_five, subject);
         assert!(replies.contains("\"code\": 250"), "{replies}");
     }
     let replies = smtplib_from(
-        &first,
+        first,
         via(0, "starttls", OTHER_CLIENT),
         "only-five",
-        &only_five,
+        only_five,
         "refused",
     );
     assert!(replies.contains("\"code\": 535"), "{replies}");
@@ -120,7 +160,7 @@ fn the_client_behind_haproxy_is_seen_by_its_own_address() {
         let received = text.lines().find(|l| l.starts_with("Received:")).expect("Received");
         assert!(received.contains("[127.0.0.5]"), "{received}");
     }
-    for node in [&first, &second] {
+    for node in [first, second] {
         let signed_in = node.wait_for_log("authenticated", "only-five");
         assert!(
             signed_in["peer"].as_str().is_some_and(|p| p.starts_with("127.0.0.5:")),
@@ -134,9 +174,8 @@ fn the_client_behind_haproxy_is_seen_by_its_own_address() {
         .find(|e| e["message"] == "authentication refused")
         .expect("the refusal is logged");
     assert!(refused.to_string().contains(OTHER_CLIENT), "{refused}");
-    for node in [&mut first, &mut second, &mut delivery] {
-        assert!(node.stop().success());
-    }
+    assert!(delivery.stop().success());
+    cluster.stop();
 }
 
 #[test]
@@ -165,4 +204,91 @@ fn proxy_headers_only_from_the_balancer_and_only_well_formed() {
     assert!(balancer.cmd("EHLO client.test").starts_with("250"));
     node.wait_for_log("connection closed: PROXY header", "127.0.0.1");
     assert!(node.stop().success());
+}
+
+/// Two ingress nodes behind HAProxy, one lockout memory (the store):
+/// guesses at one application spread over both nodes and several
+/// addresses lock its username everywhere but at its own address; a pair
+/// locked at one address stops neither another application there nor the
+/// same one elsewhere.
+#[test]
+fn lockouts_hold_across_nodes_without_locking_out_the_innocent() {
+    let cluster = Cluster::start(&[
+        ("auth.lockout_failures", "3"),
+        ("auth.username_lockout_failures", "4"),
+        ("admin.listen", "127.0.0.1:0"),
+    ]);
+    let (first, second, only_five) = (&cluster.first, &cluster.second, &cluster.only_five);
+    let token = first.cli_ok(&["token", "add", "--name", "ops", "--role", "admin"]);
+    let token = token
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .expect("token")
+        .to_string();
+    let submission = |n: &Ferry| n.submission.expect("submission");
+    let haproxy = Haproxy::start(&[vec![submission(first), submission(second)]], "send-proxy-v2");
+    let sign_in = |source: &str, user: &str, password: &str| {
+        let mut smtp = Smtp::submission_from(haproxy.frontend(0), ip(source), &first.pki.ca_der);
+        smtp.auth_plain(user, password)
+    };
+
+    // Four guesses at only-five from two addresses, alternating between the nodes.
+    for source in ["127.0.0.6", "127.0.0.6", "127.0.0.7", "127.0.0.7"] {
+        let reply = sign_in(source, "only-five", "guess");
+        assert!(reply.starts_with("535 5.7.8"), "{reply}");
+    }
+    let reply = sign_in("127.0.0.8", "only-five", only_five);
+    assert!(
+        reply.starts_with("421 4.7.0"),
+        "the username is locked elsewhere: {reply}"
+    );
+    let reply = sign_in(CLIENT, "only-five", only_five);
+    assert!(reply.starts_with("235"), "but not at its own address: {reply}");
+    let reply = sign_in("127.0.0.6", ferry_testkit::USER, &first.password);
+    assert!(
+        reply.starts_with("235"),
+        "another application at a guessing address: {reply}"
+    );
+
+    // Three guesses at the demo application from one address lock that pair.
+    for _ in 0..3 {
+        assert!(sign_in(STRANGER, ferry_testkit::USER, "guess").starts_with("535"));
+    }
+    assert!(sign_in(STRANGER, ferry_testkit::USER, &first.password).starts_with("421 4.7.0"));
+    assert!(sign_in(OTHER_CLIENT, ferry_testkit::USER, &first.password).starts_with("235"));
+
+    let (status, lockouts, _) = second.api("GET", "/v1/lockouts", Some(&token), None);
+    assert_eq!(status, 200, "{lockouts}");
+    let kinds: Vec<(String, String)> = lockouts
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|l| {
+            (
+                l["kind"].as_str().unwrap_or("").into(),
+                l["username"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    assert!(kinds.contains(&("username".into(), "only-five".into())), "{lockouts}");
+    assert!(
+        kinds.contains(&("pair".into(), ferry_testkit::USER.into())),
+        "{lockouts}"
+    );
+    let started = |kind: &str| {
+        let series = format!("ferry_auth_lockouts_total{{kind=\"{kind}\"}}");
+        first.metric(&series) + second.metric(&series)
+    };
+    assert_eq!((started("username"), started("pair")), (1.0, 1.0));
+
+    // Lifted through the API of either node, for every node.
+    let (status, lifted, _) = first.api("DELETE", "/v1/lockouts?username=only-five", Some(&token), None);
+    assert_eq!((status, lifted["lifted"].as_u64()), (200, Some(1)), "{lifted}");
+    let reply = sign_in("127.0.0.8", "only-five", only_five);
+    assert!(
+        reply.starts_with("535"),
+        "unlocked, and refused for its address only: {reply}"
+    );
+    drop(haproxy);
+    cluster.stop();
 }

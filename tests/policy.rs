@@ -25,17 +25,34 @@ fn wrong_password_and_unknown_user_look_the_same() {
     ferry.wait_for_log("authentication refused", "wrong password");
 }
 
+/// The report that started the lockout rework: four wrong passwords for
+/// one application and an unknown username from one address used to lock
+/// every application there out.
 #[test]
-fn repeated_failures_lock_out_the_source() {
-    let ferry = Ferry::start(&[("auth.lockout_failures", "3")]);
-    for _ in 0..3 {
-        let (_, reply) = login(&ferry, USER, "guess");
-        assert!(reply.starts_with("535 5.7.8"), "{reply}");
+fn repeated_failures_lock_out_that_username_at_that_address_only() {
+    let mut ferry = Ferry::prepare(&[("auth.lockout_failures", "3"), ("admin.listen", "127.0.0.1:0")]);
+    let other = ferry.add_app("other-app", &["--from", "other@acme.test", "--allow", "127.0.0.0/8"]);
+    ferry.launch();
+    for user in [USER, "nobody-here", USER, USER] {
+        let (_, reply) = login(&ferry, user, "guess");
+        assert!(
+            reply.starts_with("535 5.7.8") || user == USER && reply.starts_with("421"),
+            "{reply}"
+        );
     }
-    // Even the right password is refused while locked out, and the session closes.
+    // Even the right password is refused from there, and the session closes.
     let (mut smtp, reply) = login(&ferry, USER, &ferry.password);
     assert!(reply.starts_with("421 4.7.0"), "{reply}");
     assert!(smtp.is_closed());
+    // Another application at the same address, and the same one elsewhere, go on.
+    let (_, reply) = login(&ferry, "other-app", &other);
+    assert!(reply.starts_with("235"), "{reply}");
+    let submission = ferry.submission.expect("submission");
+    let mut elsewhere = Smtp::submission_from(submission, [127, 0, 0, 2].into(), &ferry.pki.ca_der);
+    let reply = elsewhere.auth_plain(USER, &ferry.password);
+    assert!(reply.starts_with("235"), "{reply}");
+    ferry.wait_for_log("sign-in lockout started", "pair");
+    assert_eq!(ferry.metric("ferry_auth_lockouts_total{kind=\"pair\"}"), 1.0);
 }
 
 #[test]

@@ -32,6 +32,7 @@ mod directory;
 mod dkim;
 pub mod dkim_keys;
 mod explain;
+mod lockouts;
 mod openapi;
 pub mod outcomes;
 mod problem;
@@ -121,6 +122,7 @@ fn api() -> (Router<AdminState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(audit::list))
+        .routes(routes!(lockouts::list, lockouts::lift))
         .routes(routes!(commands::run))
         .split_for_parts();
     // After the routes: the conventions apply to every operation.

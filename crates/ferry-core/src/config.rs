@@ -260,12 +260,39 @@ impl Default for Smtp {
 pub struct Auth {
     /// argon2 verifications running at once (each takes one core for tens of ms).
     pub max_concurrent_verifications: usize,
-    /// Failures from one address, or for one username, that start a lockout.
+    /// Failures of one username from one address that lock that pair
+    /// (see `ferry_core::lockout` for the three rules).
     pub lockout_failures: u32,
-    /// The window in which failures are counted, and the lockout's length.
+    /// The window in which a pair's failures are counted, and its lockout's length.
     pub lockout_secs: u64,
+    /// Failures of one username from any addresses that lock it everywhere
+    /// but its own allowed networks.
+    pub username_lockout_failures: u32,
+    pub username_lockout_secs: u64,
+    /// Failures from one address, for any usernames, past which each
+    /// failure is answered a second later (at most ten).
+    pub address_slow_after: u32,
+    /// Failures from one address that get it refused at connect.
+    pub address_lockout_failures: u32,
+    pub address_lockout_secs: u64,
     /// How long a successful verification is remembered on this node.
     pub cache_secs: u64,
+}
+
+impl Auth {
+    pub fn lockout_rules(&self) -> crate::lockout::LockoutRules {
+        use crate::lockout::Rule;
+        let rule = |failures, secs: u64| Rule {
+            failures,
+            window_ms: secs.saturating_mul(1000),
+        };
+        crate::lockout::LockoutRules {
+            pair: rule(self.lockout_failures, self.lockout_secs),
+            username: rule(self.username_lockout_failures, self.username_lockout_secs),
+            address: rule(self.address_lockout_failures, self.address_lockout_secs),
+            address_slow_after: self.address_slow_after,
+        }
+    }
 }
 
 impl Default for Auth {
@@ -274,6 +301,11 @@ impl Default for Auth {
             max_concurrent_verifications: 2,
             lockout_failures: 5,
             lockout_secs: 300,
+            username_lockout_failures: 30,
+            username_lockout_secs: 3600,
+            address_slow_after: 10,
+            address_lockout_failures: 100,
+            address_lockout_secs: 86_400,
             cache_secs: 300,
         }
     }
@@ -500,6 +532,17 @@ impl Config {
                 self.auth.max_concurrent_verifications as u64,
             ),
             ("auth.lockout_failures", self.auth.lockout_failures as u64),
+            ("auth.lockout_secs", self.auth.lockout_secs),
+            (
+                "auth.username_lockout_failures",
+                self.auth.username_lockout_failures as u64,
+            ),
+            ("auth.username_lockout_secs", self.auth.username_lockout_secs),
+            (
+                "auth.address_lockout_failures",
+                self.auth.address_lockout_failures as u64,
+            ),
+            ("auth.address_lockout_secs", self.auth.address_lockout_secs),
             ("delivery.concurrency", self.delivery.concurrency as u64),
             ("delivery.lease_secs", self.delivery.lease_secs),
             ("server.reload_secs", self.server.reload_secs),

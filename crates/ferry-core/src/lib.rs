@@ -28,6 +28,7 @@ pub mod config;
 pub mod contract;
 pub mod dkim;
 pub mod dsn;
+pub mod lockout;
 pub mod message;
 pub mod metering;
 pub mod onboarding;

@@ -1,22 +1,27 @@
 //! SMTP AUTH against the directory: argon2id verification off the async
-//! workers with a bound on concurrent verifications, the same cost for
-//! unknown users as for wrong passwords, lockout after repeated failures per
-//! source address and per username, and a short-lived per-node cache of
-//! successful verifications so an application that opens many connections
-//! does not pay argon2 each time.
+//! workers with a bound on concurrent verifications, the same work and the
+//! same answer for unknown users as for wrong passwords, the lockout rules
+//! of `ferry_core::lockout` counted in the store (so they hold across the
+//! nodes of a cluster), and a short-lived per-node cache of successful
+//! verifications so an application that opens many connections does not
+//! pay argon2 each time. The cache is keyed by the application's credential
+//! version, read from the store at every sign-in: a password change or a
+//! disable on any node is seen by every node at the next sign-in.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use argon2::password_hash::{PasswordHash, PasswordHashString, PasswordVerifier};
 use ferry_admin::secrets::{hash_password, random_secret};
+use ferry_core::lockout::{self, Lockout, LockoutKind, LockoutRules, SignInState};
 use ferry_core::policy::{LoginRefusal, check_login};
 use ferry_core::refusal::{AuthDetail, Refusal};
 use ferry_core::{Application, Clock, Tenant};
 use ferry_smtp::Credentials;
-use ferry_store::Directory;
+use ferry_store::Store;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
@@ -30,8 +35,8 @@ pub enum AuthFailure {
     WrongPassword,
     #[error("{0}")]
     Refused(#[from] LoginRefusal),
-    #[error("too many failures; locked out")]
-    LockedOut,
+    #[error("too many failures; locked out ({})", .0.name())]
+    LockedOut(LockoutKind),
     #[error("directory unavailable: {0}")]
     Unavailable(String),
 }
@@ -43,39 +48,45 @@ impl AuthFailure {
             AuthFailure::UnknownUser => Refusal::AuthenticationFailed(AuthDetail::UnknownUser),
             AuthFailure::WrongPassword => Refusal::AuthenticationFailed(AuthDetail::WrongPassword),
             AuthFailure::Refused(why) => Refusal::AuthenticationFailed(AuthDetail::Refused(why.clone())),
-            AuthFailure::LockedOut => Refusal::LockedOut,
+            AuthFailure::LockedOut(_) => Refusal::LockedOut,
             AuthFailure::Unavailable(why) => Refusal::AuthenticationUnavailable(why.clone()),
         }
     }
 }
 
-/// Lockout and cache settings.
+/// Verification, lockout and cache settings.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthSettings {
     pub max_concurrent_verifications: usize,
-    pub lockout_failures: u32,
-    pub lockout_ms: u64,
+    pub lockout: LockoutRules,
     pub cache_ms: u64,
 }
 
-#[derive(Debug, Default)]
-struct Failures {
-    count: u32,
-    window_start_ms: u64,
+/// The hash an unknown username is checked against, so that it costs what
+/// a wrong password costs. A parsed argon2 hash: it cannot be empty.
+struct Decoy(PasswordHashString);
+
+impl Decoy {
+    fn new() -> Result<Decoy, String> {
+        let hash = hash_password(&random_secret()).map_err(|e| e.to_string())?;
+        PasswordHashString::new(&hash).map(Decoy).map_err(|e| e.to_string())
+    }
 }
 
 pub struct Authenticator {
-    directory: Arc<dyn Directory>,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     settings: AuthSettings,
     verifications: Arc<Semaphore>,
-    /// Verified when the user is unknown, so both paths cost the same.
-    decoy_hash: String,
+    decoy: Decoy,
     /// Keyed so the cache never holds anything a password could be recovered from.
     cache_key: [u8; 32],
     cache: Mutex<HashMap<[u8; 32], (u32, u64)>>,
-    by_ip: Mutex<HashMap<IpAddr, Failures>>,
-    by_user: Mutex<HashMap<String, Failures>>,
+    /// Addresses locked out for spraying, as this node last learnt from
+    /// the store: refused at connect until then, without a store read.
+    refused_addresses: Mutex<HashMap<IpAddr, u64>>,
+    /// `ferry_auth_lockouts_total{kind}`.
+    lockouts: prometheus::IntCounterVec,
 }
 
 /// A successful login: the application and its tenant.
@@ -85,46 +96,114 @@ pub struct Login {
 }
 
 impl Authenticator {
-    pub fn new(directory: Arc<dyn Directory>, clock: Arc<dyn Clock>, settings: AuthSettings) -> Self {
-        Authenticator {
-            directory,
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: AuthSettings,
+        lockouts: prometheus::IntCounterVec,
+    ) -> Result<Self, String> {
+        Ok(Authenticator {
+            store,
             clock,
             verifications: Arc::new(Semaphore::new(settings.max_concurrent_verifications)),
-            decoy_hash: hash_password(&random_secret()).unwrap_or_default(),
+            decoy: Decoy::new()?,
             cache_key: rand::random(),
             cache: Mutex::new(HashMap::new()),
-            by_ip: Mutex::new(HashMap::new()),
-            by_user: Mutex::new(HashMap::new()),
+            refused_addresses: Mutex::new(HashMap::new()),
+            lockouts,
             settings,
-        }
+        })
+    }
+
+    /// Whether `ip` is locked out for spraying (answered at connect).
+    pub fn address_refused(&self, ip: IpAddr) -> bool {
+        let now = self.clock.now_ms();
+        let mut refused = lock(&self.refused_addresses);
+        refused.retain(|_, until| *until > now);
+        refused.contains_key(&ferry_core::policy::canonical_ip(ip))
     }
 
     pub async fn authenticate(&self, credentials: &Credentials, ip: IpAddr) -> Result<Login, AuthFailure> {
         let now = self.clock.now_ms();
-        let locked = self.is_locked(lock(&self.by_ip).get(&ip), now)
-            || self.is_locked(lock(&self.by_user).get(&credentials.username), now);
-        if locked {
-            return Err(AuthFailure::LockedOut);
+        let unavailable = |e: ferry_store::StoreError| AuthFailure::Unavailable(e.to_string());
+        let user = lockout::bounded(&credentials.username);
+        let state = self.store.sign_in_state(user, ip).await.map_err(unavailable)?;
+        let app = self.store.app(&credentials.username).await.map_err(unavailable)?;
+        if let Some(kind) = self.locked(&state, app.as_ref(), ip, now) {
+            return Err(AuthFailure::LockedOut(kind));
         }
-        let result = self.check(credentials, ip, now).await;
+        let result = self.check(credentials, app, ip, now).await;
         match &result {
             Err(AuthFailure::UnknownUser | AuthFailure::WrongPassword) => {
-                self.record_failure(&self.by_ip, ip, now);
-                self.record_failure(&self.by_user, credentials.username.clone(), now);
+                self.count_failure(user, ip, &state, now).await;
             }
-            Ok(_) => {
-                lock(&self.by_user).remove(&credentials.username);
+            Ok(_) if state.pair.failures > 0 => {
+                if let Err(e) = self.store.clear_pair(user, ip).await {
+                    tracing::warn!(error = %e, "cannot clear the failed sign-ins of a signed-in pair");
+                }
             }
-            Err(_) => {}
+            _ => {}
         }
         result
     }
 
-    async fn check(&self, credentials: &Credentials, ip: IpAddr, now: u64) -> Result<Login, AuthFailure> {
+    /// The lockout that refuses this attempt before any password is checked.
+    fn locked(&self, state: &SignInState, app: Option<&Application>, ip: IpAddr, now: u64) -> Option<LockoutKind> {
+        if state.address.locked(now) {
+            self.refuse_address(ip, state.address.locked_until_ms);
+            return Some(LockoutKind::Address);
+        }
+        if state.pair.locked(now) {
+            return Some(LockoutKind::Pair);
+        }
+        let own = app.is_some_and(|app| lockout::own_address(app, ip));
+        (state.username.locked(now) && !own).then_some(LockoutKind::Username)
+    }
+
+    /// Counts the failure in the store, logs and counts the lockouts it
+    /// started, and holds the answer back when the address has failed often.
+    async fn count_failure(&self, user: &str, ip: IpAddr, before: &SignInState, now: u64) {
+        let rules = &self.settings.lockout;
+        match self.store.count_failure(user, ip, rules, now).await {
+            Ok(started) => started.iter().for_each(|l| self.started(l)),
+            Err(e) => tracing::warn!(error = %e, "cannot count a failed sign-in"),
+        }
+        let failures = before.address.current(rules.address, now) + 1;
+        let delay = lockout::delay_ms(failures, rules.address_slow_after);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+    }
+
+    fn started(&self, lockout: &Lockout) {
+        self.lockouts.with_label_values(&[lockout.kind.name()]).inc();
+        tracing::warn!(
+            kind = lockout.kind.name(),
+            user = lockout.username.as_deref().unwrap_or(""),
+            address = %lockout.address.map(|a| a.to_string()).unwrap_or_default(),
+            failures = lockout.failures,
+            until_ms = lockout.until_ms,
+            "sign-in lockout started"
+        );
+        if let (LockoutKind::Address, Some(ip)) = (lockout.kind, lockout.address) {
+            self.refuse_address(ip, lockout.until_ms);
+        }
+    }
+
+    fn refuse_address(&self, ip: IpAddr, until_ms: u64) {
+        lock(&self.refused_addresses).insert(ferry_core::policy::canonical_ip(ip), until_ms);
+    }
+
+    async fn check(
+        &self,
+        credentials: &Credentials,
+        app: Option<Application>,
+        ip: IpAddr,
+        now: u64,
+    ) -> Result<Login, AuthFailure> {
         let unavailable = |e: ferry_store::StoreError| AuthFailure::Unavailable(e.to_string());
-        let app = self.directory.app(&credentials.username).await.map_err(unavailable)?;
         let Some(app) = app else {
-            self.verify(&self.decoy_hash, &credentials.password).await;
+            self.verify(self.decoy.0.as_str(), &credentials.password).await;
             return Err(AuthFailure::UnknownUser);
         };
         let cache_key = self.cache_entry_key(credentials);
@@ -134,7 +213,7 @@ impl Authenticator {
                 .await?;
             lock(&self.cache).insert(cache_key, (app.credential_version, remember_until));
         }
-        let tenant = self.directory.tenant(&app.tenant).await.map_err(unavailable)?;
+        let tenant = self.store.tenant(&app.tenant).await.map_err(unavailable)?;
         check_login(&app, tenant.as_ref(), ip, ferry_core::clock::utc_date(now))?;
         let tenant = tenant.ok_or_else(|| AuthFailure::Refused(LoginRefusal::NoTenant(app.tenant.clone())))?;
         Ok(Login { app, tenant })
@@ -191,23 +270,6 @@ impl Authenticator {
         })
         .await
         .unwrap_or(false)
-    }
-
-    fn is_locked(&self, failures: Option<&Failures>, now: u64) -> bool {
-        failures.is_some_and(|f| {
-            f.count >= self.settings.lockout_failures && now < f.window_start_ms + self.settings.lockout_ms
-        })
-    }
-
-    fn record_failure<K: std::hash::Hash + Eq>(&self, map: &Mutex<HashMap<K, Failures>>, key: K, now: u64) {
-        let mut map = lock(map);
-        let window = self.settings.lockout_ms;
-        map.retain(|_, f| now < f.window_start_ms + window);
-        let f = map.entry(key).or_default();
-        if f.count == 0 {
-            f.window_start_ms = now;
-        }
-        f.count += 1;
     }
 }
 

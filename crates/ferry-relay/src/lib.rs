@@ -124,6 +124,8 @@ pub enum StartError {
     Dkim(String),
     #[error("cannot start the node's actors: {0}")]
     Tree(String),
+    #[error("auth: cannot make the decoy password hash: {0}")]
+    Auth(String),
 }
 
 /// Which halves of the relay this process runs.
@@ -514,8 +516,7 @@ fn session_context(config: &Config, p: SessionParts) -> Result<SessionContext, S
     let a = &config.auth;
     let settings = AuthSettings {
         max_concurrent_verifications: a.max_concurrent_verifications,
-        lockout_failures: a.lockout_failures,
-        lockout_ms: a.lockout_secs * 1000,
+        lockout: a.lockout_rules(),
         cache_ms: a.cache_secs * 1000,
     };
     let terms = config
@@ -531,7 +532,13 @@ fn session_context(config: &Config, p: SessionParts) -> Result<SessionContext, S
         },
         tls: p.tls,
         tls_available: p.tls_available,
-        auth: Authenticator::new(p.store.clone(), p.clock.clone(), settings),
+        auth: Authenticator::new(
+            p.store.clone(),
+            p.clock.clone(),
+            settings,
+            p.metrics.auth_lockouts.clone(),
+        )
+        .map_err(StartError::Auth)?,
         intake: MessageIntake {
             store: p.store,
             clock: p.clock,

@@ -245,8 +245,13 @@ impl Admission {
     /// `peer` is the client: the balancer's when a PROXY header named one.
     async fn admit(&self, listener: ActorCell, tcp: TcpStream, peer: SocketAddr) {
         let implicit = self.kind == ListenerKind::Submissions;
+        let silent = implicit && self.ctx.tls_available;
+        if self.ctx.auth.address_refused(peer.ip()) {
+            tokio::spawn(refuse(tcp, peer, silent, Refused::FailedSignIns));
+            return;
+        }
         let Some(slot) = self.limits.admit(peer.ip()) else {
-            tokio::spawn(refuse_busy(tcp, peer, implicit && self.ctx.tls_available));
+            tokio::spawn(refuse(tcp, peer, silent, Refused::Busy));
             return;
         };
         let args = session::SessionArgs {
@@ -263,14 +268,25 @@ impl Admission {
     }
 }
 
-/// `421 4.7.0` beyond the caps. On an implicit-TLS port the reply would be
-/// noise to a TLS client, so the connection is just closed.
-async fn refuse_busy(mut tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
-    tracing::warn!(%peer, "session refused: too many sessions");
+/// Why a connection is refused before its session starts.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    /// Beyond the session caps.
+    Busy,
+    /// The address is locked out for failed sign-ins across usernames.
+    FailedSignIns,
+}
+
+/// `421 4.7.0` and close. On an implicit-TLS port the reply would be noise
+/// to a TLS client, so the connection is just closed.
+async fn refuse(mut tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, why: Refused) {
+    let reply: &[u8] = match why {
+        Refused::Busy => b"421 4.7.0 Too many connections; try again later\r\n",
+        Refused::FailedSignIns => b"421 4.7.0 Too many failed sign-ins from your address; try again later\r\n",
+    };
+    tracing::warn!(%peer, reason = ?why, "connection refused");
     if !implicit_tls {
-        let _ = tcp
-            .write_all(b"421 4.7.0 Too many connections; try again later\r\n")
-            .await;
+        let _ = tcp.write_all(reply).await;
     }
     let _ = tcp.shutdown().await;
 }

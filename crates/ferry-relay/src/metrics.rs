@@ -11,6 +11,7 @@ pub struct Metrics {
     pub alert_delivery_failures: IntCounterVec,
     pub scans: IntCounterVec,
     pub scanner_failures: IntCounterVec,
+    pub auth_lockouts: IntCounterVec,
     pub sessions: IntGauge,
     pub destinations: IntGauge,
 }
@@ -79,6 +80,12 @@ impl Metrics {
                 "ferry_scanner_failures_total",
                 "Scanners that could not answer",
                 &["scanner"],
+            ),
+            auth_lockouts: counter(
+                &registry,
+                "ferry_auth_lockouts_total",
+                "Sign-in lockouts started by this node, by rule: pair (username at one address), username (across addresses), address (across usernames)",
+                &["kind"],
             ),
             sessions,
             destinations,

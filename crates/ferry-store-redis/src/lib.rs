@@ -26,6 +26,9 @@
 //! - `P:outcome_hours`: the hours that have outcome counts; `P:o:{hour}`:
 //!   `{tenant}\t{app}\t{outcome}` → count (the per-application outcomes).
 //! - `P:audit`: the audit log, entries (JSON) scored by time (ms).
+//! - `P:f:{subject}`: a failed sign-in counter (`n`, `s` window start, `u`
+//!   locked until), expiring with its window; `P:lockouts`: the subjects
+//!   locked out, by until (ms).
 //! - `P:alert:{id}`, with `P:alert_times` (by time raised) and `P:outbox`
 //!   (undelivered, by due time).
 //!
@@ -50,12 +53,13 @@ use ferry_core::audit::AuditEntry;
 use ferry_core::config::RedisStore as RedisConfig;
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
+use ferry_core::lockout::{FailureCount, Lockout, LockoutRules, SignInState, Subject};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::{self, OutcomeCount};
 use ferry_core::token::ApiToken;
 use ferry_core::usage::{HourUsage, Scope, Usage};
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
-use ferry_store::{Directory, Ledger, Next, Queue, QueueEntry, Result, StoreError, decode, encode};
+use ferry_store::{Directory, Ledger, Next, Queue, QueueEntry, Result, SignIns, StoreError, decode, encode};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
@@ -84,6 +88,7 @@ struct Scripts {
     release: Script,
     extend: Script,
     delete: Script,
+    fail: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -122,6 +127,7 @@ impl RedisStore {
                 release: Script::new(include_str!("lua/release.lua")),
                 extend: Script::new(include_str!("lua/extend.lua")),
                 delete: Script::new(include_str!("lua/delete.lua")),
+                fail: Script::new(include_str!("lua/fail.lua")),
             }),
             wait: (c.wait_replicas > 0).then_some((c.wait_replicas, c.wait_timeout_ms)),
         };
@@ -786,5 +792,136 @@ async fn announcements(client: redis::Client, channel: String, wake: Arc<tokio::
             Err(e) => tracing::warn!(error = %e, "cannot open a Redis subscription for new mail; retrying"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A counter from its hash fields (missing: never failed).
+fn failure_count((n, s, u): (Option<u32>, Option<u64>, Option<u64>)) -> FailureCount {
+    FailureCount {
+        failures: n.unwrap_or(0),
+        window_start_ms: s.unwrap_or(0),
+        locked_until_ms: u.unwrap_or(0),
+    }
+}
+
+impl RedisStore {
+    async fn counts(&self, subjects: &[Subject]) -> Result<Vec<FailureCount>> {
+        if subjects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for subject in subjects {
+            pipe.cmd("HMGET")
+                .arg(self.keys.failures(&subject.key()))
+                .arg("n")
+                .arg("s")
+                .arg("u");
+        }
+        let raw: Vec<(Option<u32>, Option<u64>, Option<u64>)> =
+            pipe.query_async(&mut self.conn()).await.map_err(unavailable)?;
+        Ok(raw.into_iter().map(failure_count).collect())
+    }
+}
+
+#[async_trait]
+impl SignIns for RedisStore {
+    async fn sign_in_state(&self, username: &str, address: std::net::IpAddr) -> Result<SignInState> {
+        let counts = self.counts(&Subject::of_attempt(username, address)).await?;
+        let count = |i: usize| counts.get(i).copied().unwrap_or_default();
+        Ok(SignInState {
+            pair: count(0),
+            username: count(1),
+            address: count(2),
+        })
+    }
+
+    async fn count_failure(
+        &self,
+        username: &str,
+        address: std::net::IpAddr,
+        rules: &LockoutRules,
+        now_ms: u64,
+    ) -> Result<Vec<Lockout>> {
+        let subjects = Subject::of_attempt(username, address);
+        let mut invocation = self.scripts.fail.prepare_invoke();
+        for subject in &subjects {
+            invocation.key(self.keys.failures(&subject.key()));
+        }
+        invocation.key(&self.keys.lockouts).arg(now_ms);
+        for subject in &subjects {
+            let rule = rules.rule(subject.kind);
+            invocation.arg(rule.failures).arg(rule.window_ms).arg(subject.key());
+        }
+        let started: Vec<(usize, u32, u64)> = self.run(&invocation).await?;
+        Ok(started
+            .into_iter()
+            .filter_map(|(i, failures, until)| {
+                let subject = subjects.get(i.checked_sub(1)?)?.clone();
+                Some(Lockout::new(
+                    subject,
+                    FailureCount {
+                        failures,
+                        window_start_ms: 0,
+                        locked_until_ms: until,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    async fn clear_pair(&self, username: &str, address: std::net::IpAddr) -> Result<()> {
+        let [pair, ..] = Subject::of_attempt(username, address);
+        self.query(redis::cmd("DEL").arg(self.keys.failures(&pair.key()))).await
+    }
+
+    async fn lockouts(&self, now_ms: u64) -> Result<Vec<Lockout>> {
+        let subjects: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&self.keys.lockouts)
+                    .arg(format!("({now_ms}"))
+                    .arg("+inf"),
+            )
+            .await?;
+        let subjects: Vec<Subject> = subjects.iter().filter_map(|s| Subject::from_key(s)).collect();
+        let counts = self.counts(&subjects).await?;
+        Ok(subjects
+            .into_iter()
+            .zip(counts)
+            .filter(|(_, count)| count.locked(now_ms))
+            .map(|(subject, count)| Lockout::new(subject, count))
+            .collect())
+    }
+
+    async fn lift_lockouts(
+        &self,
+        username: Option<&str>,
+        address: Option<std::net::IpAddr>,
+        now_ms: u64,
+    ) -> Result<usize> {
+        let username = username.map(|u| ferry_core::lockout::bounded(u).to_string());
+        let address = address.map(ferry_core::policy::canonical_ip);
+        let lifted: Vec<Subject> = self
+            .lockouts(now_ms)
+            .await?
+            .into_iter()
+            .map(|l| Subject {
+                kind: l.kind,
+                username: l.username,
+                address: l.address,
+            })
+            .filter(|s| username.is_some() && s.username == username || address.is_some() && s.address == address)
+            .collect();
+        if lifted.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for subject in &lifted {
+            pipe.cmd("DEL").arg(self.keys.failures(&subject.key())).ignore();
+            pipe.cmd("ZREM").arg(&self.keys.lockouts).arg(subject.key()).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn()).await.map_err(unavailable)?;
+        Ok(lifted.len())
     }
 }

@@ -26,6 +26,7 @@ pub(crate) struct Keys {
     pub outbox: String,
     pub outcome_hours: String,
     pub audit: String,
+    pub lockouts: String,
     /// The pub/sub channel every enqueue is announced on.
     pub enqueued: String,
 }
@@ -46,8 +47,14 @@ impl Keys {
             outbox: key("outbox"),
             outcome_hours: key("outcome_hours"),
             audit: key("audit"),
+            lockouts: key("lockouts"),
             enqueued: key("enqueued"),
         }
+    }
+
+    /// A failed sign-in counter (`ferry_core::lockout::Subject::key`).
+    pub fn failures(&self, subject: &str) -> String {
+        format!("{}:f:{subject}", self.prefix)
     }
 
     pub fn outcomes(&self, hour: u64) -> String {

@@ -19,53 +19,13 @@ async fn open(redis: &Redis) -> RedisStore {
     RedisStore::connect(&settings).await.expect("connect")
 }
 
-#[tokio::test]
-async fn directory_round_trip() {
+async fn backend() -> (Redis, RedisStore) {
     let redis = Redis::start();
-    conformance::directory_round_trip(&open(&redis).await).await;
+    let store = open(&redis).await;
+    (redis, store)
 }
 
-#[tokio::test]
-async fn queue_lease_complete_and_expiry() {
-    let redis = Redis::start();
-    conformance::queue_lease_complete_and_expiry(&open(&redis).await).await;
-}
-
-#[tokio::test]
-async fn leases_renew_and_hand_back() {
-    let redis = Redis::start();
-    conformance::leases_renew_and_hand_back(&open(&redis).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_enqueues_all_land() {
-    let redis = Redis::start();
-    conformance::concurrent_enqueues_all_land(Arc::new(open(&redis).await)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn racing_sessions_raise_each_alert_once() {
-    let redis = Redis::start();
-    conformance::racing_sessions_raise_each_alert_once(Arc::new(open(&redis).await)).await;
-}
-
-#[tokio::test]
-async fn a_cap_refuses_without_counting() {
-    let redis = Redis::start();
-    conformance::a_cap_refuses_without_counting(&open(&redis).await).await;
-}
-
-#[tokio::test]
-async fn outcomes_are_counted_once() {
-    let redis = Redis::start();
-    conformance::outcomes_are_counted_once(&open(&redis).await).await;
-}
-
-#[tokio::test]
-async fn deletes_and_the_audit_log() {
-    let redis = Redis::start();
-    conformance::deletes_and_the_audit_log(&open(&redis).await).await;
-}
+ferry_store::conformance_suite!(backend);
 
 #[tokio::test]
 async fn two_nodes_share_one_queue_and_a_killed_server_keeps_what_it_acknowledged() {

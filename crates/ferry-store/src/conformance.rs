@@ -1,5 +1,44 @@
 //! The conformance suite: the behaviour every store backend must show,
-//! written once and run against each (embedded now, Redis later).
+//! written once and run against each. A backend's test file holds one line,
+//! [`conformance_suite!`](crate::conformance_suite), which expands to one
+//! test per scenario from the list below: a new scenario runs on every
+//! backend or on none.
+
+/// One `#[tokio::test]` per conformance scenario, each on a fresh backend
+/// from `$open`: an async fn returning `(guard, store)`, the guard keeping
+/// the backend's files or server alive until the store is dropped.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($open:path) => {
+        $crate::conformance_suite!(@each $open, by_ref:
+            directory_round_trip,
+            queue_lease_complete_and_expiry,
+            leases_renew_and_hand_back,
+            a_cap_refuses_without_counting,
+            outcomes_are_counted_once,
+            deletes_and_the_audit_log,
+            sign_in_failures_lock_out_by_rule
+        );
+        $crate::conformance_suite!(@each $open, shared:
+            concurrent_enqueues_all_land,
+            racing_sessions_raise_each_alert_once
+        );
+    };
+    (@each $open:path, by_ref: $($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (_guard, store) = $open().await;
+            $crate::conformance::$name(&store).await;
+        }
+    )*};
+    (@each $open:path, shared: $($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (_guard, store) = $open().await;
+            $crate::conformance::$name(::std::sync::Arc::new(store)).await;
+        }
+    )*};
+}
 
 use ferry_core::{AppLimits, Application, QueueId, QueuedMessage, RecipientOutcome, Tenant};
 
@@ -455,4 +494,66 @@ pub async fn deletes_and_the_audit_log(store: &dyn Store) {
     );
     assert_eq!(actions(store.audit(20, 40, 10).await.expect("audit")), ["b", "c"]);
     assert_eq!(actions(store.audit(0, 100, 1).await.expect("audit")), ["a"]);
+}
+
+/// The three lockout rules: a pair locks alone, a username locks across
+/// addresses, an address locks across usernames; a success forgets the
+/// pair; windows run out; lifting by name or address lifts only those.
+pub async fn sign_in_failures_lock_out_by_rule(store: &dyn Store) {
+    use ferry_core::lockout::{LockoutKind, LockoutRules, Rule};
+    let rule = |failures| Rule {
+        failures,
+        window_ms: 1000,
+    };
+    let rules = LockoutRules {
+        pair: rule(2),
+        username: rule(3),
+        address: rule(4),
+        address_slow_after: 1,
+    };
+    let ip = |n: u8| std::net::IpAddr::from([127, 0, 0, n]);
+    let kinds = |started: Vec<ferry_core::lockout::Lockout>| started.iter().map(|l| l.kind).collect::<Vec<_>>();
+
+    assert!(kinds(store.count_failure("a", ip(1), &rules, 100).await.expect("count")).is_empty());
+    store.clear_pair("a", ip(1)).await.expect("clear");
+    assert_eq!(store.sign_in_state("a", ip(1)).await.expect("state").pair.failures, 0);
+    assert_eq!(
+        store.sign_in_state("a", ip(1)).await.expect("state").username.failures,
+        1
+    );
+    let started = kinds(store.count_failure("a", ip(1), &rules, 110).await.expect("count"));
+    assert!(started.is_empty(), "{started:?}");
+    let started = store.count_failure("a", ip(1), &rules, 120).await.expect("count");
+    assert_eq!(kinds(started.clone()), [LockoutKind::Pair, LockoutKind::Username]);
+    assert_eq!((started[0].failures, started[0].until_ms), (2, 1120));
+    assert_eq!(started[0].username.as_deref(), Some("a"));
+    assert_eq!(started[0].address, Some(ip(1)));
+    let state = store.sign_in_state("a", ip(1)).await.expect("state");
+    assert!(state.pair.locked(500) && state.username.locked(500) && !state.address.locked(500));
+    let elsewhere = store.sign_in_state("a", ip(2)).await.expect("state");
+    assert!(!elsewhere.pair.locked(500), "the pair lock is that pair's alone");
+    let other = store.sign_in_state("b", ip(1)).await.expect("state");
+    assert!(!other.pair.locked(500) && !other.username.locked(500));
+    assert_eq!(other.address.failures, 3);
+
+    let started = kinds(store.count_failure("b", ip(1), &rules, 130).await.expect("count"));
+    assert_eq!(started, [LockoutKind::Address], "the fourth failure from one address");
+    let mut locked: Vec<_> = kinds(store.lockouts(500).await.expect("lockouts"));
+    locked.sort_by_key(|k| k.name());
+    assert_eq!(locked, [LockoutKind::Address, LockoutKind::Pair, LockoutKind::Username]);
+
+    assert_eq!(store.lift_lockouts(Some("a"), None, 500).await.expect("lift"), 2);
+    assert_eq!(
+        kinds(store.lockouts(500).await.expect("lockouts")),
+        [LockoutKind::Address]
+    );
+    assert!(!store.sign_in_state("a", ip(1)).await.expect("state").pair.locked(500));
+    assert_eq!(store.lift_lockouts(None, Some(ip(1)), 500).await.expect("lift"), 1);
+    assert!(store.lockouts(500).await.expect("lockouts").is_empty());
+
+    // A window that ran out counts from one again.
+    store.count_failure("c", ip(3), &rules, 2000).await.expect("count");
+    let started = kinds(store.count_failure("c", ip(3), &rules, 3100).await.expect("count"));
+    assert!(started.is_empty(), "{started:?}");
+    assert_eq!(store.sign_in_state("c", ip(3)).await.expect("state").pair.failures, 1);
 }

@@ -10,11 +10,13 @@
 //! thread of its own; [`EmbeddedStore::open_supervised`] hands it to the
 //! relay's supervisor, which runs it again should it ever die.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ferry_core::audit::AuditEntry;
+use ferry_core::lockout::{self, Lockout, LockoutRules, SignInState, Subject};
 use ferry_core::outcome::{self, OutcomeCount};
 use ferry_core::token::ApiToken;
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
@@ -22,7 +24,8 @@ use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefi
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ledger::{self, ALERT_TIMES, ALERTS, COUNTERS};
-use crate::{Directory, Ledger, Next, Queue, QueueEntry, Result, StoreError, decode, encode};
+use crate::signins;
+use crate::{Directory, Ledger, Next, Queue, QueueEntry, Result, SignIns, StoreError, decode, encode};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::metering::{Alert, Metering, Window};
@@ -65,12 +68,38 @@ enum WriteOp {
     Enqueue(Box<QueuedMessage>, Option<Box<Metering>>),
     AlertDelivered(String, u64),
     AlertRetry(String, u64),
-    Lease { now_ms: u64, lease_ms: u64, max: usize },
-    ClaimAlerts { now_ms: u64, lease_ms: u64, max: usize },
+    Lease {
+        now_ms: u64,
+        lease_ms: u64,
+        max: usize,
+    },
+    ClaimAlerts {
+        now_ms: u64,
+        lease_ms: u64,
+        max: usize,
+    },
     Complete(QueueId),
     Record(Box<QueuedMessage>, Next),
     RetryNow(QueueId, u64),
-    ExtendLeases { held: Vec<(QueueId, u64)>, until_ms: u64 },
+    ExtendLeases {
+        held: Vec<(QueueId, u64)>,
+        until_ms: u64,
+    },
+    CountFailure {
+        username: String,
+        address: IpAddr,
+        rules: LockoutRules,
+        now_ms: u64,
+    },
+    ClearPair {
+        username: String,
+        address: IpAddr,
+    },
+    LiftLockouts {
+        username: Option<String>,
+        address: Option<IpAddr>,
+        now_ms: u64,
+    },
 }
 
 impl WriteOp {
@@ -83,6 +112,9 @@ impl WriteOp {
                 | WriteOp::ClaimAlerts { .. }
                 | WriteOp::ExtendLeases { .. }
                 | WriteOp::CountOutcomes(_)
+                | WriteOp::CountFailure { .. }
+                | WriteOp::ClearPair { .. }
+                | WriteOp::LiftLockouts { .. }
         )
     }
 
@@ -105,6 +137,8 @@ enum Outcome {
     Leased(Vec<QueuedMessage>),
     Claimed(Vec<Alert>),
     Extended(Vec<QueueId>),
+    Lockouts(Vec<Lockout>),
+    Removed(usize),
 }
 
 struct Job {
@@ -174,6 +208,7 @@ impl EmbeddedStore {
             txn.open_table(TOKENS).map_err(backend)?;
             txn.open_table(AUDIT).map_err(backend)?;
             ledger::create_tables(&txn)?;
+            signins::create_tables(&txn)?;
             release_leases(&txn)?;
         }
         txn.commit().map_err(backend)?;
@@ -376,6 +411,30 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
                 .map_err(backend)?;
         }
         WriteOp::CountOutcomes(counts) => ledger::add_outcomes(txn, counts)?,
+        WriteOp::CountFailure {
+            username,
+            address,
+            rules,
+            now_ms,
+        } => {
+            let started = signins::count_failure(txn, username, *address, rules, *now_ms)?;
+            return Ok(Ok(Outcome::Lockouts(started)));
+        }
+        WriteOp::ClearPair { username, address } => {
+            let [pair, ..] = Subject::of_attempt(username, *address);
+            signins::forget(txn, &pair)?;
+        }
+        WriteOp::LiftLockouts {
+            username,
+            address,
+            now_ms,
+        } => {
+            let removed = signins::remove(txn, |s, count| {
+                count.locked(*now_ms)
+                    && (username.is_some() && s.username == *username || address.is_some() && s.address == *address)
+            })?;
+            return Ok(Ok(Outcome::Removed(removed)));
+        }
         WriteOp::Record(message, next) => {
             let id = message.id.as_str();
             let mut envelopes = txn.open_table(ENVELOPES).map_err(backend)?;
@@ -848,5 +907,49 @@ impl Ledger for EmbeddedStore {
     }
     async fn outcomes(&self, from_hour: u64, to_hour: u64) -> Result<Vec<OutcomeCount>> {
         self.read(move |txn| ledger::outcomes(txn, from_hour, to_hour)).await
+    }
+}
+
+#[async_trait]
+impl SignIns for EmbeddedStore {
+    async fn sign_in_state(&self, username: &str, address: IpAddr) -> Result<SignInState> {
+        let username = username.to_string();
+        self.read(move |txn| signins::state(txn, &username, address)).await
+    }
+    async fn count_failure(
+        &self,
+        username: &str,
+        address: IpAddr,
+        rules: &LockoutRules,
+        now_ms: u64,
+    ) -> Result<Vec<Lockout>> {
+        let op = WriteOp::CountFailure {
+            username: username.to_string(),
+            address,
+            rules: *rules,
+            now_ms,
+        };
+        match self.write(op).await? {
+            Outcome::Lockouts(started) => Ok(started),
+            _ => Ok(Vec::new()),
+        }
+    }
+    async fn clear_pair(&self, username: &str, address: IpAddr) -> Result<()> {
+        let username = username.to_string();
+        done(self.write(WriteOp::ClearPair { username, address }).await)
+    }
+    async fn lockouts(&self, now_ms: u64) -> Result<Vec<Lockout>> {
+        self.read(move |txn| signins::lockouts(txn, now_ms)).await
+    }
+    async fn lift_lockouts(&self, username: Option<&str>, address: Option<IpAddr>, now_ms: u64) -> Result<usize> {
+        let op = WriteOp::LiftLockouts {
+            username: username.map(|u| lockout::bounded(u).to_string()),
+            address: address.map(ferry_core::policy::canonical_ip),
+            now_ms,
+        };
+        match self.write(op).await? {
+            Outcome::Removed(n) => Ok(n),
+            _ => Ok(0),
+        }
     }
 }

@@ -11,10 +11,13 @@
 //! envelope and content are written and removed together; a tenant's records
 //! together. No operation spans unrelated keys.
 
+use std::net::IpAddr;
+
 use async_trait::async_trait;
 use ferry_core::audit::AuditEntry;
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
+use ferry_core::lockout::{Lockout, LockoutRules, SignInState};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::OutcomeCount;
 use ferry_core::token::ApiToken;
@@ -25,6 +28,7 @@ use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
 pub mod conformance;
 pub mod embedded;
 mod ledger;
+mod signins;
 
 pub use embedded::EmbeddedStore;
 
@@ -190,9 +194,32 @@ pub trait Ledger: Send + Sync {
     async fn outcomes(&self, from_hour: u64, to_hour: u64) -> Result<Vec<OutcomeCount>>;
 }
 
+/// Failed sign-ins, counted for every node alike (see `ferry_core::lockout`).
+/// None of it needs to survive a crash: a lost count only forgives.
+#[async_trait]
+pub trait SignIns: Send + Sync {
+    /// The three counters of `username` at `address`.
+    async fn sign_in_state(&self, username: &str, address: IpAddr) -> Result<SignInState>;
+    /// Counts one failure under all three rules; returns the lockouts it started.
+    async fn count_failure(
+        &self,
+        username: &str,
+        address: IpAddr,
+        rules: &LockoutRules,
+        now_ms: u64,
+    ) -> Result<Vec<Lockout>>;
+    /// Forgets the pair's failures after a success.
+    async fn clear_pair(&self, username: &str, address: IpAddr) -> Result<()>;
+    /// Every lockout in force at `now_ms`.
+    async fn lockouts(&self, now_ms: u64) -> Result<Vec<Lockout>>;
+    /// Lifts the lockouts in force that name `username` or `address`,
+    /// forgetting their failures; returns how many it lifted.
+    async fn lift_lockouts(&self, username: Option<&str>, address: Option<IpAddr>, now_ms: u64) -> Result<usize>;
+}
+
 /// A complete backend.
-pub trait Store: Directory + Queue + Ledger {}
-impl<T: Directory + Queue + Ledger> Store for T {}
+pub trait Store: Directory + Queue + Ledger + SignIns {}
+impl<T: Directory + Queue + Ledger + SignIns> Store for T {}
 
 /// Whether `units` more would stay within every hard cap of the tenant and
 /// the application: the check at MAIL and RCPT (and in explain), before a

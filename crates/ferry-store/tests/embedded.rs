@@ -1,40 +1,16 @@
 //! The conformance suite against the embedded backend, plus what only a
 //! file store can show: data survives reopening, and the file is locked.
 
-use std::sync::Arc;
-
 use ferry_store::conformance;
 use ferry_store::{EmbeddedStore, Queue, StoreError};
 
-fn open() -> (tempfile::TempDir, EmbeddedStore) {
+async fn open() -> (tempfile::TempDir, EmbeddedStore) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(&dir.path().join("ferry.redb")).expect("open");
     (dir, store)
 }
 
-#[tokio::test]
-async fn directory_round_trip() {
-    let (_dir, store) = open();
-    conformance::directory_round_trip(&store).await;
-}
-
-#[tokio::test]
-async fn queue_lease_complete_and_expiry() {
-    let (_dir, store) = open();
-    conformance::queue_lease_complete_and_expiry(&store).await;
-}
-
-#[tokio::test]
-async fn leases_renew_and_hand_back() {
-    let (_dir, store) = open();
-    conformance::leases_renew_and_hand_back(&store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_enqueues_all_land() {
-    let (_dir, store) = open();
-    conformance::concurrent_enqueues_all_land(Arc::new(store)).await;
-}
+ferry_store::conformance_suite!(open);
 
 #[tokio::test]
 async fn messages_survive_reopen_and_the_file_is_locked() {
@@ -67,28 +43,4 @@ async fn reopen(path: &std::path::Path) -> EmbeddedStore {
             Err(e) => panic!("reopen: {e}"),
         }
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn racing_sessions_raise_each_alert_once() {
-    let (_dir, store) = open();
-    conformance::racing_sessions_raise_each_alert_once(Arc::new(store)).await;
-}
-
-#[tokio::test]
-async fn a_cap_refuses_without_counting() {
-    let (_dir, store) = open();
-    conformance::a_cap_refuses_without_counting(&store).await;
-}
-
-#[tokio::test]
-async fn outcomes_are_counted_once() {
-    let (_dir, store) = open();
-    conformance::outcomes_are_counted_once(&store).await;
-}
-
-#[tokio::test]
-async fn deletes_and_the_audit_log() {
-    let (_dir, store) = open();
-    conformance::deletes_and_the_audit_log(&store).await;
 }

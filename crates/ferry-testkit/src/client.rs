@@ -90,7 +90,12 @@ impl Smtp {
 
     /// Submission style: greeting, EHLO, STARTTLS, handshake, EHLO again.
     pub fn submission(addr: SocketAddr, ca_der: &[u8]) -> Smtp {
-        let (mut smtp, greeting) = Smtp::connect(addr);
+        Smtp::submission_from(addr, [127, 0, 0, 1].into(), ca_der)
+    }
+
+    /// [`Smtp::submission`] from a chosen loopback `source` address.
+    pub fn submission_from(addr: SocketAddr, source: std::net::IpAddr, ca_der: &[u8]) -> Smtp {
+        let (mut smtp, greeting) = Smtp::connect_from(addr, source);
         assert!(greeting.starts_with("220 "), "{greeting}");
         assert!(smtp.cmd("EHLO client.test").starts_with("250"));
         let reply = smtp.cmd("STARTTLS");
