@@ -344,6 +344,30 @@ pub struct RedisStore {
     pub wait_replicas: u32,
     /// How long to wait for those replicas; past it the client gets 451.
     pub wait_timeout_ms: u64,
+    /// What "have the write" means for `wait_replicas` (see the README's
+    /// durability table): `wait`, received in memory (Redis `WAIT`); or
+    /// `waitaof`, written to the append-only file and fsynced on the
+    /// primary and on that many replicas (`WAITAOF`, Redis 7.2+ or Valkey).
+    pub durability: RedisDurability,
+    /// Sentinels (`host:port`) to ask where the primary of `master_name`
+    /// is; `url` then gives only the scheme, credentials and database.
+    /// Empty: `url` names the server.
+    pub sentinels: Vec<String>,
+    pub master_name: String,
+    /// PEM CA certificates that sign the server's certificate (`rediss://`);
+    /// default: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for servers that require them.
+    pub client_certificate: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisDurability {
+    #[default]
+    Wait,
+    WaitAof,
 }
 
 impl Default for RedisStore {
@@ -353,6 +377,12 @@ impl Default for RedisStore {
             key_prefix: "ferry".into(),
             wait_replicas: 0,
             wait_timeout_ms: 1_000,
+            durability: RedisDurability::Wait,
+            sentinels: Vec::new(),
+            master_name: "ferry".into(),
+            ca_file: None,
+            client_certificate: None,
+            client_key: None,
         }
     }
 }
@@ -577,6 +607,22 @@ impl Config {
             return Err(invalid(
                 "store.redis.wait_timeout_ms",
                 "must be greater than 0 when store.redis.wait_replicas is set",
+            ));
+        }
+        let redis = &self.store.redis;
+        if redis.client_certificate.is_some() != redis.client_key.is_some() {
+            return Err(invalid(
+                "store.redis.client_certificate",
+                "store.redis.client_certificate and store.redis.client_key must be set together",
+            ));
+        }
+        if !(redis.url.starts_with("redis://") || redis.url.starts_with("rediss://")) {
+            return Err(invalid("store.redis.url", "must be a redis:// or rediss:// URL"));
+        }
+        if !redis.sentinels.is_empty() && redis.master_name.is_empty() {
+            return Err(invalid(
+                "store.redis.master_name",
+                "must name the primary the sentinels watch",
             ));
         }
         if self.smtp.command_timeout_secs < 1 || self.smtp.data_timeout_secs < 1 {

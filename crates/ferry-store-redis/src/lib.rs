@@ -43,14 +43,15 @@
 //! acknowledged mail can be lost with the machine; `wait_replicas = n`
 //! also waits until n replicas have received it.
 
+mod link;
 mod plan;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_core::audit::AuditEntry;
-use ferry_core::config::RedisStore as RedisConfig;
+use ferry_core::config::{RedisDurability, RedisStore as RedisConfig};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::lockout::{FailureCount, Lockout, LockoutRules, SignInState, Subject};
@@ -60,21 +61,21 @@ use ferry_core::token::ApiToken;
 use ferry_core::usage::{HourUsage, Scope, Usage};
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
 use ferry_store::{Directory, Ledger, Next, Queue, QueueEntry, Result, SignIns, StoreError, decode, encode};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
+use crate::link::{Link, SharedLink, Target};
 use crate::plan::Keys;
 
 /// The Redis store. Cheap to clone: clones share one multiplexed connection
 /// that reconnects by itself.
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    conn: ConnectionManager,
+    link: SharedLink,
     keys: Arc<Keys>,
     scripts: Arc<Scripts>,
-    /// (replicas, timeout ms) for `WAIT` after each durable write.
-    wait: Option<(u32, u64)>,
+    /// (replicas, timeout ms, mode) for `WAIT` or `WAITAOF` after each durable write.
+    wait: Option<(u32, u64, RedisDurability)>,
 }
 
 struct Scripts {
@@ -103,18 +104,10 @@ impl RedisStore {
     /// Connects (`store.redis`) and checks the server answers; warns when its persistence
     /// settings promise less than "synced before 250".
     pub async fn connect(c: &RedisConfig) -> Result<RedisStore> {
-        let client = redis::Client::open(c.url.as_str()).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(10)))
-            .set_number_of_retries(3);
-        let conn = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(unavailable)?;
+        let target = Arc::new(Target::new(c)?);
+        let link: SharedLink = Arc::new(RwLock::new(Arc::new(target.connect().await?)));
         let store = RedisStore {
-            client,
-            conn,
+            link: link.clone(),
             keys: Arc::new(Keys::new(&c.key_prefix)),
             scripts: Arc::new(Scripts {
                 enqueue: Script::new(include_str!("lua/enqueue.lua")),
@@ -129,10 +122,14 @@ impl RedisStore {
                 delete: Script::new(include_str!("lua/delete.lua")),
                 fail: Script::new(include_str!("lua/fail.lua")),
             }),
-            wait: (c.wait_replicas > 0).then_some((c.wait_replicas, c.wait_timeout_ms)),
+            wait: (c.wait_replicas > 0).then_some((c.wait_replicas, c.wait_timeout_ms, c.durability)),
         };
-        store.query::<()>(&redis::cmd("PING")).await?;
+        store
+            .query::<()>(&redis::cmd("PING"))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store.redis.url: {e}")))?;
         store.check_persistence().await;
+        target.follow(&link);
         Ok(store)
     }
 
@@ -164,7 +161,7 @@ impl RedisStore {
     }
 
     fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.link.read().unwrap_or_else(|p| p.into_inner()).conn.clone()
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
@@ -183,12 +180,27 @@ impl RedisStore {
         self.replicated().await
     }
 
-    /// Waits for the configured replicas to have every write made so far.
+    /// Waits for the configured replicas to have every write made so far:
+    /// received (`WAIT`), or also fsynced to their append-only files and
+    /// to the primary's (`WAITAOF 1 n`).
     async fn replicated(&self) -> Result<()> {
-        let Some((replicas, timeout_ms)) = self.wait else {
+        let Some((replicas, timeout_ms, mode)) = self.wait else {
             return Ok(());
         };
-        let acked: u32 = self.query(redis::cmd("WAIT").arg(replicas).arg(timeout_ms)).await?;
+        let acked: u32 = match mode {
+            RedisDurability::Wait => self.query(redis::cmd("WAIT").arg(replicas).arg(timeout_ms)).await?,
+            RedisDurability::WaitAof => {
+                let (local, acked): (u32, u32) = self
+                    .query(redis::cmd("WAITAOF").arg(1).arg(replicas).arg(timeout_ms))
+                    .await?;
+                if local < 1 {
+                    return Err(StoreError::Unavailable(format!(
+                        "redis: the primary did not fsync the write within {timeout_ms} ms"
+                    )));
+                }
+                acked
+            }
+        };
         if acked < replicas {
             return Err(StoreError::Unavailable(format!(
                 "redis: {acked} of {replicas} replicas confirmed the write within {timeout_ms} ms"
@@ -604,7 +616,11 @@ impl Queue for RedisStore {
     }
 
     fn watch_enqueues(&self, wake: Arc<tokio::sync::Notify>) {
-        tokio::spawn(announcements(self.client.clone(), self.keys.enqueued.clone(), wake));
+        tokio::spawn(announcements(
+            Arc::downgrade(&self.link),
+            self.keys.enqueued.clone(),
+            wake,
+        ));
     }
 }
 
@@ -770,9 +786,13 @@ const WAKE_INTERVAL: Duration = Duration::from_millis(20);
 /// [`WAKE_INTERVAL`]), reconnecting
 /// after a lost connection (and waking once then: announcements may have
 /// been missed meanwhile, the lease finds what is due).
-async fn announcements(client: redis::Client, channel: String, wake: Arc<tokio::sync::Notify>) {
+/// Subscribes on the current primary; after a failover, on the new one.
+async fn announcements(link: Weak<RwLock<Arc<Link>>>, channel: String, wake: Arc<tokio::sync::Notify>) {
     use futures_util::{FutureExt, StreamExt};
     loop {
+        let Some(shared) = link.upgrade() else { return };
+        let client = shared.read().unwrap_or_else(|p| p.into_inner()).client.clone();
+        drop(shared);
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
                 Ok(()) => {

@@ -8,7 +8,7 @@ use ferry_core::config::RedisStore as RedisConfig;
 use ferry_store::conformance;
 use ferry_store::{Directory, Queue, StoreError};
 use ferry_store_redis::RedisStore;
-use ferry_testkit::servers::Redis;
+use ferry_testkit::servers::{Redis, RedisOptions, Sentinels};
 
 async fn open(redis: &Redis) -> RedisStore {
     let settings = RedisConfig {
@@ -86,6 +86,7 @@ async fn with_wait_replicas_a_write_counts_only_once_a_replica_has_it() {
         key_prefix: "ferry-test".into(),
         wait_replicas: 1,
         wait_timeout_ms: 300,
+        ..RedisConfig::default()
     };
     let store = RedisStore::connect(&settings).await.expect("connect");
     // The replica has to finish its first sync before WAIT can count it.
@@ -103,4 +104,127 @@ async fn with_wait_replicas_a_write_counts_only_once_a_replica_has_it() {
         ),
         "without its replica the write is not acknowledged"
     );
+}
+
+/// A server that speaks only TLS and wants a password, as a managed Redis
+/// does: the store connects with the test CA and works; a wrong password
+/// or an unknown CA fails at connect with an error naming the setting.
+#[tokio::test]
+async fn tls_with_a_password_and_clear_errors_when_either_is_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = ferry_testkit::pki::TestPki::create(dir.path());
+    let redis = Redis::with(RedisOptions {
+        password: Some("s3cret-pass".into()),
+        tls: Some((pki.cert.clone(), pki.key.clone(), pki.ca.clone())),
+        ..RedisOptions::default()
+    });
+    let settings = RedisConfig {
+        url: redis.url(),
+        key_prefix: "ferry-test".into(),
+        ca_file: Some(pki.ca.clone()),
+        ..RedisConfig::default()
+    };
+    assert!(settings.url.starts_with("rediss://:s3cret-pass@"), "{}", settings.url);
+    let store = RedisStore::connect(&settings).await.expect("connect over TLS");
+    conformance::directory_round_trip(&store).await;
+
+    let wrong = RedisConfig {
+        url: settings.url.replace("s3cret-pass", "wrong"),
+        ..settings.clone()
+    };
+    let error = RedisStore::connect(&wrong)
+        .await
+        .err()
+        .expect("a wrong password fails")
+        .to_string();
+    assert!(error.contains("store.redis.url"), "{error}");
+    assert!(!error.contains("wrong"), "the password is not repeated: {error}");
+    let unknown_ca = RedisConfig {
+        ca_file: None,
+        ..settings.clone()
+    };
+    let error = RedisStore::connect(&unknown_ca)
+        .await
+        .err()
+        .expect("an unknown CA fails")
+        .to_string();
+    assert!(error.contains("store.redis.url"), "{error}");
+    let missing = RedisConfig {
+        ca_file: Some(dir.path().join("nope.pem")),
+        ..settings
+    };
+    let error = RedisStore::connect(&missing)
+        .await
+        .err()
+        .expect("a missing CA file fails")
+        .to_string();
+    assert!(error.contains("store.redis.ca_file"), "{error}");
+}
+
+/// Sentinel: the store follows the primary the Sentinels name. The primary
+/// is killed; writes fail while none is reachable and succeed again once a
+/// replica is promoted (and the other replica follows it: `wait_replicas =
+/// 1` needs one), and every write acknowledged before is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_failover_keeps_every_acknowledged_write() {
+    let mut primary = Redis::start();
+    let _replicas = [Redis::replica_of(&primary), Redis::replica_of(&primary)];
+    let sentinels = Sentinels::watch(&primary);
+    let settings = RedisConfig {
+        // Only the scheme and credentials count: the sentinels name the host.
+        url: "redis://unused.invalid:1/".into(),
+        key_prefix: "ferry-test".into(),
+        sentinels: sentinels.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+        master_name: "ferry".into(),
+        wait_replicas: 1,
+        wait_timeout_ms: 500,
+        ..RedisConfig::default()
+    };
+    let store = RedisStore::connect(&settings)
+        .await
+        .expect("connect through the sentinels");
+    let tenant = |n: usize| conformance::tenant(&format!("t{n}"));
+    // The replica has to finish its first sync before WAIT can count it
+    // (a write WAIT did not confirm is still written: each try is new).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut first = 1000;
+    while store.create_tenant(tenant(first)).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the replica never caught up");
+        first += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut acknowledged = vec![first];
+    for n in 1..20 {
+        if store.create_tenant(tenant(n)).await.is_ok() {
+            acknowledged.push(n);
+        }
+    }
+    primary.kill();
+    let mut refused = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut n = 100;
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no primary again within 60 s");
+        n += 1;
+        match store.create_tenant(tenant(n)).await {
+            Ok(()) => break,
+            Err(StoreError::Unavailable(_)) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused > 0, "writes failed while no primary was reachable");
+    let names: Vec<String> = store
+        .tenants()
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    for n in acknowledged {
+        assert!(
+            names.contains(&format!("t{n}")),
+            "t{n} was acknowledged and is on the new primary"
+        );
+    }
 }

@@ -406,61 +406,110 @@ pub struct Redis {
     child: Option<Process>,
     pub port: u16,
     dir: tempfile::TempDir,
+    options: RedisOptions,
+}
+
+/// How a test's redis-server differs from the plain one.
+#[derive(Default, Clone)]
+pub struct RedisOptions {
     /// The primary's port, for a replica.
-    replica_of: Option<u16>,
+    pub replica_of: Option<u16>,
+    /// `requirepass` (and `masterauth`, for a replica of such a primary).
+    pub password: Option<String>,
+    /// `(certificate, key, CA)` PEM files: TLS only, on the one port.
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
-        Redis::launched(None)
+        Redis::with(RedisOptions::default())
     }
 
     /// A replica of `primary`, started and answering (it may still be
     /// catching up: the primary's `WAIT` is what tells).
     pub fn replica_of(primary: &Redis) -> Redis {
-        Redis::launched(Some(primary.port))
+        Redis::with(RedisOptions {
+            replica_of: Some(primary.port),
+            ..primary.options.clone()
+        })
     }
 
-    fn launched(replica_of: Option<u16>) -> Redis {
+    pub fn with(options: RedisOptions) -> Redis {
         let mut redis = Redis {
             child: None,
             port: free_port(&["127.0.0.1"]),
             dir: tempfile::tempdir().expect("tempdir"),
-            replica_of,
+            options,
         };
         redis.launch();
         redis
     }
 
-    /// `redis://127.0.0.1:PORT/`.
+    /// `redis://127.0.0.1:PORT/` (`rediss://` with TLS, with the password).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.options.tls.is_some() { "rediss" } else { "redis" };
+        let auth = self
+            .options
+            .password
+            .as_ref()
+            .map(|p| format!(":{p}@"))
+            .unwrap_or_default();
+        format!("{scheme}://{auth}127.0.0.1:{}/", self.port)
     }
 
     fn launch(&mut self) {
-        let mut child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+        let port = self.port.to_string();
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
-            .args(
-                self.replica_of
-                    .map(|primary| vec!["--replicaof".to_string(), "127.0.0.1".into(), primary.to_string()])
-                    .unwrap_or_default(),
-            )
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""]);
+        if let Some((cert, key, ca)) = &self.options.tls {
+            command.args(["--port", "0", "--tls-port", &port, "--tls-auth-clients", "optional"]);
+            command.arg("--tls-cert-file").arg(cert).arg("--tls-key-file").arg(key);
+            command
+                .arg("--tls-ca-cert-file")
+                .arg(ca)
+                .args(["--tls-replication", "yes"]);
+        } else {
+            command.args(["--port", &port]);
+        }
+        if let Some(password) = &self.options.password {
+            command.args(["--requirepass", password, "--masterauth", password]);
+        }
+        if let Some(primary) = self.options.replica_of {
+            command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server (apt-get install redis-server)");
-        ping_until_ready(
-            &mut child,
-            "redis-server",
-            self.port,
-            b"PING\r\n",
-            b"+PONG",
-            Duration::from_secs(30),
-        );
+        // Without TLS a PING answers (+PONG, or -NOAUTH: it listens either way).
+        let pong: &[u8] = if self.options.password.is_some() {
+            b"-NOAUTH"
+        } else {
+            b"+PONG"
+        };
+        if self.options.tls.is_some() {
+            wait_for("redis-server (TLS) to listen", Duration::from_secs(30), || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("redis-server exited: {status}");
+                }
+                std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()
+            });
+        } else {
+            ping_until_ready(
+                &mut child,
+                "redis-server",
+                self.port,
+                b"PING\r\n",
+                pong,
+                Duration::from_secs(30),
+            );
+        }
         self.child = Some(Process(child));
     }
 
@@ -474,6 +523,72 @@ impl Redis {
     pub fn restart_after_kill(&mut self) {
         self.child = None;
         self.launch();
+    }
+}
+
+/// Three redis-server processes in Sentinel mode watching `primary` as
+/// `ferry`, with a quorum of two and a one-second down-after, so a killed
+/// primary is replaced within seconds.
+pub struct Sentinels {
+    _children: Vec<Process>,
+    pub ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinels {
+    pub fn watch(primary: &Redis) -> Sentinels {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut children = Vec::new();
+        let mut ports = Vec::new();
+        for i in 0..3 {
+            let port = free_port(&["127.0.0.1"]);
+            let config = dir.path().join(format!("sentinel{i}.conf"));
+            let mut text = format!(
+                "bind 127.0.0.1\nport {port}\ndir {dir}\n\
+                 sentinel monitor ferry 127.0.0.1 {primary} 2\n\
+                 sentinel down-after-milliseconds ferry 1000\n\
+                 sentinel failover-timeout ferry 5000\n\
+                 sentinel parallel-syncs ferry 1\n",
+                dir = dir.path().display(),
+                primary = primary.port,
+            );
+            if let Some(password) = &primary.options.password {
+                text.push_str(&format!("sentinel auth-pass ferry {password}\n"));
+            }
+            std::fs::write(&config, text).expect("write sentinel.conf");
+            let mut child = Command::new("redis-server")
+                .arg(&config)
+                .arg("--sentinel")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start redis-server --sentinel");
+            ping_until_ready(
+                &mut child,
+                "redis sentinel",
+                port,
+                b"PING\r\n",
+                b"+PONG",
+                Duration::from_secs(30),
+            );
+            children.push(Process(child));
+            ports.push(port);
+        }
+        Sentinels {
+            _children: children,
+            ports,
+            _dir: dir,
+        }
+    }
+
+    /// `store.redis.sentinels`: `127.0.0.1:P1,127.0.0.1:P2,…`.
+    pub fn addresses(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

@@ -39,6 +39,7 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config
         .with_list_parse_key("spf.relay_addresses")
         .with_list_parse_key("alerts.forecast_percent")
         .with_list_parse_key("listen.proxy_protocol_from")
+        .with_list_parse_key("store.redis.sentinels")
         .source(Some(ferry_env.clone()));
     let raw = builder
         .add_source(environment)
