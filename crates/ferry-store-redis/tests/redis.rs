@@ -228,3 +228,49 @@ async fn sentinel_failover_keeps_every_acknowledged_write() {
         );
     }
 }
+
+/// `durability = "waitaof"` on Valkey: a write counts once the primary and
+/// a replica have fsynced it; without the replica it is not acknowledged.
+/// On a server without WAITAOF (Debian's Redis 7.0) the store refuses to
+/// start, naming the setting.
+#[tokio::test]
+async fn waitaof_counts_a_write_once_fsynced_on_a_replica() {
+    let valkey = RedisOptions {
+        server: Some(ferry_testkit::servers::valkey_server()),
+        ..RedisOptions::default()
+    };
+    let primary = Redis::with(valkey);
+    let mut replica = Redis::replica_of(&primary);
+    let settings = RedisConfig {
+        url: primary.url(),
+        key_prefix: "ferry-test".into(),
+        wait_replicas: 1,
+        wait_timeout_ms: 500,
+        durability: ferry_core::config::RedisDurability::WaitAof,
+        ..RedisConfig::default()
+    };
+    let store = RedisStore::connect(&settings).await.expect("connect");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.enqueue(conformance::message(b"one", 1), None).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the replica never caught up");
+    }
+    replica.kill();
+    assert!(
+        matches!(
+            store.enqueue(conformance::message(b"two", 2), None).await,
+            Err(StoreError::Unavailable(why)) if why.contains("0 of 1 replicas")
+        ),
+        "without its replica the write is not acknowledged"
+    );
+
+    let old = Redis::start();
+    let error = RedisStore::connect(&RedisConfig {
+        url: old.url(),
+        ..settings
+    })
+    .await
+    .err()
+    .expect("Redis 7.0 has no WAITAOF")
+    .to_string();
+    assert!(error.contains("store.redis.durability"), "{error}");
+}

@@ -418,6 +418,25 @@ pub struct RedisOptions {
     pub password: Option<String>,
     /// `(certificate, key, CA)` PEM files: TLS only, on the one port.
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// Another server binary speaking the same protocol ([`valkey_server`]).
+    pub server: Option<PathBuf>,
+}
+
+/// Valkey's server, as `scripts/install-test-deps.sh` installs it.
+pub fn valkey_server() -> PathBuf {
+    if let Ok(path) = std::env::var("FERRY_VALKEY_SERVER") {
+        return path.into();
+    }
+    let tools = std::env::var("FERRY_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ferry-tools"));
+    let path = tools.join("bin/valkey-server");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-test-deps.sh",
+        path.display()
+    );
+    path
 }
 
 impl Redis {
@@ -459,7 +478,8 @@ impl Redis {
 
     fn launch(&mut self) {
         let port = self.port.to_string();
-        let mut command = Command::new("redis-server");
+        let server = self.options.server.clone().unwrap_or_else(|| "redis-server".into());
+        let mut command = Command::new(server);
         command
             .args(["--bind", "127.0.0.1"])
             .arg("--dir")
