@@ -533,6 +533,23 @@ impl Redis {
         self.child = Some(Process(child));
     }
 
+    /// Waits until `n` replicas are connected and past their first sync,
+    /// so that `WAIT` can count them.
+    pub fn wait_for_replicas(&self, n: usize) {
+        wait_for(&format!("{n} replicas in sync"), Duration::from_secs(30), || {
+            let out = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string(), "INFO", "replication"])
+                .output()
+                .ok()?;
+            let info = String::from_utf8_lossy(&out.stdout);
+            let online = info
+                .lines()
+                .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+                .count();
+            (online >= n).then_some(())
+        });
+    }
+
     /// SIGKILL: the server is gone until [`Redis::restart_after_kill`].
     pub fn kill(&mut self) {
         self.child = None;
