@@ -491,6 +491,7 @@ fn delivery_args(
         hostname: config.server.hostname.clone(),
         wakeup,
         metrics: node_metrics,
+        save_for: Duration::from_secs(d.lease_secs),
     };
     Ok(DeliveryArgs {
         work: Arc::new(work),

@@ -90,7 +90,12 @@ struct Scripts {
     extend: Script,
     delete: Script,
     fail: Script,
+    withdraw: Script,
 }
+
+/// How long a message waits for its replicas before it falls due anyway
+/// (the release after their confirmation makes it due at once).
+const PENDING_MS: u64 = 60_000;
 
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
@@ -121,6 +126,7 @@ impl RedisStore {
                 extend: Script::new(include_str!("lua/extend.lua")),
                 delete: Script::new(include_str!("lua/delete.lua")),
                 fail: Script::new(include_str!("lua/fail.lua")),
+                withdraw: Script::new(include_str!("lua/withdraw.lua")),
             }),
             wait: (c.wait_replicas > 0).then_some((c.wait_replicas, c.wait_timeout_ms, c.durability)),
         };
@@ -134,6 +140,36 @@ impl RedisStore {
         }
         target.follow(&link);
         Ok(store)
+    }
+
+    /// Takes back a message its replicas did not confirm; best effort (the
+    /// primary may be gone: then so is the message, or a replica has it
+    /// and it is delivered once after all).
+    async fn withdraw(&self, id: &str, plan: &[u8]) {
+        let mut invocation = self.scripts.withdraw.key(self.keys.message(id));
+        invocation.key(&self.keys.due).arg(id).arg(plan);
+        match self.run::<i64>(&invocation).await {
+            Ok(_) => tracing::warn!(queue_id = id, "the replicas did not confirm a message; took it back"),
+            Err(e) => {
+                tracing::warn!(queue_id = id, error = %e, "cannot take back a message the replicas did not confirm")
+            }
+        }
+    }
+
+    /// Makes a confirmed message due now; if this is lost, it falls due
+    /// [`PENDING_MS`] later anyway.
+    async fn make_due(&self, id: &str, due_ms: u64) {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD")
+            .arg(&self.keys.due)
+            .arg("XX")
+            .arg(due_ms)
+            .arg(id)
+            .ignore();
+        pipe.cmd("PUBLISH").arg(&self.keys.enqueued).arg(id).ignore();
+        if let Err(e) = pipe.query_async::<()>(&mut self.conn()).await {
+            tracing::warn!(queue_id = id, error = %e, "cannot make a confirmed message due now; it falls due in a minute");
+        }
     }
 
     /// `WAITAOF` came with Redis 7.2 (and Valkey): refuse to start without
@@ -444,9 +480,23 @@ impl Directory for RedisStore {
 
 #[async_trait]
 impl Queue for RedisStore {
+    /// With `wait_replicas`, the message is written pending (due only in
+    /// [`PENDING_MS`]) and made due once the replicas confirm it; if they do
+    /// not, it is taken back, so the 451 the client gets means "not sent"
+    /// (a failover in between can still leave it, the duplicate SMTP
+    /// clients are warned of, never a loss).
     async fn enqueue(&self, message: QueuedMessage, metering: Option<Metering>) -> Result<()> {
         let id = message.id.as_str();
-        let plan = metering.as_ref().map(|m| self.keys.plan(m));
+        let plan = metering
+            .as_ref()
+            .map(|m| encode(&self.keys.plan(m)))
+            .unwrap_or_default();
+        let pending = self.wait.is_some();
+        let (due, channel) = if pending {
+            (message.received_ms.saturating_add(PENDING_MS), "")
+        } else {
+            (message.received_ms, self.keys.enqueued.as_str())
+        };
         let refused: usize = self
             .run(
                 self.scripts
@@ -454,11 +504,11 @@ impl Queue for RedisStore {
                     .key(self.keys.message(id))
                     .key(&self.keys.due)
                     .arg(id)
-                    .arg(message.received_ms)
+                    .arg(due)
                     .arg(encode(&message))
                     .arg(message.content.as_slice())
-                    .arg(plan.as_ref().map(encode).unwrap_or_default())
-                    .arg(&self.keys.enqueued),
+                    .arg(plan.as_slice())
+                    .arg(channel),
             )
             .await?;
         if let Some(cap) = refused.checked_sub(1).and_then(|i| metering.as_ref()?.caps.get(i)) {
@@ -467,7 +517,15 @@ impl Queue for RedisStore {
                 temporary: cap.temporary,
             });
         }
-        self.replicated().await
+        if !pending {
+            return Ok(());
+        }
+        if let Err(e) = self.replicated().await {
+            self.withdraw(id, &plan).await;
+            return Err(e);
+        }
+        self.make_due(id, message.received_ms).await;
+        Ok(())
     }
 
     async fn lease(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<QueuedMessage>> {

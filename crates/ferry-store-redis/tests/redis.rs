@@ -96,6 +96,9 @@ async fn with_wait_replicas_a_write_counts_only_once_a_replica_has_it() {
         replicated = store.enqueue(conformance::message(b"one", 1), None).await;
     }
     replicated.expect("acknowledged once the replica has the write");
+    // Unconfirmed tries were taken back; the confirmed one is due at once.
+    assert_eq!(store.depth().await.expect("depth"), 1);
+    assert_eq!(store.lease(2, 60_000, 10).await.expect("lease").len(), 1);
     replica.kill();
     assert!(
         matches!(
@@ -104,6 +107,7 @@ async fn with_wait_replicas_a_write_counts_only_once_a_replica_has_it() {
         ),
         "without its replica the write is not acknowledged"
     );
+    assert_eq!(store.depth().await.expect("depth"), 1, "and it is not queued either");
 }
 
 /// A server that speaks only TLS and wants a password, as a managed Redis

@@ -410,6 +410,13 @@ pub async fn outcomes_are_counted_once(store: &dyn Store) {
         .record(&m, Next::RetryAt(hour * HOUR_MS + 1))
         .await
         .expect("deferred");
+    // Saved again, as after a reply lost in a failover: counted once.
+    store
+        .record(&m, Next::RetryAt(hour * HOUR_MS + 1))
+        .await
+        .expect("deferred again");
+    let stored = store.get(&m.id).await.expect("get").expect("still queued");
+    assert_eq!(stored.attempts, 1, "one attempt, saved twice");
     m.outcomes.insert(
         "a@example.net".into(),
         RecipientOutcome::Delivered {

@@ -438,10 +438,17 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
         WriteOp::Record(message, next) => {
             let id = message.id.as_str();
             let mut envelopes = txn.open_table(ENVELOPES).map_err(backend)?;
-            if envelopes.get(id).map_err(backend)?.is_none() {
+            let Some(stored) = envelopes.get(id).map_err(backend)?.map(|v| v.value().to_vec()) else {
                 return Ok(Err(StoreError::NotFound(format!("message {id}"))));
-            }
+            };
             let mut saved = (**message).clone();
+            if let Next::RetryAt(_) = next {
+                saved.attempts += 1;
+            }
+            // The same record again (a retry after a lost reply) counts nothing twice.
+            if *next != Next::Done && stored == encode(&saved) {
+                return Ok(Ok(Outcome::Done));
+            }
             match next {
                 Next::Done => {
                     drop(envelopes);
@@ -451,7 +458,6 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
                 }
                 Next::RetryAt(due_ms) => {
                     ledger::add_outcomes(txn, &outcome::at_delivery(message, false))?;
-                    saved.attempts += 1;
                     envelopes.insert(id, encode(&saved).as_slice()).map_err(backend)?;
                     drop(envelopes);
                     unschedule(txn, id)?;

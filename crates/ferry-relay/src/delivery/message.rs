@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ferry_core::config::RouteKind;
 use ferry_core::{DeliveryAttempt, QueueId, QueuedMessage, RecipientOutcome, Route, dsn};
-use ferry_store::Next;
+use ferry_store::{Next, StoreError};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use ractor::ActorRef;
@@ -44,6 +44,9 @@ impl Drop for Finished {
 /// message is tried again, so a message that kills it cannot spin.
 const AFTER_FAILURE: Duration = Duration::from_secs(5);
 
+/// Between tries to save a result while the store is unavailable.
+const SAVE_RETRY: Duration = Duration::from_millis(500);
+
 pub(super) async fn deliver(work: Arc<DeliveryWork>, supervisor: ActorRef<DeliveryMsg>, mut message: QueuedMessage) {
     let _finished = Finished {
         to: supervisor.clone(),
@@ -71,7 +74,7 @@ pub(super) async fn deliver(work: Arc<DeliveryWork>, supervisor: ActorRef<Delive
         // Answers are saved before anything else happens, so a recipient
         // that said 250 is never sent the message again; they are counted
         // once saved.
-        if let Err(e) = work.store.record(&message, Next::Continue).await {
+        if let Err(e) = work.record(&message, Next::Continue).await {
             tracing::error!(queue_id = %message.id, error = %e, "cannot save delivery progress");
             return;
         }
@@ -216,8 +219,29 @@ impl DeliveryWork {
 
     async fn save(&self, message: &QueuedMessage, next: Next) {
         log_outcome(message, next);
-        if let Err(e) = self.store.record(message, next).await {
+        if let Err(e) = self.record(message, next).await {
             tracing::error!(queue_id = %message.id, error = %e, "cannot save the delivery result");
+        }
+    }
+
+    /// Saves an attempt's result. A store that is failing over is tried
+    /// again while the lease lasts: a result lost here is a message sent
+    /// twice. Saving the same result twice counts it once (the stores
+    /// make it so); a message gone on a retry was removed by the try
+    /// whose answer was lost.
+    async fn record(&self, message: &QueuedMessage, next: Next) -> Result<(), StoreError> {
+        let give_up = tokio::time::Instant::now() + self.save_for;
+        let mut retried = false;
+        loop {
+            match self.store.record(message, next).await {
+                Err(StoreError::Unavailable(why)) if tokio::time::Instant::now() < give_up => {
+                    tracing::warn!(queue_id = %message.id, error = %why, "cannot save a delivery result yet; trying again");
+                    retried = true;
+                    tokio::time::sleep(SAVE_RETRY).await;
+                }
+                Err(StoreError::NotFound(_)) if retried => return Ok(()),
+                other => return other,
+            }
         }
     }
 }

@@ -19,7 +19,7 @@
 mod destination;
 mod message;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -51,6 +51,9 @@ pub struct DeliveryWork {
     /// nodes' enqueues through the store.
     pub wakeup: Arc<Notify>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// How long a result that could not be saved is tried again (the
+    /// lease's length: past it another attempt may start anyway).
+    pub save_for: Duration,
 }
 
 #[derive(Clone)]
@@ -83,6 +86,11 @@ pub struct DeliveryState {
     args: DeliveryArgs,
     /// Message id → the end of the lease this node holds.
     held: HashMap<QueueId, u64>,
+    /// Messages a task of this node is working on, until it says it is
+    /// done. Usually the ids in `held`; not always: after a failover the
+    /// store may have lost a lease, and the message comes back in a new
+    /// one while its task still saves the last result. It is not started twice.
+    working: HashSet<QueueId>,
     destinations: HashMap<String, ActorRef<DestinationMsg>>,
     /// The last lease filled the room: more may be due.
     more_due: bool,
@@ -131,6 +139,7 @@ impl Actor for DeliverySupervisor {
         Ok(DeliveryState {
             args,
             held: HashMap::new(),
+            working: HashSet::new(),
             destinations: HashMap::new(),
             more_due: false,
             next_renewal: Instant::now(),
@@ -163,6 +172,7 @@ impl Actor for DeliverySupervisor {
             }
             DeliveryMsg::Finished(id) => {
                 state.held.remove(&id);
+                state.working.remove(&id);
                 state.answer_drained();
                 if state.more_due {
                     state.poll(&myself).await;
@@ -254,7 +264,9 @@ impl DeliveryState {
         let until = now + self.lease_ms();
         for message in batch {
             self.held.insert(message.id.clone(), until);
-            tokio::spawn(message::deliver(work.clone(), myself.clone(), message));
+            if self.working.insert(message.id.clone()) {
+                tokio::spawn(message::deliver(work.clone(), myself.clone(), message));
+            }
         }
     }
 

@@ -3,7 +3,8 @@
 -- KEYS[1] the message's hash, KEYS[2] the due-time index.
 -- ARGV[1] id, ARGV[2] due ms, ARGV[3] envelope JSON, ARGV[4] content,
 -- ARGV[5] the plan as JSON, or "" for none (see `Plan` in plan.rs),
--- ARGV[6] the channel that wakes delivery nodes.
+-- ARGV[6] the channel that wakes delivery nodes, or "" when the message
+-- is pending (due later) until its replicas confirm it.
 -- Returns 0 when spooled, or the 1-based index of the cap that refused it.
 local plan = nil
 if ARGV[5] ~= '' then plan = cjson.decode(ARGV[5]) end
@@ -19,7 +20,7 @@ if plan then
 end
 redis.call('HSET', KEYS[1], 'e', ARGV[3], 'b', ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('PUBLISH', ARGV[6], ARGV[1])
+if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[1]) end
 if not plan then return 0 end
 
 for _, c in ipairs(plan.counts) do

@@ -4,7 +4,10 @@
 -- "continue", ARGV[3] envelope JSON, ARGV[4] the next due time (retry),
 -- ARGV[5] the hour, then pairs of outcome field and count to add.
 -- Returns 1, or 0 when the message is gone (and then counts nothing).
+-- The same record again (a retry after a reply lost in a failover) finds
+-- its envelope already saved and counts nothing twice.
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[2] ~= 'done' and redis.call('HGET', KEYS[1], 'e') == ARGV[3] then return 1 end
 if #ARGV >= 6 then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[5]) end
 for i = 6, #ARGV, 2 do
   redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1])
