@@ -81,13 +81,16 @@ fn sends() -> impl Strategy<Value = Vec<Send>> {
     )
 }
 
+/// A scope's peak hour in a contract year: (scope, year start, (hour, units)).
+type Peak = (String, u64, Option<(u64, u64)>);
+
 /// What one backend did with a sequence, in a form two backends can share.
 #[derive(Debug, PartialEq)]
 struct Observed {
     verdicts: Vec<String>,
     hours: Vec<(u64, String, Usage)>,
     years: Vec<(String, u64, Usage)>,
-    peaks: Vec<(String, u64, Option<(u64, u64)>)>,
+    peaks: Vec<Peak>,
     alerts: BTreeSet<(String, u64)>,
 }
 
