@@ -292,3 +292,27 @@ fn lockouts_hold_across_nodes_without_locking_out_the_innocent() {
     drop(haproxy);
     cluster.stop();
 }
+
+/// Each node remembers a verified password for a while, keyed by the
+/// application's credential version, which every sign-in reads from the
+/// store: an application disabled through one node is refused by every
+/// node at its next sign-in, however recently it signed in there.
+#[test]
+fn a_disabled_application_is_refused_on_every_node_at_once() {
+    let cluster = Cluster::start(&[]);
+    let (first, second, only_five) = (&cluster.first, &cluster.second, &cluster.only_five);
+    let sign_in = |node: &Ferry| {
+        let addr = node.submission.expect("submission");
+        Smtp::submission_from(addr, ip(CLIENT), &first.pki.ca_der).auth_plain("only-five", only_five)
+    };
+    for node in [first, second] {
+        assert!(sign_in(node).starts_with("235"), "signed in, and remembered");
+    }
+    first.cli_ok(&["app", "disable", "only-five"]);
+    for node in [second, first] {
+        let reply = sign_in(node);
+        assert!(reply.starts_with("535 5.7.8"), "{reply}");
+        node.wait_for_log("authentication refused", "disabled");
+    }
+    cluster.stop();
+}
