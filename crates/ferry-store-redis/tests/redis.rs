@@ -165,6 +165,33 @@ async fn tls_with_a_password_and_clear_errors_when_either_is_wrong() {
     assert!(error.contains("store.redis.ca_file"), "{error}");
 }
 
+/// An ACL user (the default user off): the URL's user and password sign in.
+#[tokio::test]
+async fn an_acl_user_signs_in_with_the_urls_credentials() {
+    let redis = Redis::with(RedisOptions {
+        acl_user: Some(("ferry".into(), "acl-pass".into())),
+        ..RedisOptions::default()
+    });
+    let settings = RedisConfig {
+        url: redis.url(),
+        key_prefix: "ferry-test".into(),
+        ..RedisConfig::default()
+    };
+    assert!(settings.url.starts_with("redis://ferry:acl-pass@"), "{}", settings.url);
+    let store = RedisStore::connect(&settings).await.expect("connect as the ACL user");
+    conformance::directory_round_trip(&store).await;
+    let anonymous = RedisConfig {
+        url: settings.url.replace("ferry:acl-pass@", ""),
+        ..settings
+    };
+    let error = RedisStore::connect(&anonymous)
+        .await
+        .err()
+        .expect("no anonymous user")
+        .to_string();
+    assert!(error.contains("store.redis.url"), "{error}");
+}
+
 /// Sentinel: the store follows the primary the Sentinels name. The primary
 /// is killed; writes fail while none is reachable and succeed again once a
 /// replica is promoted (and the other replica follows it: `wait_replicas =

@@ -420,6 +420,9 @@ pub struct RedisOptions {
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     /// Another server binary speaking the same protocol ([`valkey_server`]).
     pub server: Option<PathBuf>,
+    /// An ACL user `(name, password)` with every right, and the default
+    /// user turned off: only that user may connect.
+    pub acl_user: Option<(String, String)>,
 }
 
 /// Valkey's server, as `scripts/install-test-deps.sh` installs it.
@@ -467,12 +470,11 @@ impl Redis {
     /// `redis://127.0.0.1:PORT/` (`rediss://` with TLS, with the password).
     pub fn url(&self) -> String {
         let scheme = if self.options.tls.is_some() { "rediss" } else { "redis" };
-        let auth = self
-            .options
-            .password
-            .as_ref()
-            .map(|p| format!(":{p}@"))
-            .unwrap_or_default();
+        let auth = match (&self.options.acl_user, &self.options.password) {
+            (Some((user, password)), _) => format!("{user}:{password}@"),
+            (None, Some(password)) => format!(":{password}@"),
+            (None, None) => String::new(),
+        };
         format!("{scheme}://{auth}127.0.0.1:{}/", self.port)
     }
 
@@ -501,6 +503,10 @@ impl Redis {
         if let Some(primary) = self.options.replica_of {
             command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
         }
+        if let Some((user, password)) = &self.options.acl_user {
+            command.args(["--user", user, "on", &format!(">{password}"), "~*", "&*", "+@all"]);
+            command.args(["--user", "default", "off"]);
+        }
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -508,11 +514,8 @@ impl Redis {
             .spawn()
             .expect("start redis-server (apt-get install redis-server)");
         // Without TLS a PING answers (+PONG, or -NOAUTH: it listens either way).
-        let pong: &[u8] = if self.options.password.is_some() {
-            b"-NOAUTH"
-        } else {
-            b"+PONG"
-        };
+        let authenticated = self.options.password.is_some() || self.options.acl_user.is_some();
+        let pong: &[u8] = if authenticated { b"-NOAUTH" } else { b"+PONG" };
         if self.options.tls.is_some() {
             wait_for("redis-server (TLS) to listen", Duration::from_secs(30), || {
                 if let Ok(Some(status)) = child.try_wait() {
