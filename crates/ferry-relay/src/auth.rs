@@ -54,6 +54,10 @@ impl AuthFailure {
     }
 }
 
+/// How long a node refuses a locked-out address at connect before it asks
+/// the store again.
+const ADDRESS_RECHECK_MS: u64 = 60_000;
+
 /// Verification, lockout and cache settings.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthSettings {
@@ -190,7 +194,11 @@ impl Authenticator {
         }
     }
 
+    /// Remembered for at most [`ADDRESS_RECHECK_MS`]: then the next sign-in
+    /// reads the store again, so a lockout lifted on any node stops being
+    /// refused at connect on this one within a minute.
     fn refuse_address(&self, ip: IpAddr, until_ms: u64) {
+        let until_ms = until_ms.min(self.clock.now_ms() + ADDRESS_RECHECK_MS);
         lock(&self.refused_addresses).insert(ferry_core::policy::canonical_ip(ip), until_ms);
     }
 

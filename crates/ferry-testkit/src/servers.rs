@@ -44,7 +44,7 @@ impl Dns {
     /// `records` are dnsmasq options such as `--mx-host=dest.test,mx1.dest.test,10`.
     pub fn start(records: &[String]) -> Dns {
         let port = free_port(&["127.0.0.1"]);
-        let mut child = Command::new(sbin("dnsmasq"))
+        let child = Command::new(sbin("dnsmasq"))
             .args([
                 "--keep-in-foreground",
                 "--no-resolv",
@@ -66,16 +66,14 @@ impl Dns {
             .stderr(Stdio::null())
             .spawn()
             .expect("start dnsmasq (apt-get install dnsmasq-base)");
+        let mut child = Process(child);
         wait_for("dnsmasq to answer", Duration::from_secs(10), || {
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Ok(Some(status)) = child.0.try_wait() {
                 panic!("dnsmasq exited: {status}");
             }
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         });
-        Dns {
-            _child: Process(child),
-            port,
-        }
+        Dns { _child: child, port }
     }
 
     pub fn address(&self) -> String {
@@ -130,18 +128,19 @@ impl Sink {
         if options.seven_bit {
             command.arg("--seven-bit");
         }
-        let mut child = command
+        let child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the SMTP sink");
-        let stdout = child.stdout.take().expect("stdout");
+        let mut child = Process(child);
+        let stdout = child.0.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("sink output");
         assert_eq!(line.trim(), "ready", "the SMTP sink did not start");
         Sink {
-            _child: Process(child),
+            _child: child,
             record,
             _dir: dir,
         }
@@ -186,7 +185,7 @@ impl WebhookReceiver {
         let dir = tempfile::tempdir().expect("tempdir");
         let record = dir.path().join("requests.jsonl");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/servers/webhook.py");
-        let mut child = Command::new("python3")
+        let child = Command::new("python3")
             .arg(script)
             .args(["--secret", secret, "--fail-first", &fail_first.to_string()])
             .arg("--record")
@@ -196,13 +195,14 @@ impl WebhookReceiver {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the webhook receiver");
+        let mut child = Process(child);
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
+        BufReader::new(child.0.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("receiver output");
         let port = line.trim().strip_prefix("ready ").expect("ready line").to_string();
         WebhookReceiver {
-            _child: Process(child),
+            _child: child,
             url: format!("http://127.0.0.1:{port}/alerts"),
             record,
             _dir: dir,
@@ -248,7 +248,7 @@ impl Clamd {
             ),
         )
         .expect("clamd.conf");
-        let mut child = Command::new(sbin("clamd"))
+        let child = Command::new(sbin("clamd"))
             .arg("-c")
             .arg(&conf)
             .stdin(Stdio::null())
@@ -256,9 +256,17 @@ impl Clamd {
             .stderr(Stdio::null())
             .spawn()
             .expect("start clamd (apt-get install clamav-daemon)");
-        ping_until_ready(&mut child, "clamd", port, b"zPING\0", b"PONG", Duration::from_secs(60));
+        let mut child = Process(child);
+        ping_until_ready(
+            &mut child.0,
+            "clamd",
+            port,
+            b"zPING\0",
+            b"PONG",
+            Duration::from_secs(60),
+        );
         Clamd {
-            _child: Process(child),
+            _child: child,
             address: format!("127.0.0.1:{port}"),
             _dir: dir,
         }
@@ -278,7 +286,7 @@ fn sbin(name: &str) -> String {
 /// A real rspamd normal worker on a free loopback port. Its DNS points at
 /// a dead loopback port and fuzzy checks are off, so nothing leaves the machine.
 pub struct Rspamd {
-    child: Child,
+    child: Process,
     pub url: String,
     _dir: tempfile::TempDir,
 }
@@ -303,7 +311,7 @@ impl Rspamd {
         .expect("rspamd.conf");
         let d = dir.path().display().to_string();
         use std::os::unix::process::CommandExt;
-        let mut child = Command::new("rspamd")
+        let child = Command::new("rspamd")
             // Its own process group, so the workers it forks go with it.
             .process_group(0)
             .args(["-f", "-i", "-u", "root", "-g", "root", "-c"])
@@ -319,8 +327,9 @@ impl Rspamd {
             .stderr(Stdio::null())
             .spawn()
             .expect("start rspamd (apt-get install rspamd)");
+        let mut child = Process(child);
         wait_for("rspamd to listen", Duration::from_secs(90), || {
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Ok(Some(status)) = child.0.try_wait() {
                 panic!("rspamd exited: {status}");
             }
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
@@ -335,9 +344,9 @@ impl Rspamd {
 
 impl Drop for Rspamd {
     fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
+        let group = format!("-{}", self.child.0.id());
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
+        let _ = self.child.0.wait();
     }
 }
 
@@ -369,7 +378,7 @@ impl Haproxy {
         }
         let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, config).expect("write haproxy.cfg");
-        let mut child = Command::new(sbin("haproxy"))
+        let child = Command::new(sbin("haproxy"))
             .arg("-db")
             .arg("-f")
             .arg(&path)
@@ -378,16 +387,17 @@ impl Haproxy {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start haproxy (apt-get install haproxy)");
+        let mut child = Process(child);
         for port in &ports {
             wait_for("haproxy to listen", Duration::from_secs(10), || {
-                if let Ok(Some(status)) = child.try_wait() {
+                if let Ok(Some(status)) = child.0.try_wait() {
                     panic!("haproxy exited: {status}");
                 }
                 std::net::TcpStream::connect(("127.0.0.1", *port)).ok()
             });
         }
         Haproxy {
-            _child: Process(child),
+            _child: child,
             ports,
             _dir: dir,
         }
@@ -507,25 +517,26 @@ impl Redis {
             command.args(["--user", user, "on", &format!(">{password}"), "~*", "&*", "+@all"]);
             command.args(["--user", "default", "off"]);
         }
-        let mut child = command
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server (apt-get install redis-server)");
+        let mut child = Process(child);
         // Without TLS a PING answers (+PONG, or -NOAUTH: it listens either way).
         let authenticated = self.options.password.is_some() || self.options.acl_user.is_some();
         let pong: &[u8] = if authenticated { b"-NOAUTH" } else { b"+PONG" };
         if self.options.tls.is_some() {
             wait_for("redis-server (TLS) to listen", Duration::from_secs(30), || {
-                if let Ok(Some(status)) = child.try_wait() {
+                if let Ok(Some(status)) = child.0.try_wait() {
                     panic!("redis-server exited: {status}");
                 }
                 std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()
             });
         } else {
             ping_until_ready(
-                &mut child,
+                &mut child.0,
                 "redis-server",
                 self.port,
                 b"PING\r\n",
@@ -533,7 +544,7 @@ impl Redis {
                 Duration::from_secs(30),
             );
         }
-        self.child = Some(Process(child));
+        self.child = Some(child);
     }
 
     /// Waits until `n` replicas are connected and past their first sync,
@@ -596,7 +607,7 @@ impl Sentinels {
                 text.push_str(&format!("sentinel auth-pass ferry {password}\n"));
             }
             std::fs::write(&config, text).expect("write sentinel.conf");
-            let mut child = Command::new("redis-server")
+            let child = Command::new("redis-server")
                 .arg(&config)
                 .arg("--sentinel")
                 .stdin(Stdio::null())
@@ -604,15 +615,16 @@ impl Sentinels {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start redis-server --sentinel");
+            let mut child = Process(child);
             ping_until_ready(
-                &mut child,
+                &mut child.0,
                 "redis sentinel",
                 port,
                 b"PING\r\n",
                 b"+PONG",
                 Duration::from_secs(30),
             );
-            children.push(Process(child));
+            children.push(child);
             ports.push(port);
         }
         Sentinels {
