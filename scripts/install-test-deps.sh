@@ -25,9 +25,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # Python peers: receiving SMTP servers (aiosmtpd), independent DKIM and DMARC
-# verifiers (dkimpy with PyNaCl for Ed25519, authheaders, dnspython).
-if ! python3 -c 'import aiosmtpd, dkim, nacl, authheaders, dns' 2>/dev/null; then
-    python3 -m pip install --quiet --disable-pip-version-check aiosmtpd dkimpy pynacl authheaders dnspython
+# verifiers (dkimpy with PyNaCl for Ed25519, authheaders, dnspython), and
+# Prometheus's own parser of the text format (prometheus_client).
+if ! python3 -c 'import aiosmtpd, dkim, nacl, authheaders, dns, prometheus_client' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check aiosmtpd dkimpy pynacl authheaders dnspython prometheus_client
 fi
 
 # Schemathesis fuzzes the admin API against its own OpenAPI document. It

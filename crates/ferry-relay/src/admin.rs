@@ -30,6 +30,7 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let live = health.clone();
+    let scraped = api.clone();
     let ready = move || {
         let health = health.borrow().clone();
         async move { readiness(&health) }
@@ -49,7 +50,18 @@ pub async fn serve(
         )
         .route("/readyz", get(ready.clone()))
         .route("/health", get(ready))
-        .route("/metrics", get(move || async move { metrics.render() }))
+        .route(
+            "/metrics",
+            get(move || {
+                let (metrics, api) = (metrics.clone(), scraped.clone());
+                async move {
+                    metrics
+                        .observe_store(api.store.as_ref(), api.clock.as_ref(), &api.terms)
+                        .await;
+                    metrics.render()
+                }
+            }),
+        )
         .merge(ferry_admin::router(api));
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;

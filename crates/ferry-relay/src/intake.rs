@@ -107,7 +107,10 @@ impl MessageIntake {
             history: Vec::new(),
             content,
         };
-        match self.store.enqueue(message, Some(plan)).await {
+        let started = std::time::Instant::now();
+        let spooled = self.store.enqueue(message, Some(plan)).await;
+        self.metrics.store_write.observe(started.elapsed().as_secs_f64());
+        match spooled {
             Ok(()) => {
                 self.delivery_wakeup.notify_one();
                 self.metrics
@@ -141,24 +144,26 @@ impl MessageIntake {
     /// message refused; sign-ins have metrics of their own) and, off the
     /// session's path, in the store's per-application outcomes.
     pub fn count_refusal(&self, tenant: &str, app: &str, refusal: &Refusal) {
-        if !refusal.is_sign_in() {
-            self.metrics
-                .messages_refused
-                .with_label_values(&[tenant, refusal.reason()])
-                .inc();
-        }
+        self.metrics
+            .messages_refused
+            .with_label_values(&[tenant, refusal.reason()])
+            .inc();
         let count = OutcomeCount::refusal(tenant, app, refusal.reason(), self.clock.now_ms());
         let store = self.store.clone();
         tokio::spawn(async move { add_refusal(store.as_ref(), count).await });
     }
 
-    /// A sign-in refused for a username that names an application: counted
-    /// under that application (an unknown username belongs to no one).
+    /// A refused sign-in: in the metric under the tenant of the application
+    /// the username names (none for an unknown username), and in that
+    /// application's outcomes.
     pub fn count_sign_in_refusal(&self, username: &str, refusal: &Refusal) {
-        let (store, username) = (self.store.clone(), username.to_string());
+        let (store, metrics, username) = (self.store.clone(), self.metrics.clone(), username.to_string());
         let (reason, now) = (refusal.reason(), self.clock.now_ms());
         tokio::spawn(async move {
-            if let Ok(Some(app)) = store.app(&username).await {
+            let app = store.app(&username).await.ok().flatten();
+            let tenant = app.as_ref().map_or("", |a| a.tenant.as_str());
+            metrics.messages_refused.with_label_values(&[tenant, reason]).inc();
+            if let Some(app) = app {
                 let count = OutcomeCount::refusal(&app.tenant, &app.username, reason, now);
                 add_refusal(store.as_ref(), count).await;
             }

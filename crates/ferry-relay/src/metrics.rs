@@ -1,6 +1,11 @@
 //! Prometheus metrics of one node, served at `/metrics` by the admin endpoint.
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use ferry_core::Clock;
+use ferry_core::contract::Terms;
+use ferry_core::metering::Window;
+use ferry_core::usage::Scope;
+use ferry_store::Store;
+use prometheus::{Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -14,10 +19,31 @@ pub struct Metrics {
     pub auth_lockouts: IntCounterVec,
     pub sessions: IntGauge,
     pub destinations: IntGauge,
+    /// Spooling a message (the durable write before 250).
+    pub store_write: Histogram,
+    /// Read from the store at each scrape (see [`Metrics::observe_store`]).
+    pub store: StoreGauges,
+}
+
+/// The cluster's queue and contract as the store holds them: the same on
+/// every node, read when `/metrics` is scraped (aggregate with `max`).
+pub struct StoreGauges {
+    up: IntGauge,
+    read_seconds: Gauge,
+    queued: IntGauge,
+    due: IntGauge,
+    oldest_due_seconds: Gauge,
+    allocation_used: GaugeVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+    let _ = registry.register(Box::new(g.clone()));
+    g
+}
+
+fn float_gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
+    let g = Gauge::new(name, help).unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
     let _ = registry.register(Box::new(g.clone()));
     g
 }
@@ -89,6 +115,19 @@ impl Metrics {
             ),
             sessions,
             destinations,
+            store_write: {
+                let opts = HistogramOpts::new(
+                    "ferry_store_write_seconds",
+                    "Time to spool a message durably (store commit, and replicas with wait_replicas) before 250",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ]);
+                let h = Histogram::with_opts(opts).unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+                let _ = registry.register(Box::new(h.clone()));
+                h
+            },
+            store: StoreGauges::new(&registry),
             registry,
         }
     }
@@ -98,6 +137,78 @@ impl Metrics {
         let mut out = String::new();
         let _ = prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+impl StoreGauges {
+    fn new(registry: &Registry) -> Self {
+        let allocation_used = GaugeVec::new(
+            Opts::new(
+                "ferry_tenant_allocation_used_ratio",
+                "This contract year's usage of each tenant with a yearly allocation, as a share of it (1 = all used)",
+            ),
+            &["tenant"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+        let _ = registry.register(Box::new(allocation_used.clone()));
+        StoreGauges {
+            up: gauge(
+                registry,
+                "ferry_store_up",
+                "1 when the last read of the store at a scrape succeeded, else 0",
+            ),
+            read_seconds: float_gauge(
+                registry,
+                "ferry_store_read_seconds",
+                "How long the scrape's read of the queue took",
+            ),
+            queued: gauge(registry, "ferry_queue_messages", "Messages queued, cluster-wide"),
+            due: gauge(
+                registry,
+                "ferry_queue_due_messages",
+                "Messages due for delivery now (not leased, not waiting for a retry)",
+            ),
+            oldest_due_seconds: float_gauge(
+                registry,
+                "ferry_queue_oldest_due_seconds",
+                "How long the most overdue message has waited past its due time; 0 when none is overdue",
+            ),
+            allocation_used,
+        }
+    }
+}
+
+impl Metrics {
+    /// Refreshes the store's gauges; a failing store sets `ferry_store_up` to 0.
+    pub async fn observe_store(&self, store: &dyn Store, clock: &dyn Clock, terms: &Terms) {
+        let g = &self.store;
+        let now = clock.now_ms();
+        let started = std::time::Instant::now();
+        let backlog = match store.backlog(now).await {
+            Ok(backlog) => backlog,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the queue for the metrics");
+                g.up.set(0);
+                return;
+            }
+        };
+        g.read_seconds.set(started.elapsed().as_secs_f64());
+        g.up.set(1);
+        g.queued.set(i64::try_from(backlog.queued).unwrap_or(i64::MAX));
+        g.due.set(i64::try_from(backlog.due).unwrap_or(i64::MAX));
+        let overdue_ms = backlog.earliest_due_ms.map_or(0, |due| now.saturating_sub(due));
+        g.oldest_due_seconds.set(overdue_ms as f64 / 1000.0);
+        let Ok(tenants) = store.tenants().await else { return };
+        let year = Window::Year(terms.year_of(now));
+        for tenant in tenants {
+            let Some(allocation) = tenant.allocation.yearly.filter(|a| *a > 0) else {
+                continue;
+            };
+            if let Ok(usage) = store.usage(&Scope::Tenant(tenant.name.clone()), year).await {
+                let used = usage.units(terms.unit) as f64 / allocation as f64;
+                g.allocation_used.with_label_values(&[tenant.name.as_str()]).set(used);
+            }
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::{AuthFailure, Authenticator, Login};
+use crate::auth::{Authenticator, Login};
 use crate::intake::{MessageIntake, Origin, reply_for};
 use crate::listener::SessionSlot;
 use crate::stream::{ServerStream, Stream};
@@ -311,9 +311,7 @@ impl Connection {
             Err(failure) => {
                 tracing::warn!(peer = %self.peer, user = %credentials.username, reason = %failure, "authentication refused");
                 let refusal = failure.refusal();
-                if !matches!(failure, AuthFailure::UnknownUser) {
-                    ctx.intake.count_sign_in_refusal(&credentials.username, &refusal);
-                }
+                ctx.intake.count_sign_in_refusal(&credentials.username, &refusal);
                 session.auth_refused(reply_for(&refusal));
             }
         }

@@ -60,7 +60,7 @@ use ferry_core::outcome::{self, OutcomeCount};
 use ferry_core::token::ApiToken;
 use ferry_core::usage::{HourUsage, Scope, Usage};
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
-use ferry_store::{Directory, Ledger, Next, Queue, QueueEntry, Result, SignIns, StoreError, decode, encode};
+use ferry_store::{Backlog, Directory, Ledger, Next, Queue, QueueEntry, Result, SignIns, StoreError, decode, encode};
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
@@ -687,6 +687,20 @@ impl Queue for RedisStore {
 
     async fn depth(&self) -> Result<usize> {
         self.query(redis::cmd("ZCARD").arg(&self.keys.due)).await
+    }
+
+    async fn backlog(&self, now_ms: u64) -> Result<Backlog> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZCARD").arg(&self.keys.due);
+        pipe.cmd("ZCOUNT").arg(&self.keys.due).arg("-inf").arg(now_ms);
+        pipe.cmd("ZRANGE").arg(&self.keys.due).arg(0).arg(0).arg("WITHSCORES");
+        let (queued, due, first): (usize, usize, Vec<(String, u64)>) =
+            pipe.query_async(&mut self.conn()).await.map_err(unavailable)?;
+        Ok(Backlog {
+            queued,
+            due,
+            earliest_due_ms: first.first().map(|(_, due)| *due),
+        })
     }
 
     fn watch_enqueues(&self, wake: Arc<tokio::sync::Notify>) {

@@ -17,7 +17,8 @@ macro_rules! conformance_suite {
             a_cap_refuses_without_counting,
             outcomes_are_counted_once,
             deletes_and_the_audit_log,
-            sign_in_failures_lock_out_by_rule
+            sign_in_failures_lock_out_by_rule,
+            the_backlog_counts_what_is_due
         );
         $crate::conformance_suite!(@each $open, shared:
             concurrent_enqueues_all_land,
@@ -563,4 +564,18 @@ pub async fn sign_in_failures_lock_out_by_rule(store: &dyn Store) {
     let started = kinds(store.count_failure("c", ip(3), &rules, 3100).await.expect("count"));
     assert!(started.is_empty(), "{started:?}");
     assert_eq!(store.sign_in_state("c", ip(3)).await.expect("state").pair.failures, 1);
+}
+
+/// The backlog: everything queued, what is due now, and the earliest due
+/// time (a lease moves a message's due time to the lease's end).
+pub async fn the_backlog_counts_what_is_due(store: &dyn Store) {
+    assert_eq!(store.backlog(0).await.expect("backlog"), crate::Backlog::default());
+    for at in [10, 20, 30] {
+        store.enqueue(message(b"m", at), None).await.expect("enqueue");
+    }
+    let backlog = store.backlog(25).await.expect("backlog");
+    assert_eq!((backlog.queued, backlog.due, backlog.earliest_due_ms), (3, 2, Some(10)));
+    assert_eq!(store.lease(25, 100, 1).await.expect("lease").len(), 1);
+    let backlog = store.backlog(25).await.expect("backlog");
+    assert_eq!((backlog.queued, backlog.due, backlog.earliest_due_ms), (3, 1, Some(20)));
 }

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::ledger::{self, ALERT_TIMES, ALERTS, COUNTERS};
 use crate::signins;
-use crate::{Directory, Ledger, Next, Queue, QueueEntry, Result, SignIns, StoreError, decode, encode};
+use crate::{Backlog, Directory, Ledger, Next, Queue, QueueEntry, Result, SignIns, StoreError, decode, encode};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::metering::{Alert, Metering, Window};
@@ -844,6 +844,21 @@ impl Queue for EmbeddedStore {
     async fn depth(&self) -> Result<usize> {
         self.read(|txn| Ok(txn.open_table(ENVELOPES).map_err(backend)?.len().map_err(backend)? as usize))
             .await
+    }
+    async fn backlog(&self, now_ms: u64) -> Result<Backlog> {
+        self.read(move |txn| {
+            let queued = txn.open_table(ENVELOPES).map_err(backend)?.len().map_err(backend)? as usize;
+            let schedule = txn.open_table(SCHEDULE).map_err(backend)?;
+            let earliest_due_ms = schedule.first().map_err(backend)?.map(|(key, _)| key.value().0);
+            // Counting walks what is due; a gauge read, not the hot path.
+            let due = schedule.range((0, "")..(now_ms + 1, "")).map_err(backend)?.count();
+            Ok(Backlog {
+                queued,
+                due,
+                earliest_due_ms,
+            })
+        })
+        .await
     }
 }
 

@@ -159,6 +159,8 @@ pub trait Queue: Send + Sync {
     async fn complete(&self, id: &QueueId) -> Result<()>;
     /// Messages in the queue (due, leased or waiting).
     async fn depth(&self) -> Result<usize>;
+    /// The queue as a platform team watches it (cluster-wide).
+    async fn backlog(&self, now_ms: u64) -> Result<Backlog>;
     /// From now on, `wake` is notified whenever another process enqueues a
     /// message: a hint to lease sooner than the next poll. Must be cheap;
     /// the default does nothing (one process sees its own enqueues).
@@ -192,6 +194,17 @@ pub trait Ledger: Send + Sync {
     async fn count_outcomes(&self, counts: Vec<OutcomeCount>) -> Result<()>;
     /// The outcome counts of every application in [from_hour, to_hour).
     async fn outcomes(&self, from_hour: u64, to_hour: u64) -> Result<Vec<OutcomeCount>>;
+}
+
+/// How much mail waits, and how long the most overdue of it has waited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub queued: usize,
+    /// Due now (not leased, not waiting for a retry).
+    pub due: usize,
+    /// The earliest due time among queued messages (leased ones count
+    /// from their lease's end).
+    pub earliest_due_ms: Option<u64>,
 }
 
 /// Failed sign-ins, counted for every node alike (see `ferry_core::lockout`).
