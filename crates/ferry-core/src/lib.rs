@@ -36,6 +36,7 @@ pub mod outcome;
 pub mod policy;
 pub mod refusal;
 pub mod retry;
+pub mod sample;
 pub mod tenant;
 pub mod token;
 pub mod usage;

@@ -75,6 +75,7 @@ pub fn tenant(new: NewTenant, now_ms: u64) -> Result<Tenant, Invalid> {
         route: Route::Default,
         allocation: Default::default(),
         caps: Default::default(),
+        sample_percent: 0,
     })
 }
 

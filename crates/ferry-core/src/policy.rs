@@ -172,6 +172,7 @@ mod tests {
             route: Default::default(),
             allocation: Default::default(),
             caps: Default::default(),
+            sample_percent: 0,
         }
     }
 

@@ -27,6 +27,10 @@ pub struct Tenant {
     /// Hard limits on the whole tenant.
     #[serde(default)]
     pub caps: Caps,
+    /// The share (percent) of its accepted messages kept as samples; none
+    /// by default (see `ferry_core::sample`).
+    #[serde(default)]
+    pub sample_percent: u8,
 }
 
 /// Hard limits, in the contract's unit: beyond them mail is deferred or refused.
@@ -192,6 +196,7 @@ pub(crate) mod tests_support {
             route: Route::Default,
             allocation: Default::default(),
             caps: Caps::default(),
+            sample_percent: 0,
         }
     }
 
@@ -229,6 +234,7 @@ mod tests {
             route: Route::Default,
             allocation: Default::default(),
             caps: Caps::default(),
+            sample_percent: 0,
         }
     }
 

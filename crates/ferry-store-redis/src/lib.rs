@@ -29,6 +29,8 @@
 //! - `P:f:{subject}`: a failed sign-in counter (`n`, `s` window start, `u`
 //!   locked until), expiring with its window; `P:lockouts`: the subjects
 //!   locked out, by until (ms).
+//! - `P:samples`: kept messages (JSON) by id; `P:sample_times`: their ids
+//!   by when they were taken (ms), for reading by period and purging.
 //! - `P:alert:{id}`, with `P:alert_times` (by time raised) and `P:outbox`
 //!   (undelivered, by due time).
 //!
@@ -57,10 +59,14 @@ use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::lockout::{FailureCount, Lockout, LockoutRules, SignInState, Subject};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::{self, OutcomeCount};
+use ferry_core::sample::Sample;
 use ferry_core::token::ApiToken;
 use ferry_core::usage::{HourUsage, Scope, Usage};
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
-use ferry_store::{Backlog, Directory, Ledger, Next, Queue, QueueEntry, Result, SignIns, StoreError, decode, encode};
+use ferry_store::{
+    Backlog, Directory, Ledger, Next, Queue, QueueEntry, Result, SampleQuery, Samples, SignIns, StoreError, decode,
+    encode,
+};
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
@@ -1031,5 +1037,59 @@ impl SignIns for RedisStore {
         }
         pipe.query_async::<()>(&mut self.conn()).await.map_err(unavailable)?;
         Ok(lifted.len())
+    }
+}
+
+#[async_trait]
+impl Samples for RedisStore {
+    async fn put_sample(&self, sample: Sample) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("HSET")
+            .arg(&self.keys.samples)
+            .arg(&sample.id)
+            .arg(encode(&sample))
+            .ignore();
+        pipe.cmd("ZADD")
+            .arg(&self.keys.sample_times)
+            .arg(sample.at_ms)
+            .arg(&sample.id)
+            .ignore();
+        pipe.query_async::<()>(&mut self.conn()).await.map_err(unavailable)
+    }
+
+    async fn samples(&self, query: SampleQuery) -> Result<Vec<Sample>> {
+        let ids: Vec<String> = self
+            .scored_between(&self.keys.sample_times, query.from_ms, query.to_ms)
+            .await?;
+        let mut out = Vec::new();
+        for chunk in ids.chunks(500) {
+            let raw: Vec<Option<Vec<u8>>> = self
+                .query(redis::cmd("HMGET").arg(&self.keys.samples).arg(chunk))
+                .await?;
+            for bytes in raw.into_iter().flatten() {
+                let sample: Sample = decode(&bytes)?;
+                if query.matches(&sample) {
+                    out.push(sample);
+                    if out.len() >= query.limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn purge_samples(&self, before_ms: u64) -> Result<usize> {
+        let ids: Vec<String> = self.scored_between(&self.keys.sample_times, 0, before_ms).await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("HDEL").arg(&self.keys.samples).arg(&ids).ignore();
+        pipe.cmd("ZREM").arg(&self.keys.sample_times).arg(&ids).ignore();
+        pipe.query_async::<()>(&mut self.conn()).await.map_err(unavailable)?;
+        Ok(ids.len())
     }
 }

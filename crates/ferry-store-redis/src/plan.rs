@@ -27,6 +27,8 @@ pub(crate) struct Keys {
     pub outcome_hours: String,
     pub audit: String,
     pub lockouts: String,
+    pub samples: String,
+    pub sample_times: String,
     /// The pub/sub channel every enqueue is announced on.
     pub enqueued: String,
 }
@@ -48,6 +50,8 @@ impl Keys {
             outcome_hours: key("outcome_hours"),
             audit: key("audit"),
             lockouts: key("lockouts"),
+            samples: key("samples"),
+            sample_times: key("sample_times"),
             enqueued: key("enqueued"),
         }
     }

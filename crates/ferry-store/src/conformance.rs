@@ -18,7 +18,8 @@ macro_rules! conformance_suite {
             outcomes_are_counted_once,
             deletes_and_the_audit_log,
             sign_in_failures_lock_out_by_rule,
-            the_backlog_counts_what_is_due
+            the_backlog_counts_what_is_due,
+            samples_are_kept_read_and_purged
         );
         $crate::conformance_suite!(@each $open, shared:
             concurrent_enqueues_all_land,
@@ -55,6 +56,7 @@ pub fn tenant(name: &str) -> Tenant {
         route: Default::default(),
         allocation: Default::default(),
         caps: Default::default(),
+        sample_percent: 0,
     }
 }
 
@@ -578,4 +580,69 @@ pub async fn the_backlog_counts_what_is_due(store: &dyn Store) {
     assert_eq!(store.lease(25, 100, 1).await.expect("lease").len(), 1);
     let backlog = store.backlog(25).await.expect("backlog");
     assert_eq!((backlog.queued, backlog.due, backlog.earliest_due_ms), (3, 1, Some(20)));
+}
+
+/// Samples: read back by tenant, application, id and period, oldest first
+/// within the limit; purged by age.
+pub async fn samples_are_kept_read_and_purged(store: &dyn Store) {
+    use crate::SampleQuery;
+    use ferry_core::sample::{Sample, Sampled};
+    let sample = |id: &str, tenant: &str, app: &str, at_ms| {
+        Sample::of(Sampled {
+            id: id.into(),
+            tenant,
+            app,
+            at_ms,
+            outcome: "accepted",
+            mail_from: "a@example.test",
+            recipients: &[],
+            content: b"Subject: s\r\n\r\nbody\r\n",
+            with_body: true,
+        })
+    };
+    for (id, tenant, app, at) in [
+        ("Q1", "hr", "payroll", 10),
+        ("Q2", "hr", "jobs", 20),
+        ("Q3", "it", "alerts", 30),
+    ] {
+        store.put_sample(sample(id, tenant, app, at)).await.expect("put");
+    }
+    let all = SampleQuery {
+        from_ms: 0,
+        to_ms: 100,
+        limit: 10,
+        ..SampleQuery::default()
+    };
+    let ids = |samples: Vec<Sample>| samples.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.samples(all.clone()).await.expect("read")), ["Q1", "Q2", "Q3"]);
+    let hr = SampleQuery {
+        tenant: Some("hr".into()),
+        ..all.clone()
+    };
+    assert_eq!(ids(store.samples(hr.clone()).await.expect("read")), ["Q1", "Q2"]);
+    let jobs = SampleQuery {
+        app: Some("jobs".into()),
+        ..hr.clone()
+    };
+    assert_eq!(ids(store.samples(jobs).await.expect("read")), ["Q2"]);
+    let by_id = SampleQuery {
+        id: Some("q3".into()),
+        ..all.clone()
+    };
+    let found = store.samples(by_id).await.expect("read");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].body.as_deref(), Some("body\r\n"));
+    let window = SampleQuery {
+        from_ms: 15,
+        to_ms: 30,
+        ..all.clone()
+    };
+    assert_eq!(ids(store.samples(window).await.expect("read")), ["Q2"]);
+    let first = SampleQuery {
+        limit: 1,
+        ..all.clone()
+    };
+    assert_eq!(ids(store.samples(first).await.expect("read")), ["Q1"]);
+    assert_eq!(store.purge_samples(25).await.expect("purge"), 2);
+    assert_eq!(ids(store.samples(all).await.expect("read")), ["Q3"]);
 }

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use ferry_core::audit::AuditEntry;
 use ferry_core::lockout::{self, Lockout, LockoutRules, SignInState, Subject};
 use ferry_core::outcome::{self, OutcomeCount};
+use ferry_core::sample::Sample;
 use ferry_core::token::ApiToken;
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -25,7 +26,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::ledger::{self, ALERT_TIMES, ALERTS, COUNTERS};
 use crate::signins;
-use crate::{Backlog, Directory, Ledger, Next, Queue, QueueEntry, Result, SignIns, StoreError, decode, encode};
+use crate::{
+    Backlog, Directory, Ledger, Next, Queue, QueueEntry, Result, SampleQuery, Samples, SignIns, StoreError, decode,
+    encode,
+};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::metering::{Alert, Metering, Window};
@@ -49,6 +53,8 @@ const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const AUDIT: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("audit");
 /// Single numbers: `directory_version`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// (taken at, id) → the sample (JSON).
+const SAMPLES: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("samples");
 const DIRECTORY_VERSION: &str = "directory_version";
 
 /// Requests served by the writer thread; the largest batch it commits at once.
@@ -100,6 +106,8 @@ enum WriteOp {
         address: Option<IpAddr>,
         now_ms: u64,
     },
+    PutSample(Box<Sample>),
+    PurgeSamples(u64),
 }
 
 impl WriteOp {
@@ -115,6 +123,8 @@ impl WriteOp {
                 | WriteOp::CountFailure { .. }
                 | WriteOp::ClearPair { .. }
                 | WriteOp::LiftLockouts { .. }
+                | WriteOp::PutSample(_)
+                | WriteOp::PurgeSamples(_)
         )
     }
 
@@ -207,6 +217,7 @@ impl EmbeddedStore {
             txn.open_table(META).map_err(backend)?;
             txn.open_table(TOKENS).map_err(backend)?;
             txn.open_table(AUDIT).map_err(backend)?;
+            txn.open_table(SAMPLES).map_err(backend)?;
             ledger::create_tables(&txn)?;
             signins::create_tables(&txn)?;
             release_leases(&txn)?;
@@ -411,6 +422,24 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
                 .map_err(backend)?;
         }
         WriteOp::CountOutcomes(counts) => ledger::add_outcomes(txn, counts)?,
+        WriteOp::PutSample(sample) => {
+            txn.open_table(SAMPLES)
+                .map_err(backend)?
+                .insert((sample.at_ms, sample.id.as_str()), encode(sample).as_slice())
+                .map_err(backend)?;
+        }
+        WriteOp::PurgeSamples(before_ms) => {
+            let mut table = txn.open_table(SAMPLES).map_err(backend)?;
+            let mut removed = 0;
+            for entry in table
+                .extract_from_if((0, "")..(*before_ms, ""), |_, _| true)
+                .map_err(backend)?
+            {
+                entry.map_err(backend)?;
+                removed += 1;
+            }
+            return Ok(Ok(Outcome::Removed(removed)));
+        }
         WriteOp::CountFailure {
             username,
             address,
@@ -969,6 +998,37 @@ impl SignIns for EmbeddedStore {
             now_ms,
         };
         match self.write(op).await? {
+            Outcome::Removed(n) => Ok(n),
+            _ => Ok(0),
+        }
+    }
+}
+
+#[async_trait]
+impl Samples for EmbeddedStore {
+    async fn put_sample(&self, sample: Sample) -> Result<()> {
+        done(self.write(WriteOp::PutSample(Box::new(sample))).await)
+    }
+    async fn samples(&self, query: SampleQuery) -> Result<Vec<Sample>> {
+        self.read(move |txn| {
+            let table = txn.open_table(SAMPLES).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in table.range((query.from_ms, "")..(query.to_ms, "")).map_err(backend)? {
+                let (_, value) = entry.map_err(backend)?;
+                let sample: Sample = decode(value.value())?;
+                if query.matches(&sample) {
+                    out.push(sample);
+                    if out.len() >= query.limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+    async fn purge_samples(&self, before_ms: u64) -> Result<usize> {
+        match self.write(WriteOp::PurgeSamples(before_ms)).await? {
             Outcome::Removed(n) => Ok(n),
             _ => Ok(0),
         }

@@ -20,6 +20,7 @@ use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::lockout::{Lockout, LockoutRules, SignInState};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::OutcomeCount;
+use ferry_core::sample::Sample;
 use ferry_core::token::ApiToken;
 use ferry_core::usage::{HourUsage, Scope, Usage};
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
@@ -196,6 +197,36 @@ pub trait Ledger: Send + Sync {
     async fn outcomes(&self, from_hour: u64, to_hour: u64) -> Result<Vec<OutcomeCount>>;
 }
 
+/// Which samples to read: all the conditions given hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SampleQuery {
+    pub tenant: Option<String>,
+    pub app: Option<String>,
+    pub id: Option<String>,
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub limit: usize,
+}
+
+impl SampleQuery {
+    pub fn matches(&self, s: &Sample) -> bool {
+        self.tenant.as_ref().is_none_or(|t| *t == s.tenant)
+            && self.app.as_ref().is_none_or(|a| *a == s.app)
+            && self.id.as_ref().is_none_or(|i| i.eq_ignore_ascii_case(&s.id))
+    }
+}
+
+/// Kept messages (see `ferry_core::sample`). Not durable beyond the
+/// store's own: a sample lost in a crash is only a sample.
+#[async_trait]
+pub trait Samples: Send + Sync {
+    async fn put_sample(&self, sample: Sample) -> Result<()>;
+    /// Oldest first, within [from_ms, to_ms), at most `limit`.
+    async fn samples(&self, query: SampleQuery) -> Result<Vec<Sample>>;
+    /// Removes the samples taken before `before_ms`; how many.
+    async fn purge_samples(&self, before_ms: u64) -> Result<usize>;
+}
+
 /// How much mail waits, and how long the most overdue of it has waited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Backlog {
@@ -231,8 +262,8 @@ pub trait SignIns: Send + Sync {
 }
 
 /// A complete backend.
-pub trait Store: Directory + Queue + Ledger + SignIns {}
-impl<T: Directory + Queue + Ledger + SignIns> Store for T {}
+pub trait Store: Directory + Queue + Ledger + SignIns + Samples {}
+impl<T: Directory + Queue + Ledger + SignIns + Samples> Store for T {}
 
 /// Whether `units` more would stay within every hard cap of the tenant and
 /// the application: the check at MAIL and RCPT (and in explain), before a
