@@ -917,3 +917,86 @@ fn the_admin_endpoint_over_https() {
     assert!(listed.contains("globex"), "the CLI through the running relay: {listed}");
     assert!(ferry.stop().success());
 }
+
+/// Message samples: a tenant's share of accepted messages (whole, as
+/// spooled) and every refused message's headers, read back by id and
+/// application; a tenant-admin reads only its own tenant's, finance none.
+#[test]
+fn samples_by_share_and_by_tenant() {
+    let (mut ferry, t) = start(&[]);
+    let admin = Some(t.admin.as_str());
+    let share = json!({ "percent": 100 }).to_string();
+    let (status, tenant, _) = ferry.api("PUT", &format!("/v1/tenants/{TENANT}/samples"), admin, Some(&share));
+    assert_eq!(
+        (status, tenant["sample_percent"].as_u64()),
+        (200, Some(100)),
+        "{tenant}"
+    );
+    let mut smtp = Smtp::submission(ferry.submission.expect("submission"), &ferry.pki.ca_der);
+    assert!(smtp.auth_plain(USER, &ferry.password).starts_with("235"));
+    let kept = format!("From: {SENDER}\r\nSubject: kept\r\n\r\nthe body\r\n");
+    let reply = smtp.send_message(SENDER, &["r@example.net"], kept.as_bytes());
+    let queue_id = reply.trim_end().rsplit(' ').next().expect("queue id").to_string();
+    let spoof = "From: ceo@acme.test\r\nSubject: spoofed\r\n\r\nsecret body\r\n";
+    assert!(
+        smtp.send_message(SENDER, &["r@example.net"], spoof.as_bytes())
+            .starts_with("550")
+    );
+    // globex keeps no share, but its refused messages' headers are kept.
+    let (_, rotated, _) = ferry.api("POST", "/v1/apps/globex-app/rotate-password", admin, None);
+    let globex_password = rotated["password"].as_str().expect("password").to_string();
+    let mut globex = Smtp::submission(ferry.submission.expect("submission"), &ferry.pki.ca_der);
+    assert!(globex.auth_plain("globex-app", &globex_password).starts_with("235"));
+    let fine = "From: app@globex.test\r\nSubject: not kept\r\n\r\nbody\r\n";
+    assert!(
+        globex
+            .send_message("app@globex.test", &["r@example.net"], fine.as_bytes())
+            .starts_with("250")
+    );
+    let spoof = "From: boss@globex.test\r\nSubject: globex spoof\r\n\r\nbody\r\n";
+    assert!(
+        globex
+            .send_message("app@globex.test", &["r@example.net"], spoof.as_bytes())
+            .starts_with("550")
+    );
+
+    let all = ferry_testkit::wait_for("three samples", std::time::Duration::from_secs(10), || {
+        let (_, all, _) = ferry.api("GET", "/v1/samples", admin, None);
+        (all.as_array()?.len() >= 3).then_some(all)
+    });
+    let subjects: Vec<&str> = all
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|s| s["headers"].as_str()?.lines().find_map(|l| l.strip_prefix("Subject: ")))
+        .collect();
+    assert_eq!(subjects, ["kept", "spoofed", "globex spoof"], "{all}");
+    let (_, by_id, _) = ferry.api("GET", &format!("/v1/samples?id={queue_id}"), admin, None);
+    assert_eq!(by_id[0]["outcome"], "accepted", "{by_id}");
+    assert_eq!(by_id[0]["body"], "the body\r\n");
+    assert!(
+        by_id[0]["headers"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("Received: ")),
+        "as spooled"
+    );
+    let (_, refused, _) = ferry.api("GET", "/v1/samples?app=billing&from=2000-01-01T00:00:00Z", admin, None);
+    assert_eq!(refused[1]["outcome"], "header_from_not_authorised", "{refused}");
+    assert!(
+        refused[1].get("body").is_none(),
+        "only the headers of a refused message"
+    );
+
+    let acme = Some(t.acme_admin.as_str());
+    let (status, own, _) = ferry.api("GET", "/v1/samples?tenant=globex", acme, None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        own.as_array().map(Vec::len),
+        Some(2),
+        "its own tenant's, whatever it asks: {own}"
+    );
+    assert!(own.as_array().expect("list").iter().all(|s| s["tenant"] == TENANT));
+    let (status, _, _) = ferry.api("GET", "/v1/samples", Some(t.finance.as_str()), None);
+    assert_eq!(status, 403, "finance reads no message content");
+    assert!(ferry.stop().success());
+}

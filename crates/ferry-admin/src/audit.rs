@@ -45,6 +45,14 @@ pub(crate) async fn record(
     }
 }
 
+/// `from` and `to` (RFC 3339, `to` excluded) as milliseconds; by default
+/// the last 30 days up to now.
+pub(crate) fn recent_period(from: Option<&str>, to: Option<&str>, now: u64) -> Result<(u64, u64), Problem> {
+    let instant = |field, value: Option<&str>, default| value.map_or(Ok(default), |s| instant_ms(field, s));
+    let from = instant("from", from, now.saturating_sub(30 * 86_400_000))?;
+    Ok((from, instant("to", to, now + 1)?))
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -66,10 +74,7 @@ pub async fn list(
 ) -> Result<Json<Vec<AuditEntry>>, Problem> {
     caller.require(&[Role::Admin])?;
     let Query(q) = query?;
-    let now = state.clock.now_ms();
-    let instant = |field, value: Option<&str>, default| value.map_or(Ok(default), |s| instant_ms(field, s));
-    let from = instant("from", q.from.as_deref(), now.saturating_sub(30 * 86_400_000))?;
-    let to = instant("to", q.to.as_deref(), now + 1)?;
+    let (from, to) = recent_period(q.from.as_deref(), q.to.as_deref(), state.clock.now_ms())?;
     let limit = q.limit.unwrap_or(MAX_ENTRIES).clamp(1, MAX_ENTRIES);
     Ok(Json(state.store.audit(from, to, limit).await?))
 }

@@ -82,7 +82,7 @@ impl CapsBody {
 }
 
 /// A tenant changed by an admin, audited.
-async fn change_tenant(
+pub(crate) async fn change_tenant(
     caller: &Caller,
     state: &AdminState,
     name: &str,

@@ -39,6 +39,7 @@ mod problem;
 mod queue;
 pub mod report;
 mod reports;
+mod samples;
 pub mod secrets;
 mod tokens;
 
@@ -123,6 +124,8 @@ fn api() -> (Router<AdminState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::revoke))
         .routes(routes!(audit::list))
         .routes(routes!(lockouts::list, lockouts::lift))
+        .routes(routes!(samples::list))
+        .routes(routes!(samples::set_share))
         .routes(routes!(commands::run))
         .split_for_parts();
     // After the routes: the conventions apply to every operation.

@@ -24,7 +24,23 @@ pub struct Config {
     pub dkim: Dkim,
     pub hygiene: Hygiene,
     pub spf: Spf,
+    pub samples: Samples,
     pub log: Log,
+}
+
+/// Message samples (see `ferry_core::sample`; each tenant's share is set
+/// through the admin API, none by default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Samples {
+    /// Samples older than this are removed (hourly, by the delivery nodes).
+    pub retention_days: u32,
+}
+
+impl Default for Samples {
+    fn default() -> Self {
+        Samples { retention_days: 30 }
+    }
 }
 
 /// DKIM signing.
@@ -561,6 +577,7 @@ impl Config {
                 "auth.max_concurrent_verifications",
                 self.auth.max_concurrent_verifications as u64,
             ),
+            ("samples.retention_days", u64::from(self.samples.retention_days)),
             ("auth.lockout_failures", self.auth.lockout_failures as u64),
             ("auth.lockout_secs", self.auth.lockout_secs),
             (

@@ -10,6 +10,7 @@ use ferry_core::metering;
 use ferry_core::outcome::OutcomeCount;
 use ferry_core::policy::{BulkSignals, check_bulk, check_header_from};
 use ferry_core::refusal::Refusal;
+use ferry_core::sample::{self as sample, Sample, Sampled};
 use ferry_core::usage::Usage;
 use ferry_core::{Application, Clock, QueueId, QueuedMessage, Tenant};
 use ferry_smtp::{Envelope, Reply};
@@ -70,14 +71,18 @@ pub fn reply_for(refusal: &Refusal) -> Reply {
 impl MessageIntake {
     pub async fn accept(&self, envelope: Envelope, app: &Application, tenant: &Tenant, origin: &Origin) -> Intake {
         let size = envelope.content.len();
-        let refused = |refusal: Refusal| self.refused(tenant, app, size, refusal);
+        // Refused before it is spooled: its headers are kept as a sample.
+        let refused_here = |refusal: Refusal| {
+            self.keep_sample(tenant, app, &envelope, None, refusal.reason());
+            self.refused(tenant, app, size, refusal)
+        };
         let headers = header_facts(&envelope.content);
         if let Err(refusal) = self.check_headers(&headers, &envelope, app, tenant) {
-            return refused(refusal);
+            return refused_here(refusal);
         }
         let scan_headers = match self.scan(&envelope, app, origin).await {
             Verdict::Accept(extra) => extra,
-            Verdict::Refuse(refusal) => return refused(refusal),
+            Verdict::Refuse(refusal) => return refused_here(refusal),
         };
         let id = QueueId::generate();
         let now = self.clock.now_ms();
@@ -85,8 +90,12 @@ impl MessageIntake {
         content.extend_from_slice(scan_headers.as_bytes());
         content.extend_from_slice(&envelope.content);
         let Some(content) = self.sign(content, headers.from_domain()).await else {
-            return refused(Refusal::Internal("DKIM signing failed".into()));
+            return refused_here(Refusal::Internal("DKIM signing failed".into()));
         };
+        if sample::chosen(tenant.sample_percent, id.as_str()) {
+            self.keep_sample(tenant, app, &envelope, Some((&id, &content)), "accepted");
+        }
+        let refused = |refusal: Refusal| self.refused(tenant, app, size, refusal);
         let usage = Usage {
             messages: 1,
             recipients: envelope.recipients.len() as u64,
@@ -127,6 +136,36 @@ impl MessageIntake {
             Err(StoreError::CapReached { name, temporary }) => refused(Refusal::CapReached { name, temporary }),
             Err(e) => refused(Refusal::StoreUnavailable(e.to_string())),
         }
+    }
+
+    /// Keeps a sample off the session's path: the whole message as spooled
+    /// (`spooled`: its id and content) or, for a refusal, its headers as
+    /// received. A store that fails here loses the sample, nothing else.
+    fn keep_sample(
+        &self,
+        tenant: &Tenant,
+        app: &Application,
+        envelope: &Envelope,
+        spooled: Option<(&QueueId, &[u8])>,
+        outcome: &str,
+    ) {
+        let sample = Sample::of(Sampled {
+            id: spooled.map_or_else(|| QueueId::generate().to_string(), |(id, _)| id.to_string()),
+            tenant: &tenant.name,
+            app: &app.username,
+            at_ms: self.clock.now_ms(),
+            outcome,
+            mail_from: &envelope.mail_from,
+            recipients: &envelope.recipients,
+            content: spooled.map_or(&envelope.content, |(_, content)| content),
+            with_body: spooled.is_some(),
+        });
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.put_sample(sample).await {
+                tracing::warn!(error = %e, "cannot keep a message sample");
+            }
+        });
     }
 
     /// A message refused: counted under its rule, answered with its reply.

@@ -14,6 +14,7 @@
 //! │     started on first use, stopped when idle, never restarted (the next
 //! │     message for it starts a new one; its groups go back to the queue)
 //! ├─ alert dispatcher (alerting)      the outbox: log, metric, webhook, e-mail
+//! ├─ retention keeper (retention)     removes message samples past their retention
 //! └─ listener, one per port (listener) accepts, admits within the caps
 //!    └─ session actor, one per connection (session): never restarted; a
 //!       panic answers 421 4.3.0 and touches nothing else
@@ -40,6 +41,7 @@ pub mod listener;
 pub mod metrics;
 pub mod outbound;
 pub mod proxy;
+pub mod retention;
 pub mod scan;
 mod session;
 pub mod spf;
@@ -209,6 +211,17 @@ impl Relay {
                 PATIENT,
                 alerting::Dispatcher,
                 Arc::new(dispatcher),
+            ));
+            let retention = retention::Retention {
+                store: parts.store.clone(),
+                clock: parts.clock.clone(),
+                samples_ms: u64::from(config.samples.retention_days) * 86_400_000,
+            };
+            children.push(child(
+                "retention keeper",
+                PATIENT,
+                retention::Keeper,
+                Arc::new(retention),
             ));
         }
         let session_parts = SessionParts {
