@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use crate::AdminState;
 use crate::access::Caller;
-use crate::directory::{save_app, save_tenant, visible_app, visible_tenant};
+use crate::directory::{save, visible_app, visible_tenant};
 use crate::problem::{Problem, parse_body};
 
 #[utoipa::path(get, path = "/v1/contract", tag = "contract",
@@ -91,7 +91,7 @@ pub(crate) async fn change_tenant(
 ) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Admin])?;
     let tenant = visible_tenant(caller, state, name).await?;
-    let after = save_tenant(caller, state, tenant, action, |tenant| {
+    let after = save(caller, state, tenant, action, |tenant| {
         change(tenant);
         Ok(())
     })
@@ -193,7 +193,7 @@ pub async fn set_app_caps(
     caller.require(&[Role::Admin])?;
     let caps = parse_body::<CapsBody>(body)?.caps();
     let app = visible_app(&caller, &state, &name).await?;
-    let after = save_app(&caller, &state, app, "app.cap", |app| {
+    let after = save(&caller, &state, app, "app.cap", |app| {
         app.caps = caps;
         Ok(())
     })

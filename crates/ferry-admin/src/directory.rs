@@ -257,37 +257,53 @@ pub(crate) async fn visible_app(caller: &Caller, state: &AdminState, name: &str)
         .ok_or_else(|| Problem::not_found(format!("application {name}")))
 }
 
-/// Applies `change` to `app`, stores it, and audits the change with the
-/// record before and after; answers the record after (public form). A
-/// refused change stores and audits nothing.
-pub(crate) async fn save_app(
-    caller: &Caller,
-    state: &AdminState,
-    mut app: Application,
-    action: &str,
-    change: impl FnOnce(&mut Application) -> Result<(), Problem>,
-) -> Result<Value, Problem> {
-    let before = public_app(&app);
-    change(&mut app)?;
-    state.store.update_app(app.clone()).await?;
-    let after = public_app(&app);
-    audit(state, caller, action, &app.username, Some(before), Some(after.clone())).await;
-    Ok(after)
+/// A directory record the API changes: its public form, its name in the
+/// audit log, and its store update.
+pub(crate) trait Record: Clone + Send {
+    fn public(&self) -> Value;
+    fn name(&self) -> &str;
+    fn update(self, store: &dyn ferry_store::Store) -> impl Future<Output = ferry_store::Result<()>> + Send;
 }
 
-/// [`save_app`] for a tenant.
-pub(crate) async fn save_tenant(
+impl Record for Application {
+    fn public(&self) -> Value {
+        public_app(self)
+    }
+    fn name(&self) -> &str {
+        &self.username
+    }
+    fn update(self, store: &dyn ferry_store::Store) -> impl Future<Output = ferry_store::Result<()>> + Send {
+        store.update_app(self)
+    }
+}
+
+impl Record for Tenant {
+    fn public(&self) -> Value {
+        public_tenant(self)
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn update(self, store: &dyn ferry_store::Store) -> impl Future<Output = ferry_store::Result<()>> + Send {
+        store.update_tenant(self)
+    }
+}
+
+/// Applies `change` to `record`, stores it, and audits the change with the
+/// record before and after; answers the record after (public form). A
+/// refused change stores and audits nothing.
+pub(crate) async fn save<R: Record>(
     caller: &Caller,
     state: &AdminState,
-    mut tenant: Tenant,
+    mut record: R,
     action: &str,
-    change: impl FnOnce(&mut Tenant) -> Result<(), Problem>,
+    change: impl FnOnce(&mut R) -> Result<(), Problem>,
 ) -> Result<Value, Problem> {
-    let before = public_tenant(&tenant);
-    change(&mut tenant)?;
-    state.store.update_tenant(tenant.clone()).await?;
-    let after = public_tenant(&tenant);
-    audit(state, caller, action, &tenant.name, Some(before), Some(after.clone())).await;
+    let before = record.public();
+    change(&mut record)?;
+    record.clone().update(state.store.as_ref()).await?;
+    let after = record.public();
+    audit(state, caller, action, record.name(), Some(before), Some(after.clone())).await;
     Ok(after)
 }
 
@@ -305,7 +321,7 @@ pub async fn show_app(
 async fn set_enabled(caller: Caller, state: AdminState, name: String, enabled: bool) -> Result<Json<Value>, Problem> {
     let app = visible_app(&caller, &state, &name).await?;
     let action = if enabled { "app.enable" } else { "app.disable" };
-    let after = save_app(&caller, &state, app, action, |app| {
+    let after = save(&caller, &state, app, action, |app| {
         app.enabled = enabled;
         app.credential_version += 1;
         Ok(())
@@ -369,7 +385,7 @@ pub async fn rotate_password(
         .transpose()?;
     let (password, hash) = new_password().map_err(Problem::internal)?;
     let now = state.clock.now_ms();
-    save_app(&caller, &state, app, "app.rotate_password", |app| {
+    save(&caller, &state, app, "app.rotate_password", |app| {
         Ok(onboarding::rotate_password(app, hash, until, now)?)
     })
     .await?;
@@ -410,7 +426,7 @@ pub async fn update_tenant(
     let changes: TenantChanges = parse_body(body)?;
     let tenant = visible_tenant(&caller, &state, &name).await?;
     let apps = state.store.apps(Some(&name)).await?;
-    let after = save_tenant(&caller, &state, tenant, "tenant.update", |tenant| {
+    let after = save(&caller, &state, tenant, "tenant.update", |tenant| {
         let asked = NewTenant {
             name: tenant.name.clone(),
             domains: changes.domains.unwrap_or_else(|| tenant.domains.clone()),
@@ -486,7 +502,7 @@ pub async fn update_app(
         limits: body.limits.as_ref().map(|l| l.limits(app.limits)).transpose()?,
         bulk_rules: body.bulk_rules,
     };
-    let after = save_app(&caller, &state, app, "app.update", |app| {
+    let after = save(&caller, &state, app, "app.update", |app| {
         Ok(onboarding::update_application(app, changes, &tenant)?)
     })
     .await?;

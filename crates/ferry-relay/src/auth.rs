@@ -58,6 +58,14 @@ impl AuthFailure {
 /// the store again.
 const ADDRESS_RECHECK_MS: u64 = 60_000;
 
+/// A refused sign-in, with the application the username names (its tenant
+/// and username), already read, so counting the refusal reads nothing again.
+#[derive(Debug)]
+pub struct SignInRefused {
+    pub failure: AuthFailure,
+    pub owner: Option<(String, String)>,
+}
+
 /// Verification, lockout and cache settings.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthSettings {
@@ -121,22 +129,26 @@ impl Authenticator {
 
     /// Whether `ip` is locked out for spraying (answered at connect).
     pub fn address_refused(&self, ip: IpAddr) -> bool {
-        let now = self.clock.now_ms();
-        let mut refused = lock(&self.refused_addresses);
-        refused.retain(|_, until| *until > now);
-        refused.contains_key(&ferry_core::policy::canonical_ip(ip))
+        let until = lock(&self.refused_addresses)
+            .get(&ferry_core::policy::canonical_ip(ip))
+            .copied();
+        until.is_some_and(|until| until > self.clock.now_ms())
     }
 
-    pub async fn authenticate(&self, credentials: &Credentials, ip: IpAddr) -> Result<Login, AuthFailure> {
+    pub async fn authenticate(&self, credentials: &Credentials, ip: IpAddr) -> Result<Login, SignInRefused> {
         let now = self.clock.now_ms();
-        let unavailable = |e: ferry_store::StoreError| AuthFailure::Unavailable(e.to_string());
+        let unavailable = |e: ferry_store::StoreError| SignInRefused {
+            failure: AuthFailure::Unavailable(e.to_string()),
+            owner: None,
+        };
         let user = lockout::bounded(&credentials.username);
         let state = self.store.sign_in_state(user, ip).await.map_err(unavailable)?;
         let app = self.store.app(&credentials.username).await.map_err(unavailable)?;
-        if let Some(kind) = self.locked(&state, app.as_ref(), ip, now) {
-            return Err(AuthFailure::LockedOut(kind));
-        }
-        let result = self.check(credentials, app, ip, now).await;
+        let owner = app.as_ref().map(|a| (a.tenant.clone(), a.username.clone()));
+        let result = match self.locked(&state, app.as_ref(), ip, now) {
+            Some(kind) => Err(AuthFailure::LockedOut(kind)),
+            None => self.check(credentials, app, ip, now).await,
+        };
         match &result {
             Err(AuthFailure::UnknownUser | AuthFailure::WrongPassword) => {
                 self.count_failure(user, ip, &state, now).await;
@@ -148,7 +160,7 @@ impl Authenticator {
             }
             _ => {}
         }
-        result
+        result.map_err(|failure| SignInRefused { failure, owner })
     }
 
     /// The lockout that refuses this attempt before any password is checked.
@@ -198,8 +210,14 @@ impl Authenticator {
     /// reads the store again, so a lockout lifted on any node stops being
     /// refused at connect on this one within a minute.
     fn refuse_address(&self, ip: IpAddr, until_ms: u64) {
-        let until_ms = until_ms.min(self.clock.now_ms() + ADDRESS_RECHECK_MS);
-        lock(&self.refused_addresses).insert(ferry_core::policy::canonical_ip(ip), until_ms);
+        let now = self.clock.now_ms();
+        let mut refused = lock(&self.refused_addresses);
+        // Forgotten here, off the accept path, which only looks one up.
+        refused.retain(|_, until| *until > now);
+        refused.insert(
+            ferry_core::policy::canonical_ip(ip),
+            until_ms.min(now + ADDRESS_RECHECK_MS),
+        );
     }
 
     async fn check(

@@ -179,9 +179,9 @@ impl MessageIntake {
         }
     }
 
-    /// Counts a refusal of `app`'s mail under its rule: in the metrics (a
-    /// message refused; sign-ins have metrics of their own) and, off the
-    /// session's path, in the store's per-application outcomes.
+    /// Counts a refusal of `app`'s mail or sign-in under its rule: in the
+    /// metrics and, off the session's path, in the store's per-application
+    /// outcomes.
     pub fn count_refusal(&self, tenant: &str, app: &str, refusal: &Refusal) {
         self.metrics
             .messages_refused
@@ -192,21 +192,14 @@ impl MessageIntake {
         tokio::spawn(async move { add_refusal(store.as_ref(), count).await });
     }
 
-    /// A refused sign-in: in the metric under the tenant of the application
-    /// the username names (none for an unknown username), and in that
-    /// application's outcomes.
-    pub fn count_sign_in_refusal(&self, username: &str, refusal: &Refusal) {
-        let (store, metrics, username) = (self.store.clone(), self.metrics.clone(), username.to_string());
-        let (reason, now) = (refusal.reason(), self.clock.now_ms());
-        tokio::spawn(async move {
-            let app = store.app(&username).await.ok().flatten();
-            let tenant = app.as_ref().map_or("", |a| a.tenant.as_str());
-            metrics.messages_refused.with_label_values(&[tenant, reason]).inc();
-            if let Some(app) = app {
-                let count = OutcomeCount::refusal(&app.tenant, &app.username, reason, now);
-                add_refusal(store.as_ref(), count).await;
-            }
-        });
+    /// A refusal that names no application (a sign-in with an unknown
+    /// username, or while the store is down): in the metric only, under no
+    /// tenant.
+    pub fn count_unowned_refusal(&self, refusal: &Refusal) {
+        self.metrics
+            .messages_refused
+            .with_label_values(&["", refusal.reason()])
+            .inc();
     }
 
     /// Header From authorised; bulk mail with one-click unsubscribe.

@@ -308,10 +308,13 @@ impl Connection {
                 session.auth_accepted(credentials.username, limits);
                 self.login = Some(login);
             }
-            Err(failure) => {
-                tracing::warn!(peer = %self.peer, user = %credentials.username, reason = %failure, "authentication refused");
-                let refusal = failure.refusal();
-                ctx.intake.count_sign_in_refusal(&credentials.username, &refusal);
+            Err(refused) => {
+                tracing::warn!(peer = %self.peer, user = %credentials.username, reason = %refused.failure, "authentication refused");
+                let refusal = refused.failure.refusal();
+                match &refused.owner {
+                    Some((tenant, app)) => ctx.intake.count_refusal(tenant, app, &refusal),
+                    None => ctx.intake.count_unowned_refusal(&refusal),
+                }
                 session.auth_refused(reply_for(&refusal));
             }
         }

@@ -10,13 +10,22 @@ use ferry_store::{Directory, Queue, StoreError};
 use ferry_store_redis::RedisStore;
 use ferry_testkit::servers::{Redis, RedisOptions, Sentinels};
 
-async fn open(redis: &Redis) -> RedisStore {
-    let settings = RedisConfig {
+/// The settings of a test store on `redis`.
+fn config_for(redis: &Redis) -> RedisConfig {
+    RedisConfig {
         url: redis.url(),
         key_prefix: "ferry-test".into(),
         ..RedisConfig::default()
-    };
-    RedisStore::connect(&settings).await.expect("connect")
+    }
+}
+
+async fn open(redis: &Redis) -> RedisStore {
+    RedisStore::connect(&config_for(redis)).await.expect("connect")
+}
+
+/// The error of a connect that must fail.
+async fn connect_error(settings: &RedisConfig, why: &str) -> String {
+    RedisStore::connect(settings).await.err().expect(why).to_string()
 }
 
 async fn backend() -> (Redis, RedisStore) {
@@ -82,21 +91,18 @@ async fn with_wait_replicas_a_write_counts_only_once_a_replica_has_it() {
     let primary = Redis::start();
     let mut replica = Redis::replica_of(&primary);
     let settings = RedisConfig {
-        url: primary.url(),
-        key_prefix: "ferry-test".into(),
         wait_replicas: 1,
         wait_timeout_ms: 300,
-        ..RedisConfig::default()
+        ..config_for(&primary)
     };
     let store = RedisStore::connect(&settings).await.expect("connect");
-    // The replica has to finish its first sync before WAIT can count it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut replicated = store.enqueue(conformance::message(b"one", 1), None).await;
-    while replicated.is_err() && std::time::Instant::now() < deadline {
-        replicated = store.enqueue(conformance::message(b"one", 1), None).await;
-    }
-    replicated.expect("acknowledged once the replica has the write");
-    // Unconfirmed tries were taken back; the confirmed one is due at once.
+    // WAIT counts a replica once its first sync is done.
+    primary.wait_for_replicas(1);
+    store
+        .enqueue(conformance::message(b"one", 1), None)
+        .await
+        .expect("acknowledged once the replica has the write");
+    // The confirmed message is due at once.
     assert_eq!(store.depth().await.expect("depth"), 1);
     assert_eq!(store.lease(2, 60_000, 10).await.expect("lease").len(), 1);
     replica.kill();
@@ -123,10 +129,8 @@ async fn tls_with_a_password_and_clear_errors_when_either_is_wrong() {
         ..RedisOptions::default()
     });
     let settings = RedisConfig {
-        url: redis.url(),
-        key_prefix: "ferry-test".into(),
         ca_file: Some(pki.ca.clone()),
-        ..RedisConfig::default()
+        ..config_for(&redis)
     };
     assert!(settings.url.starts_with("rediss://:s3cret-pass@"), "{}", settings.url);
     let store = RedisStore::connect(&settings).await.expect("connect over TLS");
@@ -136,32 +140,20 @@ async fn tls_with_a_password_and_clear_errors_when_either_is_wrong() {
         url: settings.url.replace("s3cret-pass", "wrong"),
         ..settings.clone()
     };
-    let error = RedisStore::connect(&wrong)
-        .await
-        .err()
-        .expect("a wrong password fails")
-        .to_string();
+    let error = connect_error(&wrong, "a wrong password fails").await;
     assert!(error.contains("store.redis.url"), "{error}");
     assert!(!error.contains("wrong"), "the password is not repeated: {error}");
     let unknown_ca = RedisConfig {
         ca_file: None,
         ..settings.clone()
     };
-    let error = RedisStore::connect(&unknown_ca)
-        .await
-        .err()
-        .expect("an unknown CA fails")
-        .to_string();
+    let error = connect_error(&unknown_ca, "an unknown CA fails").await;
     assert!(error.contains("store.redis.url"), "{error}");
     let missing = RedisConfig {
         ca_file: Some(dir.path().join("nope.pem")),
         ..settings
     };
-    let error = RedisStore::connect(&missing)
-        .await
-        .err()
-        .expect("a missing CA file fails")
-        .to_string();
+    let error = connect_error(&missing, "a missing CA file fails").await;
     assert!(error.contains("store.redis.ca_file"), "{error}");
 }
 
@@ -172,11 +164,7 @@ async fn an_acl_user_signs_in_with_the_urls_credentials() {
         acl_user: Some(("ferry".into(), "acl-pass".into())),
         ..RedisOptions::default()
     });
-    let settings = RedisConfig {
-        url: redis.url(),
-        key_prefix: "ferry-test".into(),
-        ..RedisConfig::default()
-    };
+    let settings = config_for(&redis);
     assert!(settings.url.starts_with("redis://ferry:acl-pass@"), "{}", settings.url);
     let store = RedisStore::connect(&settings).await.expect("connect as the ACL user");
     conformance::directory_round_trip(&store).await;
@@ -184,11 +172,7 @@ async fn an_acl_user_signs_in_with_the_urls_credentials() {
         url: settings.url.replace("ferry:acl-pass@", ""),
         ..settings
     };
-    let error = RedisStore::connect(&anonymous)
-        .await
-        .err()
-        .expect("no anonymous user")
-        .to_string();
+    let error = connect_error(&anonymous, "no anonymous user").await;
     assert!(error.contains("store.redis.url"), "{error}");
 }
 
@@ -200,6 +184,7 @@ async fn an_acl_user_signs_in_with_the_urls_credentials() {
 async fn sentinel_failover_keeps_every_acknowledged_write() {
     let mut primary = Redis::start();
     let _replicas = [Redis::replica_of(&primary), Redis::replica_of(&primary)];
+    primary.wait_for_replicas(2);
     let sentinels = Sentinels::watch(&primary);
     let settings = RedisConfig {
         // Only the scheme and credentials count: the sentinels name the host.
@@ -215,35 +200,26 @@ async fn sentinel_failover_keeps_every_acknowledged_write() {
         .await
         .expect("connect through the sentinels");
     let tenant = |n: usize| conformance::tenant(&format!("t{n}"));
-    // The replica has to finish its first sync before WAIT can count it
-    // (a write WAIT did not confirm is still written: each try is new).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut first = 1000;
-    while store.create_tenant(tenant(first)).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "the replica never caught up");
-        first += 1;
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let mut acknowledged = vec![first];
-    for n in 1..20 {
-        if store.create_tenant(tenant(n)).await.is_ok() {
-            acknowledged.push(n);
-        }
+    for n in 0..20 {
+        store.create_tenant(tenant(n)).await.expect("acknowledged");
     }
     primary.kill();
-    let mut refused = 0;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let mut n = 100;
-    loop {
-        assert!(std::time::Instant::now() < deadline, "no primary again within 60 s");
-        n += 1;
+    // Each try is a new tenant: one WAIT did not confirm is still written.
+    let tries = std::sync::atomic::AtomicUsize::new(100);
+    let refused = std::sync::atomic::AtomicUsize::new(0);
+    ferry_testkit::wait_until("a primary again", std::time::Duration::from_secs(60), || async {
+        let n = tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match store.create_tenant(tenant(n)).await {
-            Ok(()) => break,
-            Err(StoreError::Unavailable(_)) => refused += 1,
+            Ok(()) => Some(()),
+            Err(StoreError::Unavailable(_)) => {
+                refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                None
+            }
             Err(e) => panic!("{e}"),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    let refused = refused.into_inner();
     assert!(refused > 0, "writes failed while no primary was reachable");
     let names: Vec<String> = store
         .tenants()
@@ -252,7 +228,7 @@ async fn sentinel_failover_keeps_every_acknowledged_write() {
         .into_iter()
         .map(|t| t.name)
         .collect();
-    for n in acknowledged {
+    for n in 0..20 {
         assert!(
             names.contains(&format!("t{n}")),
             "t{n} was acknowledged and is on the new primary"
@@ -273,18 +249,17 @@ async fn waitaof_counts_a_write_once_fsynced_on_a_replica() {
     let primary = Redis::with(valkey);
     let mut replica = Redis::replica_of(&primary);
     let settings = RedisConfig {
-        url: primary.url(),
-        key_prefix: "ferry-test".into(),
         wait_replicas: 1,
         wait_timeout_ms: 500,
         durability: ferry_core::config::RedisDurability::WaitAof,
-        ..RedisConfig::default()
+        ..config_for(&primary)
     };
     let store = RedisStore::connect(&settings).await.expect("connect");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while store.enqueue(conformance::message(b"one", 1), None).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "the replica never caught up");
-    }
+    primary.wait_for_replicas(1);
+    store
+        .enqueue(conformance::message(b"one", 1), None)
+        .await
+        .expect("acknowledged once the replica has fsynced it");
     replica.kill();
     assert!(
         matches!(
@@ -295,13 +270,13 @@ async fn waitaof_counts_a_write_once_fsynced_on_a_replica() {
     );
 
     let old = Redis::start();
-    let error = RedisStore::connect(&RedisConfig {
-        url: old.url(),
-        ..settings
-    })
-    .await
-    .err()
-    .expect("Redis 7.0 has no WAITAOF")
-    .to_string();
+    let error = connect_error(
+        &RedisConfig {
+            url: old.url(),
+            ..settings
+        },
+        "Redis 7.0 has no WAITAOF",
+    )
+    .await;
     assert!(error.contains("store.redis.durability"), "{error}");
 }

@@ -470,31 +470,29 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
             let Some(stored) = envelopes.get(id).map_err(backend)?.map(|v| v.value().to_vec()) else {
                 return Ok(Err(StoreError::NotFound(format!("message {id}"))));
             };
-            let mut saved = (**message).clone();
-            if let Next::RetryAt(_) = next {
-                saved.attempts += 1;
-            }
-            // The same record again (a retry after a lost reply) counts nothing twice.
-            if *next != Next::Done && stored == encode(&saved) {
-                return Ok(Ok(Outcome::Done));
-            }
-            match next {
+            let due_ms = match next {
                 Next::Done => {
                     drop(envelopes);
                     remove_message(txn, id)?;
                     ledger::add_outcomes(txn, &outcome::at_delivery(message, true))?;
                     return Ok(Ok(Outcome::Done));
                 }
-                Next::RetryAt(due_ms) => {
-                    ledger::add_outcomes(txn, &outcome::at_delivery(message, false))?;
-                    envelopes.insert(id, encode(&saved).as_slice()).map_err(backend)?;
-                    drop(envelopes);
-                    unschedule(txn, id)?;
-                    schedule(txn, id, *due_ms)?;
-                }
-                Next::Continue => {
-                    envelopes.insert(id, encode(&saved).as_slice()).map_err(backend)?;
-                }
+                Next::RetryAt(due_ms) => Some(*due_ms),
+                Next::Continue => None,
+            };
+            let mut saved = (**message).clone();
+            saved.attempts += u32::from(due_ms.is_some());
+            let encoded = encode(&saved);
+            // The same record again (a retry after a lost reply) counts nothing twice.
+            if stored == encoded {
+                return Ok(Ok(Outcome::Done));
+            }
+            envelopes.insert(id, encoded.as_slice()).map_err(backend)?;
+            drop(envelopes);
+            if let Some(due_ms) = due_ms {
+                ledger::add_outcomes(txn, &outcome::at_delivery(message, false))?;
+                unschedule(txn, id)?;
+                schedule(txn, id, due_ms)?;
             }
         }
         WriteOp::RetryNow(id, now_ms) => {

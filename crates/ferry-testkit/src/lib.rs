@@ -35,6 +35,24 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// [`wait_for`] for a check that has to await (a store call, say).
+pub async fn wait_until<T, F>(what: &str, timeout: Duration, mut check: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The `ferry` binary built by `cargo build` (or `FERRY_BIN`).
 pub fn binary() -> PathBuf {
     if let Ok(bin) = std::env::var("FERRY_BIN") {
