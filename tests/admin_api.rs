@@ -15,16 +15,6 @@ struct Tokens {
     acme_admin: String,
 }
 
-fn token(ferry: &Ferry, args: &[&str]) -> String {
-    let mut all = vec!["token", "add"];
-    all.extend_from_slice(args);
-    let out = ferry.cli_ok(&all);
-    out.lines()
-        .find_map(|l| l.strip_prefix("token: "))
-        .expect("token line")
-        .to_string()
-}
-
 /// A relay with a second tenant and its app, three tokens, and the admin API.
 fn start(settings: &[(&str, &str)]) -> (Ferry, Tokens) {
     let mut all = vec![("admin.listen", "127.0.0.1:0")];
@@ -37,12 +27,9 @@ fn start(settings: &[(&str, &str)]) -> (Ferry, Tokens) {
         &["--from", "app@globex.test", "--allow", "127.0.0.0/8"],
     );
     let tokens = Tokens {
-        admin: token(&ferry, &["--name", "ops", "--role", "admin"]),
-        finance: token(&ferry, &["--name", "finance", "--role", "finance"]),
-        acme_admin: token(
-            &ferry,
-            &["--name", "acme it", "--role", "tenant-admin", "--tenant", TENANT],
-        ),
+        admin: ferry.add_token(&["--name", "ops", "--role", "admin"]),
+        finance: ferry.add_token(&["--name", "finance", "--role", "finance"]),
+        acme_admin: ferry.add_token(&["--name", "acme it", "--role", "tenant-admin", "--tenant", TENANT]),
     };
     ferry.launch();
     (ferry, tokens)
@@ -845,10 +832,7 @@ fn dkim_keys_over_the_api_sign_the_next_message() {
 /// token: no 5xx, no response outside its documented status, type and schema.
 #[test]
 fn the_api_survives_fuzzing_against_its_own_document() {
-    let st = std::env::var("FERRY_SCHEMATHESIS").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_default();
-        format!("{home}/.cache/ferry-tools/schemathesis/bin/st")
-    });
+    let st = ferry_testkit::servers::tool("schemathesis/bin/st", "FERRY_SCHEMATHESIS");
     let (mut ferry, t) = start(&[]);
     let admin = ferry.admin.expect("admin");
     let out = std::process::Command::new(&st)
@@ -873,7 +857,7 @@ fn the_api_survives_fuzzing_against_its_own_document() {
         .args(["--no-color", "--request-timeout", "20"])
         .env("SCHEMATHESIS_HOOKS", "")
         .output()
-        .unwrap_or_else(|e| panic!("{st}: {e} (run scripts/install-test-deps.sh)"));
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/install-test-deps.sh)", st.display()));
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -17,7 +17,10 @@
 //! - `openapi`: the conventions every operation shares in the OpenAPI document.
 //! - [`outcomes`]: the per-application outcome report, shared with the CLI.
 //! - [`report`]: usage and charge-back reports (JSON, CSV, FOCUS), shared
-//!   with the CLI; `reports`: their routes, and the alert log's.
+//!   with the CLI; `reports`: their routes, and the alert log's;
+//!   `overview`: the contract year per tenant, for the dashboard.
+//! - `dashboard`: the finance and tenant dashboard at `/dashboard`, a page
+//!   of the API's own figures (every asset served from here).
 //!
 //! Roles: `admin` may do everything; `finance` reads tenants (and, as they
 //! come, reports and alerts); `tenant-admin` sees and manages its own
@@ -28,6 +31,7 @@ mod access;
 mod audit;
 pub mod commands;
 mod contract;
+mod dashboard;
 mod directory;
 mod dkim;
 pub mod dkim_keys;
@@ -35,6 +39,7 @@ mod explain;
 mod lockouts;
 mod openapi;
 pub mod outcomes;
+mod overview;
 mod problem;
 mod queue;
 pub mod report;
@@ -68,6 +73,8 @@ pub struct AdminState {
     pub clock: Arc<dyn Clock>,
     /// The contract, for reports.
     pub terms: ferry_core::contract::Terms,
+    /// Days into the contract year before a forecast is made (`alerts.forecast_min_days`).
+    pub forecast_min_days: u32,
     /// The relay's name, in FOCUS rows.
     pub hostname: String,
     /// Runs the CLI's commands here (the binary's, injected).
@@ -113,6 +120,7 @@ fn api() -> (Router<AdminState>, utoipa::openapi::OpenApi) {
         .routes(routes!(explain::explain))
         .routes(routes!(reports::usage))
         .routes(routes!(reports::outcomes))
+        .routes(routes!(reports::overview))
         .routes(routes!(reports::alerts))
         .routes(routes!(queue::list))
         .routes(routes!(queue::show, queue::delete))
@@ -148,6 +156,7 @@ pub fn router(state: AdminState) -> Router {
             "/v1/openapi.json",
             get(move || std::future::ready(([(axum::http::header::CONTENT_TYPE, "application/json")], doc.clone()))),
         )
+        .merge(dashboard::routes())
         .fallback(problem::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

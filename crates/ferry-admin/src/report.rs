@@ -107,16 +107,20 @@ fn money(cents: u128) -> String {
     format!("{}.{:02}", cents / 100, cents % 100)
 }
 
-/// Alerts that concern a tenant: its own, and the organisation's that it drove.
-fn crossed(alerts: &[Alert], tenant: &str) -> String {
-    let mine = |a: &&Alert| match &a.scope {
+/// Whether an alert concerns a tenant: its own, or the organisation's that it drove.
+pub fn concerns(alert: &Alert, tenant: &str) -> bool {
+    match &alert.scope {
         Scope::Tenant(t) => t == tenant,
-        Scope::Org => a.drivers.iter().any(|d| d.tenant == tenant),
+        Scope::Org => alert.drivers.iter().any(|d| d.tenant == tenant),
         Scope::App { .. } => false,
-    };
+    }
+}
+
+/// The ids of the alerts that concern a tenant.
+fn crossed(alerts: &[Alert], tenant: &str) -> String {
     alerts
         .iter()
-        .filter(mine)
+        .filter(|a| concerns(a, tenant))
         .map(|a| a.id.as_str())
         .collect::<Vec<_>>()
         .join(";")

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use ferry_core::metering::Alert;
 use ferry_core::token::Role;
-use ferry_core::usage::Scope;
+use ferry_core::usage::{HOUR_MS, Scope};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
@@ -172,6 +172,61 @@ pub async fn outcomes(
         _ => crate::outcomes::json(&rows, from_ms, to_ms),
     };
     Ok(with_content_type(body, format))
+}
+
+/// The contract year so far per tenant, and the hourly series of the period.
+#[utoipa::path(get, path = "/v1/reports/overview", tag = "reports", params(Period),
+    responses((status = 200, description = "This contract year per tenant: allocation, use, forecast to the year's end, thresholds crossed, charge-back so far, the year's peak hour; and the hourly series of the period (admin, finance; a tenant-admin its own tenant, without the organisation's figures)", body = Object)))]
+pub async fn overview(
+    caller: Caller,
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    query: Result<Query<Period>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let Query(q) = query?;
+    let Asked {
+        format,
+        tenant,
+        from_ms,
+        to_ms,
+    } = q.asked(&caller, &state, &headers)?;
+    if format != Format::Json {
+        return Err(Problem::invalid("invalid_format", "format", "the overview is json"));
+    }
+    let now_ms = state.clock.now_ms();
+    let year = state.terms.year_of(now_ms);
+    let now_hour_end = (now_ms / HOUR_MS + 1) * HOUR_MS;
+    let year_to_date = report::usage_report(state.store.as_ref(), &state.terms, year.start_ms, now_hour_end).await?;
+    let tenants: Vec<_> = state
+        .store
+        .tenants()
+        .await?
+        .into_iter()
+        .filter(|t| caller.sees(&t.name) && tenant.as_ref().is_none_or(|only| *only == t.name))
+        .map(|t| (t.name, t.allocation))
+        .collect();
+    if let Some(only) = &tenant
+        && tenants.is_empty()
+    {
+        return Err(Problem::not_found(format!("tenant {only}")));
+    }
+    let alerts = scoped_alerts(&caller, &state, year.start_ms, year.end_ms).await?;
+    let series = state.store.hours(from_ms / HOUR_MS, to_ms.div_ceil(HOUR_MS)).await?;
+    let inputs = crate::overview::Inputs {
+        terms: &state.terms,
+        year,
+        now_ms,
+        forecast_min_days: state.forecast_min_days,
+        year_to_date: &year_to_date,
+        tenants: &tenants,
+        alerts: &alerts,
+        series: &series,
+        from_ms,
+        to_ms,
+    };
+    let mut value = crate::overview::build(&inputs, caller.role != Role::TenantAdmin);
+    value["caller"] = json!({ "role": caller.role, "tenant": caller.tenant });
+    Ok(Json(value))
 }
 
 /// A tenant-admin's JSON report: its own rows, not the organisation's totals.

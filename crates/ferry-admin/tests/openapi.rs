@@ -39,6 +39,7 @@ async fn every_documented_operation_is_served_and_needs_a_token() {
         store: Arc::new(store),
         clock: Arc::new(SystemClock),
         terms: Contract::default().terms().expect("terms"),
+        forecast_min_days: 14,
         hostname: "relay.test".into(),
         commands: None,
     };

@@ -165,6 +165,16 @@ pub struct ContractYear {
     pub end_ms: u64,
 }
 
+impl ContractYear {
+    /// By how much a count made so far in the year is multiplied to project
+    /// it to the year's end (a straight line), or `None` before `min_days`
+    /// have passed: a forecast made on day two says nothing.
+    pub fn projection_factor(&self, now_ms: u64, min_days: u32) -> Option<f64> {
+        let elapsed = now_ms.saturating_sub(self.start_ms).max(1);
+        (elapsed >= min_days as u64 * 86_400_000).then(|| (self.end_ms - self.start_ms) as f64 / elapsed as f64)
+    }
+}
+
 impl Terms {
     /// The contract year containing `ms`: anniversaries of `year_start` at
     /// local midnight in the contract's zone (so a year may be 8759 or 8761

@@ -130,24 +130,21 @@ pub fn plan(terms: &Terms, alerts: &Alerts, tenant: &Tenant, app: &Application, 
             thresholds.push(threshold(AlertKind::Hourly, scope, hour, peak + 1, "peak", label, None));
         }
     }
-    if let Some(total) = terms.yearly_total {
-        let elapsed = now_ms.saturating_sub(year.start_ms).max(1);
-        if elapsed >= alerts.forecast_min_days as u64 * 86_400_000 {
-            let factor = (year.end_ms - year.start_ms) as f64 / elapsed as f64;
-            for pct in &alerts.forecast_percent {
-                let limit = (total * *pct as u64).div_ceil(100).max(1);
-                let label =
-                    format!("year-end projection above {pct} % of the contract's yearly total of {total} {unit}");
-                thresholds.push(threshold(
-                    AlertKind::Forecast,
-                    &org,
-                    Window::Year(year),
-                    limit,
-                    &pct.to_string(),
-                    label,
-                    Some(factor),
-                ));
-            }
+    if let Some(total) = terms.yearly_total
+        && let Some(factor) = year.projection_factor(now_ms, alerts.forecast_min_days)
+    {
+        for pct in &alerts.forecast_percent {
+            let limit = (total * *pct as u64).div_ceil(100).max(1);
+            let label = format!("year-end projection above {pct} % of the contract's yearly total of {total} {unit}");
+            thresholds.push(threshold(
+                AlertKind::Forecast,
+                &org,
+                Window::Year(year),
+                limit,
+                &pct.to_string(),
+                label,
+                Some(factor),
+            ));
         }
     }
     Metering {

@@ -290,6 +290,7 @@ impl Relay {
                     .contract
                     .terms()
                     .map_err(|e| StartError::Contract(e.to_string()))?,
+                forecast_min_days: config.alerts.forecast_min_days,
                 hostname: config.server.hostname.clone(),
                 commands: parts.commands.clone(),
             };

@@ -200,10 +200,23 @@ impl Ferry {
     pub fn add_app_in(&self, tenant: &str, username: &str, args: &[&str]) -> String {
         let mut all = vec!["app", "add", username, "--tenant", tenant];
         all.extend_from_slice(args);
-        let out = self.cli_ok(&all);
+        self.cli_line(&all, "password: ")
+    }
+
+    /// Makes an API token (`ferry token add ARGS`) and returns it.
+    pub fn add_token(&self, args: &[&str]) -> String {
+        let mut all = vec!["token", "add"];
+        all.extend_from_slice(args);
+        self.cli_line(&all, "token: ")
+    }
+
+    /// Runs a CLI command that must succeed and returns what follows
+    /// `prefix` on its output's line that starts with it.
+    fn cli_line(&self, args: &[&str], prefix: &str) -> String {
+        let out = self.cli_ok(args);
         out.lines()
-            .find_map(|l| l.strip_prefix("password: "))
-            .expect("password line")
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in {out}"))
             .to_string()
     }
 

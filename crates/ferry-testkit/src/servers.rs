@@ -435,21 +435,28 @@ pub struct RedisOptions {
     pub acl_user: Option<(String, String)>,
 }
 
-/// Valkey's server, as `scripts/install-test-deps.sh` installs it.
-pub fn valkey_server() -> PathBuf {
-    if let Ok(path) = std::env::var("FERRY_VALKEY_SERVER") {
+/// A tool `scripts/install-test-deps.sh` installs under its tools
+/// directory (`$FERRY_TOOLS_DIR`, by default `~/.cache/ferry-tools`), or
+/// the path in `$override_var` when that is set.
+pub fn tool(relative: &str, override_var: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(override_var) {
         return path.into();
     }
     let tools = std::env::var("FERRY_TOOLS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ferry-tools"));
-    let path = tools.join("bin/valkey-server");
+    let path = tools.join(relative);
     assert!(
         path.exists(),
         "{} is missing: run scripts/install-test-deps.sh",
         path.display()
     );
     path
+}
+
+/// Valkey's server (WAITAOF needs it).
+pub fn valkey_server() -> PathBuf {
+    tool("bin/valkey-server", "FERRY_VALKEY_SERVER")
 }
 
 impl Redis {
