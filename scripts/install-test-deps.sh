@@ -57,10 +57,10 @@ fi
 # The dashboard's browser test: Playwright (PyPI) drives Debian's chromium
 # (Playwright's own browser download is not reachable); the OTLP receiver
 # decodes spans with opentelemetry-proto. One virtualenv, pinned.
-br_venv="$tools/browser"
+peers_venv="$tools/peers"
 pw_version=1.65.2
 otel_proto_version=1.45.2
-if ! "$br_venv/bin/python" -c "import playwright, opentelemetry.proto; from importlib.metadata import version; assert version('playwright') == '$pw_version' and version('opentelemetry-proto') == '$otel_proto_version'" 2>/dev/null; then
-    python3 -m venv "$br_venv"
-    "$br_venv/bin/pip" install --quiet --disable-pip-version-check "playwright==$pw_version" "opentelemetry-proto==$otel_proto_version"
+if ! "$peers_venv/bin/python" -c "import playwright, opentelemetry.proto; from importlib.metadata import version; assert version('playwright') == '$pw_version' and version('opentelemetry-proto') == '$otel_proto_version'" 2>/dev/null; then
+    python3 -m venv "$peers_venv"
+    "$peers_venv/bin/pip" install --quiet --disable-pip-version-check "playwright==$pw_version" "opentelemetry-proto==$otel_proto_version"
 fi

@@ -69,7 +69,7 @@ fn the_dashboard_shows_the_apis_figures_to_each_role() {
 
     let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
-    let python = ferry_testkit::servers::tool("browser/bin/python", "FERRY_BROWSER_PYTHON");
+    let python = ferry_testkit::servers::tool("peers/bin/python", "FERRY_PEERS_PYTHON");
     let out = Command::new(python)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/dashboard.py"))
         .args(["--admin", &format!("http://{}", ferry.admin.expect("admin"))])

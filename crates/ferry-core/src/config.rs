@@ -25,7 +25,33 @@ pub struct Config {
     pub hygiene: Hygiene,
     pub spf: Spf,
     pub samples: Samples,
+    pub telemetry: Telemetry,
     pub log: Log,
+}
+
+/// Traces over OTLP/HTTP (protobuf). Off unless an endpoint is given here
+/// or in the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); these keys win over the variables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Telemetry {
+    /// The collector's OTLP/HTTP base URL (`http://collector:4318`); spans
+    /// go to its `/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the spans; else `OTEL_SERVICE_NAME`, else "ferry".
+    pub service_name: Option<String>,
+    /// The share of traces kept, 0.0 to 1.0, decided at each trace's root.
+    pub sample_ratio: f64,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry {
+            otlp_endpoint: None,
+            service_name: None,
+            sample_ratio: 1.0,
+        }
+    }
 }
 
 /// Message samples (see `ferry_core::sample`; each tenant's share is set
@@ -613,6 +639,14 @@ impl Config {
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(invalid(key, "must be greater than 0"));
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
+            return Err(invalid("telemetry.sample_ratio", "must be between 0.0 and 1.0"));
+        }
+        if let Some(url) = &self.telemetry.otlp_endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("telemetry.otlp_endpoint", "must be an http:// or https:// URL"));
         }
         if self.store.redis.key_prefix.is_empty() || self.store.redis.key_prefix.contains(char::is_whitespace) {
             return Err(invalid("store.redis.key_prefix", "must be a non-empty word"));

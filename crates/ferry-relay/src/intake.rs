@@ -21,6 +21,8 @@ use crate::metrics::Metrics;
 use crate::scan::{ScanContext, Scanners, Verdict};
 
 use crate::tls::TlsInfo;
+use crate::trace;
+use tracing::Instrument;
 
 /// Who handed over the message, for the Received header and the log.
 #[derive(Debug, Clone)]
@@ -69,7 +71,16 @@ pub fn reply_for(refusal: &Refusal) -> Reply {
 }
 
 impl MessageIntake {
-    pub async fn accept(&self, envelope: Envelope, app: &Application, tenant: &Tenant, origin: &Origin) -> Intake {
+    /// Checks, scans, signs and spools one message under `id` (chosen by
+    /// the caller, so the message's span carries it from the start).
+    pub async fn accept(
+        &self,
+        id: QueueId,
+        envelope: Envelope,
+        app: &Application,
+        tenant: &Tenant,
+        origin: &Origin,
+    ) -> Intake {
         let size = envelope.content.len();
         // Refused before it is spooled: its headers are kept as a sample.
         let refused_here = |refusal: Refusal| {
@@ -80,16 +91,20 @@ impl MessageIntake {
         if let Err(refusal) = self.check_headers(&headers, &envelope, app, tenant) {
             return refused_here(refusal);
         }
-        let scan_headers = match self.scan(&envelope, app, origin).await {
+        let scanned = self.scan(&envelope, app, origin).instrument(trace::scan(&id)).await;
+        let scan_headers = match scanned {
             Verdict::Accept(extra) => extra,
             Verdict::Refuse(refusal) => return refused_here(refusal),
         };
-        let id = QueueId::generate();
         let now = self.clock.now_ms();
         let mut content = self.added_headers(&id, &envelope, app, origin, &headers, now);
         content.extend_from_slice(scan_headers.as_bytes());
         content.extend_from_slice(&envelope.content);
-        let Some(content) = self.sign(content, headers.from_domain()).await else {
+        let signed = self
+            .sign(content, headers.from_domain())
+            .instrument(trace::sign(&id))
+            .await;
+        let Some(content) = signed else {
             return refused_here(Refusal::Internal("DKIM signing failed".into()));
         };
         if sample::chosen(tenant.sample_percent, id.as_str()) {
@@ -117,7 +132,11 @@ impl MessageIntake {
             content,
         };
         let started = std::time::Instant::now();
-        let spooled = self.store.enqueue(message, Some(plan)).await;
+        let spooled = self
+            .store
+            .enqueue(message, Some(plan))
+            .instrument(trace::spool(&id))
+            .await;
         self.metrics.store_write.observe(started.elapsed().as_secs_f64());
         match spooled {
             Ok(()) => {
@@ -220,6 +239,7 @@ impl MessageIntake {
 
     async fn scan(&self, envelope: &Envelope, app: &Application, origin: &Origin) -> Verdict {
         if !self.scanners.is_configured() {
+            tracing::Span::current().record("verdict", "no scanners");
             return Verdict::Accept(String::new());
         }
         let cx = ScanContext {
@@ -229,7 +249,13 @@ impl MessageIntake {
             rcpts: &envelope.recipients,
             user: &app.username,
         };
-        self.scanners.scan(&envelope.content, &cx, &self.metrics).await
+        let verdict = self.scanners.scan(&envelope.content, &cx, &self.metrics).await;
+        let shown = match &verdict {
+            Verdict::Accept(_) => "accept",
+            Verdict::Refuse(refusal) => refusal.reason(),
+        };
+        tracing::Span::current().record("verdict", shown);
+        verdict
     }
 
     /// DKIM-signs the final message (every header the relay adds is already

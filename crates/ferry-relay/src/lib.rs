@@ -48,6 +48,7 @@ pub mod spf;
 mod stream;
 pub mod supervisor;
 pub mod tls;
+pub mod trace;
 mod writer;
 
 use std::net::SocketAddr;

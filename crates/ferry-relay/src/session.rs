@@ -25,6 +25,9 @@ use crate::intake::{MessageIntake, Origin, reply_for};
 use crate::listener::SessionSlot;
 use crate::stream::{ServerStream, Stream};
 use crate::tls::TlsInfo;
+use crate::trace;
+use ferry_core::QueueId;
+use tracing::Instrument;
 
 /// What every session of a node shares.
 pub struct SessionContext {
@@ -95,7 +98,9 @@ impl Actor for SessionActor {
                 implicit_tls,
                 slot,
             } = args;
-            run(ctx, tcp, peer, config, implicit_tls).await;
+            run(ctx, tcp, peer, config, implicit_tls)
+                .instrument(trace::session(peer))
+                .await;
             drop(slot);
         }
         myself.stop(None);
@@ -278,7 +283,9 @@ impl Connection {
         };
         match tokio::time::timeout(ctx.command_timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => {
-                self.tls = Some(TlsInfo::of(tls.get_ref().1));
+                let info = TlsInfo::of(tls.get_ref().1);
+                tracing::Span::current().record("tls", info.version.as_str());
+                self.tls = Some(info);
                 self.stream = Some(Stream::Tls(Box::new(tls)));
                 true
             }
@@ -305,6 +312,9 @@ impl Connection {
                     max_messages_per_session: l.max_messages_per_session,
                 };
                 tracing::info!(peer = %self.peer, user = %credentials.username, tenant = %login.tenant.name, "authenticated");
+                let span = tracing::Span::current();
+                span.record("tenant", login.tenant.name.as_str());
+                span.record("app", login.app.username.as_str());
                 session.auth_accepted(credentials.username, limits);
                 self.login = Some(login);
             }
@@ -369,7 +379,19 @@ impl Connection {
             tls: self.tls.clone(),
         };
         let (from, rcpts) = (envelope.mail_from.clone(), envelope.recipients.len());
-        let intake = ctx.intake.accept(envelope, &login.app, &login.tenant, &origin).await;
+        let id = QueueId::generate();
+        let (tenant, app) = (&login.tenant, &login.app);
+        let span = trace::message(&id, &tenant.name, &app.username, rcpts, envelope.content.len());
+        let intake = ctx
+            .intake
+            .accept(id, envelope, app, tenant, &origin)
+            .instrument(span.clone())
+            .await;
+        span.record("result", i64::from(intake.reply.code));
+        if let Some(refusal) = &intake.refusal {
+            span.record("reason", refusal.reason());
+        }
+        let _in_message = span.enter();
         tracing::info!(
             target: "ferry::message",
             queue_id = intake.queue_id.as_ref().map(|id| id.as_str()).unwrap_or("-"),

@@ -137,6 +137,13 @@ impl Ferry {
         }));
     }
 
+    /// Sets environment variables as they are named (not settings), for
+    /// the next launch and CLI calls.
+    pub fn set_env(&mut self, vars: &[(&str, &str)]) {
+        self.settings
+            .extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    }
+
     /// Prepared and started.
     pub fn start(settings: &[(&str, &str)]) -> Ferry {
         let mut ferry = Ferry::prepare(settings);

@@ -81,11 +81,64 @@ impl Dns {
     }
 }
 
+/// A JSON-lines file a test server appends to, in a directory of its own.
+pub struct Record {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Record {
+    fn new(name: &str) -> Record {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Record {
+            path: dir.path().join(name),
+            _dir: dir,
+        }
+    }
+
+    /// Every line so far, parsed.
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// Starts `tests/servers/SCRIPT ARGS --record FILE` with `python`, and
+/// waits for its `ready PORT` line.
+fn recording_server(mut python: Command, script: &str, args: &[&str], record: &Record) -> (Process, u16) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/servers")
+        .join(script);
+    let child = python
+        .arg(path)
+        .args(args)
+        .arg("--record")
+        .arg(&record.path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {script}: {e}"));
+    let mut child = Process(child);
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("{script} output: {e}"));
+    let port = line
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{script} did not start: {line:?}"));
+    (child, port)
+}
+
 /// A receiving SMTP server (see `tests/servers/smtp_sink.py`).
 pub struct Sink {
     _child: Process,
-    pub record: PathBuf,
-    _dir: tempfile::TempDir,
+    pub record: Record,
 }
 
 /// How a sink behaves.
@@ -105,11 +158,10 @@ pub struct SinkOptions<'a> {
 
 impl Sink {
     pub fn start(listen: &[String], options: SinkOptions<'_>) -> Sink {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let record = dir.path().join("received.jsonl");
+        let record = Record::new("received.jsonl");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/servers/smtp_sink.py");
         let mut command = Command::new("python3");
-        command.arg(script).arg("--record").arg(&record);
+        command.arg(script).arg("--record").arg(&record.path);
         for l in listen {
             command.arg("--listen").arg(l);
         }
@@ -139,20 +191,12 @@ impl Sink {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("sink output");
         assert_eq!(line.trim(), "ready", "the SMTP sink did not start");
-        Sink {
-            _child: child,
-            record,
-            _dir: dir,
-        }
+        Sink { _child: child, record }
     }
 
     /// Every message received so far.
     pub fn received(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.record)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        self.record.lines()
     }
 
     /// Messages received for `rcpt`.
@@ -175,47 +219,52 @@ impl Sink {
 pub struct WebhookReceiver {
     _child: Process,
     pub url: String,
-    record: PathBuf,
-    _dir: tempfile::TempDir,
+    record: Record,
 }
 
 impl WebhookReceiver {
     /// `fail_first`: answer 503 to that many requests first.
     pub fn start(secret: &str, fail_first: u32) -> WebhookReceiver {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let record = dir.path().join("requests.jsonl");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/servers/webhook.py");
-        let child = Command::new("python3")
-            .arg(script)
-            .args(["--secret", secret, "--fail-first", &fail_first.to_string()])
-            .arg("--record")
-            .arg(&record)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the webhook receiver");
-        let mut child = Process(child);
-        let mut line = String::new();
-        BufReader::new(child.0.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("receiver output");
-        let port = line.trim().strip_prefix("ready ").expect("ready line").to_string();
+        let record = Record::new("requests.jsonl");
+        let args = ["--secret", secret, "--fail-first", &fail_first.to_string()];
+        let (child, port) = recording_server(Command::new("python3"), "webhook.py", &args, &record);
         WebhookReceiver {
             _child: child,
             url: format!("http://127.0.0.1:{port}/alerts"),
             record,
-            _dir: dir,
         }
     }
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.record)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        self.record.lines()
+    }
+}
+
+/// An OTLP/HTTP trace receiver (see `tests/servers/otlp_receiver.py`),
+/// decoding with the collector's own protobuf definitions.
+pub struct OtlpReceiver {
+    _child: Process,
+    /// The base URL, as `OTEL_EXPORTER_OTLP_ENDPOINT` takes it.
+    pub endpoint: String,
+    record: Record,
+}
+
+impl OtlpReceiver {
+    pub fn start() -> OtlpReceiver {
+        let record = Record::new("spans.jsonl");
+        let python = Command::new(tool("peers/bin/python", "FERRY_PEERS_PYTHON"));
+        let (child, port) = recording_server(python, "otlp_receiver.py", &[], &record);
+        OtlpReceiver {
+            _child: child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            record,
+        }
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<serde_json::Value> {
+        self.record.lines()
     }
 }
 

@@ -10,6 +10,7 @@ mod queue;
 mod remote;
 mod report;
 mod settings;
+mod telemetry;
 mod token;
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use ferry_core::config::{Config, LogFormat, StoreBackend};
+use ferry_core::config::{Config, StoreBackend};
 use ferry_core::{Clock, SystemClock};
 use ferry_relay::{Relay, RelayParts, Roles};
 use ferry_store::embedded::StoreWriter;
@@ -43,7 +44,13 @@ fn main() -> ExitCode {
         eprintln!("ferry: configuration is valid");
         return ExitCode::SUCCESS;
     }
-    init_logging(&config, matches!(cli.command, Command::Serve(_)));
+    let traces = match telemetry::init(&config, matches!(cli.command, Command::Serve(_)), &env) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -51,37 +58,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config, cli.admin_url)) {
+    let outcome = runtime.block_on(run(cli.command, config, cli.admin_url));
+    if let Some(traces) = traces {
+        // Sends the spans still batched; a collector that is gone costs
+        // the exporter's timeout, no more.
+        if let Err(e) = traces.shutdown() {
+            tracing::warn!(error = %e, "the last spans could not be sent");
+        }
+    }
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("ferry: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(config: &Config, serving: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Onboarding commands print their results; only warnings go to the log there.
-    let filter = if serving {
-        filter
-    } else {
-        tracing_subscriber::EnvFilter::new("warn")
-    };
-    // ractor opens a span per actor at info: they add nothing to Ferry's
-    // events and cost on every poll, so they are off unless asked for.
-    let filter = match "ractor=warn".parse() {
-        Ok(directive) if std::env::var_os("RUST_LOG").is_none() => filter.add_directive(directive),
-        _ => filter,
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
     }
 }
 

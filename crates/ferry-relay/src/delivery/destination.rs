@@ -19,6 +19,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::outbound::client::Connection;
 use crate::outbound::{After, Answer, GroupResult, Hop, Outbound, attempt};
+use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct DestinationLimits {
@@ -39,6 +40,8 @@ pub struct Group {
     pub rcpts: Vec<String>,
     pub message: Arc<QueuedMessage>,
     pub reply: RpcReplyPort<GroupAnswer>,
+    /// The group's `delivery.group` span: its transaction runs in it.
+    pub span: tracing::Span,
 }
 
 /// What became of a group.
@@ -248,7 +251,8 @@ impl DestinationState {
                 to: myself.clone(),
                 done: Done::default(),
             };
-            tokio::spawn(work.run(conn, group, report));
+            let span = group.span.clone();
+            tokio::spawn(work.run(conn, group, report).instrument(span));
         }
     }
 

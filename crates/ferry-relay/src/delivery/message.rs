@@ -15,10 +15,21 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
+use tracing::Instrument;
 
 use super::destination::{Group, GroupAnswer};
 use super::{DeliveryMsg, DeliveryWork};
 use crate::outbound::{Answer, GroupResult, Hop};
+
+/// Records what became of a group on its span.
+fn answered(answer: GroupAnswer) -> GroupAnswer {
+    let reply = match &answer {
+        GroupAnswer::Attempted(result) => result.attempt.reply.as_str(),
+        GroupAnswer::NotAttempted { why, .. } => why.as_str(),
+    };
+    tracing::Span::current().record("reply", reply);
+    answer
+}
 
 /// Where one group of recipients goes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -26,6 +37,16 @@ enum NextHop {
     Capture,
     Domain(String),
     SmartHost,
+}
+
+impl std::fmt::Display for NextHop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NextHop::Capture => f.write_str("capture"),
+            NextHop::Domain(domain) => f.write_str(domain),
+            NextHop::SmartHost => f.write_str("smart host"),
+        }
+    }
 }
 
 /// Tells the supervisor the message is no longer worked on, however the task ends.
@@ -56,9 +77,14 @@ pub(super) async fn deliver(work: Arc<DeliveryWork>, supervisor: ActorRef<Delive
     let shared = Arc::new(message.clone());
     let mut answers: FuturesUnordered<_> = group(&message.pending(), &route)
         .into_iter()
-        .map(|(hop, rcpts)| work.attempt(&supervisor, hop, &route, rcpts, shared.clone()))
+        .map(|(hop, rcpts)| {
+            let span = crate::trace::group(&message.id, &hop, rcpts.len());
+            work.attempt(&supervisor, hop, &route, rcpts, shared.clone())
+                .instrument(span)
+        })
         .collect();
     let (mut attempted, mut hand_back) = (false, None);
+    let mut tally = Vec::new();
     while let Some(answer) = answers.next().await {
         let result = match answer {
             GroupAnswer::Attempted(result) => result,
@@ -70,6 +96,7 @@ pub(super) async fn deliver(work: Arc<DeliveryWork>, supervisor: ActorRef<Delive
         };
         attempted = true;
         let counts = work.counts(&result);
+        tally.extend(counts.iter().copied());
         apply(&mut message, result, work.clock.now_ms());
         // Answers are saved before anything else happens, so a recipient
         // that said 250 is never sent the message again; they are counted
@@ -81,6 +108,10 @@ pub(super) async fn deliver(work: Arc<DeliveryWork>, supervisor: ActorRef<Delive
         for kind in counts {
             work.metrics.deliveries.with_label_values(&[kind]).inc();
         }
+    }
+    let span = tracing::Span::current();
+    for kind in ["delivered", "deferred", "failed"] {
+        span.record(kind, tally.iter().filter(|k| **k == kind).count() as i64);
     }
     match hand_back {
         Some(after) if !attempted => {
@@ -130,18 +161,24 @@ impl DeliveryWork {
         let hop = match (hop, route) {
             (NextHop::Domain(domain), _) => Hop::Domain(domain),
             (NextHop::SmartHost, Route::SmartHost(smart)) => Hop::SmartHost(smart.clone()),
-            _ => return GroupAnswer::Attempted(self.capture(&rcpts, &message).await),
+            _ => return answered(GroupAnswer::Attempted(self.capture(&rcpts, &message).await)),
         };
+        let span = tracing::Span::current();
         let called = supervisor
             .call(
                 |reply| DeliveryMsg::Route {
                     hop,
-                    group: Group { rcpts, message, reply },
+                    group: Group {
+                        rcpts,
+                        message,
+                        reply,
+                        span,
+                    },
                 },
                 None,
             )
             .await;
-        match called {
+        answered(match called {
             Ok(CallResult::Success(answer)) => answer,
             Ok(_) => GroupAnswer::NotAttempted {
                 why: "the destination stopped".into(),
@@ -151,7 +188,7 @@ impl DeliveryWork {
                 why: "delivery stopping".into(),
                 retry_in: Duration::ZERO,
             },
-        }
+        })
     }
 
     async fn capture(&self, rcpts: &[String], message: &Arc<QueuedMessage>) -> GroupResult {

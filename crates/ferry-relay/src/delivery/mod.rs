@@ -21,8 +21,10 @@ mod message;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use ferry_core::config::RouteKind;
 use ferry_core::retry::RetrySchedule;
@@ -265,7 +267,14 @@ impl DeliveryState {
         for message in batch {
             self.held.insert(message.id.clone(), until);
             if self.working.insert(message.id.clone()) {
-                tokio::spawn(message::deliver(work.clone(), myself.clone(), message));
+                let span = crate::trace::delivery(
+                    &message.id,
+                    &message.tenant,
+                    &message.app,
+                    message.attempts + 1,
+                    message.pending().len(),
+                );
+                tokio::spawn(message::deliver(work.clone(), myself.clone(), message).instrument(span));
             }
         }
     }
