@@ -970,6 +970,12 @@ fn samples_by_share_and_by_tenant() {
         refused[1].get("body").is_none(),
         "only the headers of a refused message"
     );
+    let refused_id = refused[1]["id"].as_str().expect("id");
+    let line = ferry.wait_for_log("message", refused_id);
+    assert_eq!(
+        line["reason"], "header_from_not_authorised",
+        "the log line of the refusal names the sample's id: {line}"
+    );
 
     let acme = Some(t.acme_admin.as_str());
     let (status, own, _) = ferry.api("GET", "/v1/samples?tenant=globex", acme, None);

@@ -35,7 +35,6 @@ pub struct Origin {
 /// The result of intake, for the reply and the message log.
 pub struct Intake {
     pub reply: Reply,
-    pub queue_id: Option<QueueId>,
     pub size: usize,
     /// The rule that refused the message, if one did.
     pub refusal: Option<Refusal>,
@@ -84,7 +83,7 @@ impl MessageIntake {
         let size = envelope.content.len();
         // Refused before it is spooled: its headers are kept as a sample.
         let refused_here = |refusal: Refusal| {
-            self.keep_sample(tenant, app, &envelope, None, refusal.reason());
+            self.keep_sample(tenant, app, &id, &envelope, None, refusal.reason());
             self.refused(tenant, app, size, refusal)
         };
         let headers = header_facts(&envelope.content);
@@ -108,9 +107,8 @@ impl MessageIntake {
             return refused_here(Refusal::Internal("DKIM signing failed".into()));
         };
         if sample::chosen(tenant.sample_percent, id.as_str()) {
-            self.keep_sample(tenant, app, &envelope, Some((&id, &content)), "accepted");
+            self.keep_sample(tenant, app, &id, &envelope, Some(&content), "accepted");
         }
-        let refused = |refusal: Refusal| self.refused(tenant, app, size, refusal);
         let usage = Usage {
             messages: 1,
             recipients: envelope.recipients.len() as u64,
@@ -121,8 +119,9 @@ impl MessageIntake {
             id: id.clone(),
             tenant: tenant.name.clone(),
             app: app.username.clone(),
-            mail_from: envelope.mail_from,
-            recipients: envelope.recipients,
+            // Copied, not moved: a message the store refuses is sampled too.
+            mail_from: envelope.mail_from.clone(),
+            recipients: envelope.recipients.clone(),
             received_ms: now,
             attempts: 0,
             eight_bit: envelope.eight_bit,
@@ -147,36 +146,37 @@ impl MessageIntake {
                     .inc();
                 Intake {
                     reply: Reply::new(250, "2.0.0", format!("Ok: queued as {id}")),
-                    queue_id: Some(id),
                     size,
                     refusal: None,
                 }
             }
-            Err(StoreError::CapReached { name, temporary }) => refused(Refusal::CapReached { name, temporary }),
-            Err(e) => refused(Refusal::StoreUnavailable(e.to_string())),
+            Err(StoreError::CapReached { name, temporary }) => refused_here(Refusal::CapReached { name, temporary }),
+            Err(e) => refused_here(Refusal::StoreUnavailable(e.to_string())),
         }
     }
 
     /// Keeps a sample off the session's path: the whole message as spooled
-    /// (`spooled`: its id and content) or, for a refusal, its headers as
-    /// received. A store that fails here loses the sample, nothing else.
+    /// (`spooled`: its content) or, for a refusal, its headers as received,
+    /// under the id its trace and log name. A store that fails here loses
+    /// the sample, nothing else.
     fn keep_sample(
         &self,
         tenant: &Tenant,
         app: &Application,
+        id: &QueueId,
         envelope: &Envelope,
-        spooled: Option<(&QueueId, &[u8])>,
+        spooled: Option<&[u8]>,
         outcome: &str,
     ) {
         let sample = Sample::of(Sampled {
-            id: spooled.map_or_else(|| QueueId::generate().to_string(), |(id, _)| id.to_string()),
+            id: id.to_string(),
             tenant: &tenant.name,
             app: &app.username,
             at_ms: self.clock.now_ms(),
             outcome,
             mail_from: &envelope.mail_from,
             recipients: &envelope.recipients,
-            content: spooled.map_or(&envelope.content, |(_, content)| content),
+            content: spooled.unwrap_or(&envelope.content),
             with_body: spooled.is_some(),
         });
         let store = self.store.clone();
@@ -192,7 +192,6 @@ impl MessageIntake {
         self.count_refusal(&tenant.name, &app.username, &refusal);
         Intake {
             reply: reply_for(&refusal),
-            queue_id: None,
             size,
             refusal: Some(refusal),
         }

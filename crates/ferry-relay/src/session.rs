@@ -384,7 +384,7 @@ impl Connection {
         let span = trace::message(&id, &tenant.name, &app.username, rcpts, envelope.content.len());
         let intake = ctx
             .intake
-            .accept(id, envelope, app, tenant, &origin)
+            .accept(id.clone(), envelope, app, tenant, &origin)
             .instrument(span.clone())
             .await;
         span.record("result", i64::from(intake.reply.code));
@@ -394,7 +394,8 @@ impl Connection {
         let _in_message = span.enter();
         tracing::info!(
             target: "ferry::message",
-            queue_id = intake.queue_id.as_ref().map(|id| id.as_str()).unwrap_or("-"),
+            // Refused messages too: their sample and trace carry this id.
+            queue_id = id.as_str(),
             tenant = %login.tenant.name,
             app = %login.app.username,
             from = %from,
