@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := bash
 
-.PHONY: run test test-deps build lint fmt bench
+.PHONY: run test test-deps build lint fmt bench k8s
 
 build:
 	$(CARGO) build --workspace --bins
@@ -31,3 +31,7 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+# The plain manifests in k8s/: the chart rendered with its default values.
+k8s: test-deps
+	$${FERRY_TOOLS_DIR:-$$HOME/.cache/ferry-tools}/k8s/bin/python tests/clients/chart.py --chart helm/ferry --k8s k8s --write-k8s >/dev/null

@@ -64,3 +64,14 @@ if ! "$peers_venv/bin/python" -c "import playwright, opentelemetry.proto; from i
     python3 -m venv "$peers_venv"
     "$peers_venv/bin/pip" install --quiet --disable-pip-version-check "playwright==$pw_version" "opentelemetry-proto==$otel_proto_version"
 fi
+
+# The Helm chart's offline checks: Helm's own library (helm-python-sdk binds
+# Helm's Go SDK: lint, schema, render), the Kubernetes schemas
+# (kubernetes-validate) and yamllint. One virtualenv, pinned.
+k8s_venv="$tools/k8s"
+k8s_pins="helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 yamllint==1.38.0 jsonschema==4.26.0 pyyaml"
+if ! "$k8s_venv/bin/python" -c "import helm_python, kubernetes_validate, yamllint, jsonschema, yaml; from importlib.metadata import version; assert version('helm-python-sdk') == '0.2.2' and version('kubernetes-validate') == '1.37.0'" 2>/dev/null; then
+    python3 -m venv "$k8s_venv"
+    # shellcheck disable=SC2086
+    "$k8s_venv/bin/pip" install --quiet --disable-pip-version-check $k8s_pins
+fi

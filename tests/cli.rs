@@ -199,3 +199,112 @@ fn onboarding_enforces_the_data_model() {
     let rotated = ferry.cli_ok(&["app", "rotate-password", "billing"]);
     assert!(rotated.contains("password: ") && !rotated.contains(&ferry.password));
 }
+
+/// Runs openssl; its output (a PEM key, or a DER public key).
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl").args(args).output().expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// DKIM keys and an admin token made elsewhere (as a Kubernetes Secret
+/// holds them) are imported: OpenSSL's RSA keys in PKCS#8 and PKCS#1 and
+/// its Ed25519 key, each published with the public key OpenSSL derives;
+/// importing again changes nothing; another key under a stored selector, a
+/// file misnamed, and a token not of Ferry's form are refused; the imported
+/// token opens the admin API.
+#[test]
+fn keys_and_tokens_made_elsewhere_are_imported() {
+    let mut ferry = Ferry::prepare(&[("admin.listen", "127.0.0.1:0")]);
+    let keys = tempfile::tempdir().expect("tempdir");
+    let pkcs8 = keys.path().join("s1._domainkey.acme.test.pem");
+    let pkcs1 = keys.path().join("s2._domainkey.globex.test.pem");
+    let ed = keys.path().join("e1._domainkey.acme.test.pem");
+    std::fs::write(
+        &pkcs8,
+        openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]),
+    )
+    .expect("write");
+    std::fs::write(&pkcs1, openssl(&["genrsa", "-traditional", "2048"])).expect("write");
+    std::fs::write(&ed, openssl(&["genpkey", "-algorithm", "ed25519"])).expect("write");
+    assert!(
+        std::fs::read_to_string(&pkcs1)
+            .expect("read")
+            .starts_with("-----BEGIN RSA PRIVATE KEY")
+    );
+    // What a mounted Secret also holds.
+    std::fs::create_dir(keys.path().join("..data")).expect("mkdir");
+    let dir = keys.path().display().to_string();
+
+    let out = ferry.cli_ok(&["dkim", "import", &dir]);
+    assert_eq!(out.matches("imported").count(), 3, "{out}");
+    // TXT strings are cut at 255 characters: join them back.
+    let records = ferry.cli_ok(&["dkim", "list", "--records"]).replace("\" \"", "");
+    let b64 = |der: Vec<u8>| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(der)
+    };
+    for (path, name) in [
+        (&pkcs8, "s1._domainkey.acme.test"),
+        (&pkcs1, "s2._domainkey.globex.test"),
+    ] {
+        let spki = openssl(&["pkey", "-in", &path.display().to_string(), "-pubout", "-outform", "DER"]);
+        assert!(
+            records.contains(&format!("p={}", b64(spki))),
+            "{name}: the public key OpenSSL derives:\n{records}"
+        );
+    }
+    let ed_spki = openssl(&["pkey", "-in", &ed.display().to_string(), "-pubout", "-outform", "DER"]);
+    // An Ed25519 SubjectPublicKeyInfo ends with the 32-byte key (RFC 8463: p= is the raw key).
+    let raw = b64(ed_spki[ed_spki.len() - 32..].to_vec());
+    assert!(records.contains(&format!("k=ed25519; p={raw}")), "{records}");
+
+    let again = ferry.cli_ok(&["dkim", "import", &dir]);
+    assert_eq!(again.matches("already stored").count(), 3, "{again}");
+    let other = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        other.path().join("s1._domainkey.acme.test.pem"),
+        openssl(&["genpkey", "-algorithm", "ed25519"]),
+    )
+    .expect("write");
+    let refused = ferry.cli(&["dkim", "import", &other.path().display().to_string()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already holds another key"));
+    std::fs::write(other.path().join("acme.pem"), b"-").expect("write");
+    std::fs::remove_file(other.path().join("s1._domainkey.acme.test.pem")).expect("rm");
+    let misnamed = ferry.cli(&["dkim", "import", &other.path().display().to_string()]);
+    assert!(String::from_utf8_lossy(&misnamed.stderr).contains("<selector>._domainkey.<domain>.pem"));
+
+    let token = format!("ferry_0123456789ab_{}", "k8sSecret".repeat(4));
+    ferry.set_env(&[("IMPORTED", &token), ("NOT_A_TOKEN", "hunter2")]);
+    let import = |var: &str| {
+        ferry.cli(&[
+            "token",
+            "import",
+            "--name",
+            "helm",
+            "--role",
+            "admin",
+            "--from-env",
+            var,
+        ])
+    };
+    let text = |out: std::process::Output| {
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    assert!(text(import("IMPORTED")).contains("imported"));
+    assert!(
+        text(import("IMPORTED")).contains("already stored (active)"),
+        "importing again changes nothing"
+    );
+    let bad = text(import("NOT_A_TOKEN"));
+    assert!(bad.contains("not a token") && !bad.contains("hunter2"), "{bad}");
+    ferry.launch();
+    let (status, apps, _) = ferry.api("GET", "/v1/apps", Some(&token), None);
+    assert_eq!(status, 200, "the imported token opens the API: {apps}");
+    assert!(ferry.stop().success());
+}

@@ -87,10 +87,12 @@ fn signer(record: &DkimKeyRecord) -> Result<DkimSigner<SignatureKey, Done>, Stri
         .decode(&record.private_key)
         .map_err(|e| format!("DKIM key {}: {e}", record.dns_name()))?;
     let key = match record.algorithm {
+        // Generated keys are PKCS#1; imported ones may be PKCS#8.
         DkimAlgorithm::Rsa => aws_lc_rs::rsa::KeyPair::from_der(&der)
+            .or_else(|_| aws_lc_rs::rsa::KeyPair::from_pkcs8(&der))
             .map(SignatureKey::Rsa)
             .map_err(|e| e.to_string()),
-        DkimAlgorithm::Ed25519 => Ed25519Key::from_pkcs8_der(&der)
+        DkimAlgorithm::Ed25519 => Ed25519Key::from_pkcs8_maybe_unchecked_der(&der)
             .map(SignatureKey::Ed25519)
             .map_err(|e| e.to_string()),
     }

@@ -331,11 +331,14 @@ impl Ferry {
 
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.stop_within(Duration::from_secs(30))
+    }
+
+    /// SIGTERM, then waits for the process to exit, failing past `timeout`.
+    pub fn stop_within(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
         let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-        wait_for("ferry to exit", Duration::from_secs(30), || {
-            child.try_wait().ok().flatten()
-        })
+        wait_for("ferry to exit", timeout, || child.try_wait().ok().flatten())
     }
 
     /// Captured messages: (queue id, .eml bytes).

@@ -51,20 +51,34 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Creates a token and prints it once.
-    Add {
-        /// Who or what it is for.
+    Add(NewToken),
+    /// Stores a token made elsewhere (a Kubernetes Secret's), read from an
+    /// environment variable so it never shows in a process list. Importing
+    /// the same token again changes nothing; a revoked one stays revoked.
+    Import {
+        #[command(flatten)]
+        token: NewToken,
+        /// The variable holding the token (`ferry_<12 hex>_<32 to 64 letters and digits>`).
         #[arg(long)]
-        name: String,
-        #[arg(long, value_enum)]
-        role: TokenRole,
-        /// The tenant of a tenant-admin token.
-        #[arg(long)]
-        tenant: Option<String>,
+        from_env: String,
     },
     /// Every token, without its secret.
     List,
     /// Revokes a token by its id: it stops working at once.
     Revoke { id: String },
+}
+
+/// What a token is: its name, role and, for a tenant-admin, tenant.
+#[derive(Debug, Args)]
+pub struct NewToken {
+    /// Who or what it is for.
+    #[arg(long)]
+    pub name: String,
+    #[arg(long, value_enum)]
+    pub role: TokenRole,
+    /// The tenant of a tenant-admin token.
+    #[arg(long)]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -95,6 +109,11 @@ pub enum DkimCommand {
         #[arg(long, value_enum, default_value_t = KeyAlgorithm::Rsa)]
         algorithm: KeyAlgorithm,
     },
+    /// Stores the PEM private keys of a directory, each named
+    /// `<selector>._domainkey.<domain>.pem` (RSA or Ed25519, PKCS#8 or
+    /// PKCS#1): keys already published elsewhere. A key already stored is
+    /// left as it is; another key under the same selector is an error.
+    Import { dir: std::path::PathBuf },
     /// Keys with their selectors, algorithms and state.
     List {
         /// Also print each key's DNS record.

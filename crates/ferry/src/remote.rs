@@ -49,6 +49,21 @@ impl CommandRunner for RelayCommands {
                     stderr: "ferry: serve and check-config are not run through a relay\n".into(),
                 };
             }
+            // Imports read the caller's files and environment, which the
+            // relay's process does not have.
+            if matches!(
+                cli.command,
+                Command::Token(crate::cli::TokenCommand::Import { .. })
+                    | Command::Dkim(crate::cli::DkimCommand::Import { .. })
+            ) {
+                return CommandOutput {
+                    status: 2,
+                    stdout: String::new(),
+                    stderr: "ferry: imports read local files and variables: run them before the relay starts, \
+                             or against a Redis store (the admin API's POST /v1/dkim and POST /v1/tokens make keys and tokens on a running relay)\n"
+                        .into(),
+                };
+            }
             let (result, captured) =
                 console::capture(crate::run_with_store(cli.command, store.as_ref(), &config)).await;
             let mut stderr = captured.stderr;
