@@ -319,6 +319,8 @@ pub struct Auth {
     pub address_lockout_secs: u64,
     /// How long a successful verification is remembered on this node.
     pub cache_secs: u64,
+    /// An LDAP directory for usernames that are not Ferry applications.
+    pub directory: Option<crate::directory::DirectoryConfig>,
 }
 
 impl Auth {
@@ -349,6 +351,7 @@ impl Default for Auth {
             address_lockout_failures: 100,
             address_lockout_secs: 86_400,
             cache_secs: 300,
+            directory: None,
         }
     }
 }
@@ -639,6 +642,9 @@ impl Config {
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(invalid(key, "must be greater than 0"));
+        }
+        if let Some(directory) = &self.auth.directory {
+            directory.validate().map_err(|(key, problem)| invalid(key, problem))?;
         }
         if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
             return Err(invalid("telemetry.sample_ratio", "must be between 0.0 and 1.0"));

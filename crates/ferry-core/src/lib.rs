@@ -26,6 +26,7 @@ pub mod chargeback;
 pub mod clock;
 pub mod config;
 pub mod contract;
+pub mod directory;
 pub mod dkim;
 pub mod dsn;
 pub mod lockout;

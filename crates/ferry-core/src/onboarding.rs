@@ -135,6 +135,7 @@ pub fn application(
         caps: Default::default(),
         bulk_rules: new.bulk_rules,
         previous_password: None,
+        directory_dn: None,
     })
 }
 

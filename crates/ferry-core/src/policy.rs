@@ -159,6 +159,7 @@ mod tests {
             caps: Default::default(),
             bulk_rules: true,
             previous_password: None,
+            directory_dn: None,
         }
     }
 

@@ -150,6 +150,11 @@ pub struct Application {
     /// an application can be rolled over with no failed sends.
     #[serde(default)]
     pub previous_password: Option<PreviousPassword>,
+    /// For a person of the directory (see `ferry_core::directory`): their
+    /// entry's DN. Such an application has no password of Ferry's: the
+    /// directory checks it at each sign-in.
+    #[serde(default)]
+    pub directory_dn: Option<String>,
 }
 
 /// A rotated-away password and when it stops working.
@@ -216,6 +221,7 @@ pub(crate) mod tests_support {
             caps: Caps::default(),
             bulk_rules: true,
             previous_password: None,
+            directory_dn: None,
         }
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHashString, PasswordVerifier};
 use ferry_admin::secrets::{hash_password, random_secret};
+use ferry_core::directory::Rejection;
 use ferry_core::lockout::{self, Lockout, LockoutKind, LockoutRules, SignInState};
 use ferry_core::policy::{LoginRefusal, check_login};
 use ferry_core::refusal::{AuthDetail, Refusal};
@@ -24,6 +25,8 @@ use ferry_smtp::Credentials;
 use ferry_store::Store;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
+
+use crate::directory::{Directory, DirectoryError};
 
 /// Why AUTH failed. Every variant but [`AuthFailure::LockedOut`] looks the
 /// same to the client (`535 5.7.8`); the detail is for the log.
@@ -99,6 +102,8 @@ pub struct Authenticator {
     refused_addresses: Mutex<HashMap<IpAddr, u64>>,
     /// `ferry_auth_lockouts_total{kind}`.
     lockouts: prometheus::IntCounterVec,
+    /// People's accounts, for usernames that are not Ferry applications.
+    directory: Option<Directory>,
 }
 
 /// A successful login: the application and its tenant.
@@ -124,7 +129,14 @@ impl Authenticator {
             refused_addresses: Mutex::new(HashMap::new()),
             lockouts,
             settings,
+            directory: None,
         })
+    }
+
+    /// Signs in usernames that are not Ferry applications against `directory`.
+    pub fn with_directory(mut self, directory: Option<Directory>) -> Self {
+        self.directory = directory;
+        self
     }
 
     /// Whether `ip` is locked out for spraying (answered at connect).
@@ -228,21 +240,86 @@ impl Authenticator {
         now: u64,
     ) -> Result<Login, AuthFailure> {
         let unavailable = |e: ferry_store::StoreError| AuthFailure::Unavailable(e.to_string());
-        let Some(app) = app else {
-            self.verify(self.decoy.0.as_str(), &credentials.password).await;
-            return Err(AuthFailure::UnknownUser);
+        let is_person = app.as_ref().is_none_or(|a| a.directory_dn.is_some());
+        let app = match (&self.directory, app) {
+            (Some(directory), app) if is_person => self.check_directory(directory, credentials, app, now).await?,
+            (_, Some(app)) if app.directory_dn.is_none() => {
+                let cache_key = self.cache_entry_key(credentials);
+                if !self.cached(&cache_key, app.credential_version, now) {
+                    let remember_until = self
+                        .verify_current_or_previous(&app, &credentials.password, now)
+                        .await?;
+                    lock(&self.cache).insert(cache_key, (app.credential_version, remember_until));
+                }
+                app
+            }
+            // Unknown, or a person of a directory no longer configured.
+            _ => {
+                self.verify(self.decoy.0.as_str(), &credentials.password).await;
+                return Err(AuthFailure::UnknownUser);
+            }
         };
-        let cache_key = self.cache_entry_key(credentials);
-        if !self.cached(&cache_key, app.credential_version, now) {
-            let remember_until = self
-                .verify_current_or_previous(&app, &credentials.password, now)
-                .await?;
-            lock(&self.cache).insert(cache_key, (app.credential_version, remember_until));
-        }
         let tenant = self.store.tenant(&app.tenant).await.map_err(unavailable)?;
         check_login(&app, tenant.as_ref(), ip, ferry_core::clock::utc_date(now))?;
         let tenant = tenant.ok_or_else(|| AuthFailure::Refused(LoginRefusal::NoTenant(app.tenant.clone())))?;
         Ok(Login { app, tenant })
+    }
+
+    /// A person of the directory: remembered like an application's login
+    /// (keyed by their record's credential version, so a disable by an
+    /// admin ends it), else asked of the directory and their record brought
+    /// up to date with what it says (tenant, addresses).
+    async fn check_directory(
+        &self,
+        directory: &Directory,
+        credentials: &Credentials,
+        stored: Option<Application>,
+        now: u64,
+    ) -> Result<Application, AuthFailure> {
+        let cache_key = self.cache_entry_key(credentials);
+        if let Some(app) = &stored
+            && self.cached(&cache_key, app.credential_version, now)
+        {
+            return Ok(app.clone());
+        }
+        let person = directory
+            .sign_in(&credentials.username, &credentials.password)
+            .await
+            .map_err(|e| match e {
+                DirectoryError::Rejected(why) => {
+                    tracing::info!(user = %credentials.username, reason = %why, "directory sign-in refused");
+                    match why {
+                        Rejection::NotFound | Rejection::BadUsername => AuthFailure::UnknownUser,
+                        _ => AuthFailure::WrongPassword,
+                    }
+                }
+                DirectoryError::Unavailable(why) => {
+                    tracing::warn!(user = %credentials.username, error = %why, "directory unavailable");
+                    AuthFailure::Unavailable(why)
+                }
+            })?;
+        let app = ferry_core::directory::application(
+            &credentials.username,
+            &person.dn,
+            person.tenant,
+            person.addresses,
+            directory.config(),
+            stored.as_ref(),
+            now,
+        );
+        if stored.as_ref() != Some(&app) {
+            let saved = match stored {
+                Some(_) => self.store.update_app(app.clone()).await,
+                // Another node may have made it first.
+                None => match self.store.create_app(app.clone()).await {
+                    Err(_) => self.store.update_app(app.clone()).await,
+                    done => done,
+                },
+            };
+            saved.map_err(|e| AuthFailure::Unavailable(e.to_string()))?;
+        }
+        lock(&self.cache).insert(cache_key, (app.credential_version, now + self.settings.cache_ms));
+        Ok(app)
     }
 
     /// The current password, or the one before it while its overlap lasts.

@@ -34,6 +34,7 @@ pub mod alerting;
 pub mod auth;
 pub mod capture;
 mod delivery;
+pub mod directory;
 pub mod dkim;
 pub mod intake;
 pub mod keyring;
@@ -129,6 +130,8 @@ pub enum StartError {
     Tree(String),
     #[error("auth: cannot make the decoy password hash: {0}")]
     Auth(String),
+    #[error("{0}")]
+    Directory(String),
 }
 
 /// Which halves of the relay this process runs.
@@ -554,7 +557,16 @@ fn session_context(config: &Config, p: SessionParts) -> Result<SessionContext, S
             settings,
             p.metrics.auth_lockouts.clone(),
         )
-        .map_err(StartError::Auth)?,
+        .map_err(StartError::Auth)?
+        .with_directory(
+            config
+                .auth
+                .directory
+                .clone()
+                .map(directory::Directory::new)
+                .transpose()
+                .map_err(StartError::Directory)?,
+        ),
         intake: MessageIntake {
             store: p.store,
             clock: p.clock,

@@ -76,6 +76,7 @@ pub fn app(username: &str, tenant: &str) -> Application {
         caps: Default::default(),
         bulk_rules: true,
         previous_password: None,
+        directory_dn: None,
     }
 }
 

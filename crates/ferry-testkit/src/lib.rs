@@ -10,6 +10,7 @@
 //! - [`wait_for`]: polling with a deadline instead of sleeping.
 
 pub mod client;
+pub mod ldap;
 pub mod pki;
 pub mod servers;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::wait_for;
 
 /// A child process that is killed (and reaped) when dropped.
-struct Process(Child);
+pub(crate) struct Process(pub(crate) Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -322,7 +322,7 @@ impl Clamd {
     }
 }
 
-fn sbin(name: &str) -> String {
+pub(crate) fn sbin(name: &str) -> String {
     for dir in ["/usr/sbin", "/usr/bin"] {
         let path = format!("{dir}/{name}");
         if std::path::Path::new(&path).exists() {
