@@ -243,6 +243,20 @@ fn reports_are_the_clis(ferry: &Ferry, t: &Tokens) {
         own.get("organisation").is_none(),
         "no organisation totals for a tenant-admin: {own}"
     );
+    for field in ["cost_cents", "yearly_excess_units", "peak_cost_cents"] {
+        assert!(own.get(field).is_none(), "{field} is the organisation's: {own}");
+    }
+    assert!(
+        own["tenants"][0].get("share").is_none(),
+        "a share of the organisation's units gives its total away: {own}"
+    );
+    let csv = body_of(ferry, "/v1/reports/usage?format=csv&to=2099-12-31", &t.acme_admin);
+    let row: Vec<&str> = csv.lines().nth(1).expect("a row").split(',').collect();
+    assert_eq!(
+        (row[2], row[9]),
+        (TENANT, ""),
+        "no share_percent for a tenant-admin: {csv}"
+    );
     let (status, _, _) = ferry.api("GET", "/v1/reports/usage?tenant=globex", Some(&t.acme_admin), None);
     assert_eq!(status, 404);
     let (status, problem, _) = ferry.api("GET", "/v1/reports/usage?format=pdf", Some(&t.finance), None);

@@ -89,7 +89,8 @@ pub fn build(inputs: &Inputs, with_organisation: bool) -> Value {
                 "used": used,
                 "forecast": forecast(used),
                 "charge_cents": row.map_or(0, |t| t.charge_cents),
-                "charge_reason": row.map(|t| t.reason.clone()),
+                // The reason quotes the tenants' excess in all: not for a tenant's eyes.
+                "charge_reason": row.filter(|_| with_organisation).map(|t| t.reason.clone()),
                 "year_peak": row.map_or(Value::Null, |t| peak(t.row.peak)),
                 "thresholds": inputs.alerts.iter().filter(|a| concerns(a, name)).map(threshold).collect::<Vec<_>>(),
                 "series": series_of(inputs, &Scope::Tenant(name.clone())),

@@ -140,17 +140,49 @@ fn csv_line(fields: &[String]) -> String {
     line
 }
 
-pub fn render(r: &UsageReport, alerts: &[Alert], only: Option<&str>, format: Format, hostname: &str) -> String {
-    let tenants: Vec<_> = r
-        .tenants
-        .iter()
-        .filter(|t| only.is_none_or(|o| o == t.tenant))
-        .collect();
+/// Whose report it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View<'a> {
+    /// Every tenant, and the organisation's totals.
+    All,
+    /// One tenant's row, for finance or an admin.
+    Tenant(&'a str),
+    /// A tenant-admin's own row, with nothing from which the organisation's
+    /// figures could be read: no totals, costs or excess, and no shares of
+    /// the organisation's units.
+    OwnTenant(&'a str),
+}
+
+impl View<'_> {
+    fn shows(&self, tenant: &str) -> bool {
+        match self {
+            View::All => true,
+            View::Tenant(t) | View::OwnTenant(t) => *t == tenant,
+        }
+    }
+}
+
+/// The organisation's figures a tenant-admin does not see.
+const ORGANISATION_FIELDS: [&str; 6] = [
+    "organisation",
+    "yearly_excess_units",
+    "peak_excess_units",
+    "yearly_cost_cents",
+    "peak_cost_cents",
+    "cost_cents",
+];
+
+pub fn render(r: &UsageReport, alerts: &[Alert], view: View, format: Format, hostname: &str) -> String {
+    let tenants: Vec<_> = r.tenants.iter().filter(|t| view.shows(&t.tenant)).collect();
+    let own = matches!(view, View::OwnTenant(_));
     match format {
         Format::Json => {
             let mut value = json!(r);
             value["tenants"] = json!(tenants);
             value["alerts"] = json!(alerts);
+            if own {
+                without_organisation(&mut value);
+            }
             format!("{value}\n")
         }
         Format::Csv => {
@@ -170,7 +202,11 @@ pub fn render(r: &UsageReport, alerts: &[Alert], only: Option<&str>, format: For
                         String::new()
                     },
                     t.row.peak.units.to_string(),
-                    format!("{:.2}", t.row.share * 100.0),
+                    if own {
+                        String::new()
+                    } else {
+                        format!("{:.2}", t.row.share * 100.0)
+                    },
                     crossed(alerts, &t.tenant),
                     money(t.yearly_charge_cents),
                     money(t.peak_charge_cents),
@@ -182,6 +218,30 @@ pub fn render(r: &UsageReport, alerts: &[Alert], only: Option<&str>, format: For
             out
         }
         Format::Focus => focus(r, &tenants, hostname),
+    }
+}
+
+fn without_organisation(value: &mut serde_json::Value) {
+    if let Some(obj) = value.as_object_mut() {
+        for field in ORGANISATION_FIELDS {
+            obj.remove(field);
+        }
+    }
+    for tenant in value["tenants"].as_array_mut().into_iter().flatten() {
+        if let Some(row) = tenant.as_object_mut() {
+            row.remove("share");
+            // The reason quotes the tenants' excess in all.
+            row.remove("reason");
+        }
+        for app in tenant["applications"]
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|a| a.values_mut())
+        {
+            if let Some(app) = app.as_object_mut() {
+                app.remove("share");
+            }
+        }
     }
 }
 

@@ -135,10 +135,12 @@ pub async fn usage(
     } = q.asked(&caller, &state, &headers)?;
     let usage = report::usage_report(state.store.as_ref(), &state.terms, from_ms, to_ms).await?;
     let alerts = scoped_alerts(&caller, &state, from_ms, to_ms).await?;
-    let mut body = report::render(&usage, &alerts, tenant.as_deref(), format, &state.hostname);
-    if caller.role == Role::TenantAdmin && format == Format::Json {
-        body = without_organisation(&body);
-    }
+    let view = match (caller.role, tenant.as_deref()) {
+        (Role::TenantAdmin, Some(own)) => report::View::OwnTenant(own),
+        (_, Some(one)) => report::View::Tenant(one),
+        (_, None) => report::View::All,
+    };
+    let body = report::render(&usage, &alerts, view, format, &state.hostname);
     Ok(with_content_type(body, format))
 }
 
@@ -227,15 +229,6 @@ pub async fn overview(
     let mut value = crate::overview::build(&inputs, caller.role != Role::TenantAdmin);
     value["caller"] = json!({ "role": caller.role, "tenant": caller.tenant });
     Ok(Json(value))
-}
-
-/// A tenant-admin's JSON report: its own rows, not the organisation's totals.
-fn without_organisation(body: &str) -> String {
-    let mut value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    if let Some(obj) = value.as_object_mut() {
-        obj.remove("organisation");
-    }
-    format!("{value}\n")
 }
 
 #[utoipa::path(get, path = "/v1/alerts", tag = "reports", params(Period),

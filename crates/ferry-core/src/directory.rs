@@ -143,7 +143,7 @@ impl DirectoryConfig {
 /// wrong password (`535 5.7.8`); the reason is for the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
-    #[error("username refused before asking the directory (empty, too long or with control characters)")]
+    #[error("username refused before asking the directory (empty, too long, or with spaces or control characters)")]
     BadUsername,
     #[error("empty password (an unauthenticated bind)")]
     EmptyPassword,
@@ -165,7 +165,10 @@ pub enum Rejection {
 /// it as an anonymous bind and say yes), a username that is empty, longer
 /// than the bound, or has control characters.
 pub fn check_input(username: &str, password: &str, max_length: usize) -> Result<(), Rejection> {
-    if username.is_empty() || username.chars().count() > max_length || username.chars().any(char::is_control) {
+    // Whitespace too: the directory would ignore it, and " alice" would
+    // be a second record of alice.
+    let odd = |c: char| c.is_control() || c.is_whitespace();
+    if username.is_empty() || username.chars().count() > max_length || username.chars().any(odd) {
         return Err(Rejection::BadUsername);
     }
     if password.is_empty() {
@@ -287,6 +290,7 @@ mod tests {
         assert_eq!(check_input("", "pw", 64), Err(Rejection::BadUsername));
         assert_eq!(check_input(&"a".repeat(65), "pw", 64), Err(Rejection::BadUsername));
         assert_eq!(check_input("al\0ice", "pw", 64), Err(Rejection::BadUsername));
+        assert_eq!(check_input(" alice", "pw", 64), Err(Rejection::BadUsername));
         assert_eq!(check_input("*)(uid=*", "pw", 64), Ok(()), "escaped, not refused");
     }
 

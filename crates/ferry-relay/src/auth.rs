@@ -6,7 +6,10 @@
 //! verifications so an application that opens many connections does not
 //! pay argon2 each time. The cache is keyed by the application's credential
 //! version, read from the store at every sign-in: a password change or a
-//! disable on any node is seen by every node at the next sign-in.
+//! disable on any node is seen by every node at the next sign-in. Usernames
+//! that are not applications are asked of the LDAP directory when one is
+//! configured (`crate::directory`): the person becomes an application of
+//! their tenant, with the same cache and lockout.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -153,9 +156,10 @@ impl Authenticator {
             failure: AuthFailure::Unavailable(e.to_string()),
             owner: None,
         };
+        let (credentials, app) = self.identify(credentials).await.map_err(unavailable)?;
+        let credentials = &credentials;
         let user = lockout::bounded(&credentials.username);
         let state = self.store.sign_in_state(user, ip).await.map_err(unavailable)?;
-        let app = self.store.app(&credentials.username).await.map_err(unavailable)?;
         let owner = app.as_ref().map(|a| (a.tenant.clone(), a.username.clone()));
         let result = match self.locked(&state, app.as_ref(), ip, now) {
             Some(kind) => Err(AuthFailure::LockedOut(kind)),
@@ -173,6 +177,29 @@ impl Authenticator {
             _ => {}
         }
         result.map_err(|failure| SignInRefused { failure, owner })
+    }
+
+    /// The record a username names, and the credentials to check. A
+    /// person of the directory is known by their username in lower case
+    /// (directories match `uid` regardless of case): `Alice` and `alice`
+    /// are one person, one record, one lockout counter. A Ferry
+    /// application's name is taken as typed.
+    async fn identify(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<(Credentials, Option<Application>), ferry_store::StoreError> {
+        let exact = self.store.app(&credentials.username).await?;
+        let person = self.directory.is_some() && exact.as_ref().is_none_or(|a| a.directory_dn.is_some());
+        let canonical = credentials.username.to_lowercase();
+        if !person || canonical == credentials.username {
+            return Ok((credentials.clone(), exact));
+        }
+        let app = self.store.app(&canonical).await?;
+        let credentials = Credentials {
+            username: canonical,
+            password: credentials.password.clone(),
+        };
+        Ok((credentials, app))
     }
 
     /// The lockout that refuses this attempt before any password is checked.
@@ -282,44 +309,71 @@ impl Authenticator {
         {
             return Ok(app.clone());
         }
-        let person = directory
-            .sign_in(&credentials.username, &credentials.password)
-            .await
-            .map_err(|e| match e {
-                DirectoryError::Rejected(why) => {
-                    tracing::info!(user = %credentials.username, reason = %why, "directory sign-in refused");
-                    match why {
-                        Rejection::NotFound | Rejection::BadUsername => AuthFailure::UnknownUser,
-                        _ => AuthFailure::WrongPassword,
+        let person = match directory.sign_in(&credentials.username, &credentials.password).await {
+            Ok(person) => person,
+            Err(DirectoryError::Rejected(why)) => {
+                tracing::info!(user = %credentials.username, reason = %why, "directory sign-in refused");
+                return Err(match why {
+                    Rejection::NotFound | Rejection::BadUsername => {
+                        // As long as a wrong password takes: no one learns
+                        // which names the directory knows.
+                        self.verify(self.decoy.0.as_str(), &credentials.password).await;
+                        AuthFailure::UnknownUser
                     }
-                }
-                DirectoryError::Unavailable(why) => {
-                    tracing::warn!(user = %credentials.username, error = %why, "directory unavailable");
-                    AuthFailure::Unavailable(why)
-                }
-            })?;
-        let app = ferry_core::directory::application(
-            &credentials.username,
-            &person.dn,
-            person.tenant,
-            person.addresses,
-            directory.config(),
-            stored.as_ref(),
-            now,
-        );
-        if stored.as_ref() != Some(&app) {
-            let saved = match stored {
-                Some(_) => self.store.update_app(app.clone()).await,
-                // Another node may have made it first.
-                None => match self.store.create_app(app.clone()).await {
-                    Err(_) => self.store.update_app(app.clone()).await,
-                    done => done,
-                },
-            };
-            saved.map_err(|e| AuthFailure::Unavailable(e.to_string()))?;
-        }
+                    _ => AuthFailure::WrongPassword,
+                });
+            }
+            Err(DirectoryError::Unavailable(why)) => {
+                tracing::warn!(user = %credentials.username, error = %why, "directory unavailable");
+                return Err(AuthFailure::Unavailable(why));
+            }
+        };
+        let app = self.save_person(directory, &credentials.username, person, now).await?;
         lock(&self.cache).insert(cache_key, (app.credential_version, now + self.settings.cache_ms));
         Ok(app)
+    }
+
+    /// Brings a person's record up to date with what the directory said,
+    /// built on the record as it is now (read again after the directory's
+    /// round trip, so an admin's disable meanwhile stands). A Ferry
+    /// application made under the name meanwhile wins: the person is refused.
+    async fn save_person(
+        &self,
+        directory: &Directory,
+        username: &str,
+        person: crate::directory::DirectoryUser,
+        now: u64,
+    ) -> Result<Application, AuthFailure> {
+        let unavailable = |e: ferry_store::StoreError| AuthFailure::Unavailable(e.to_string());
+        for _ in 0..2 {
+            let stored = self.store.app(username).await.map_err(unavailable)?;
+            if stored.as_ref().is_some_and(|a| a.directory_dn.is_none()) {
+                return Err(AuthFailure::UnknownUser);
+            }
+            let app = ferry_core::directory::application(
+                username,
+                &person.dn,
+                person.tenant.clone(),
+                person.addresses.clone(),
+                directory.config(),
+                stored.as_ref(),
+                now,
+            );
+            if stored.as_ref() == Some(&app) {
+                return Ok(app);
+            }
+            let saved = match stored {
+                Some(_) => self.store.update_app(app.clone()).await,
+                None => self.store.create_app(app.clone()).await,
+            };
+            match saved {
+                Ok(()) => return Ok(app),
+                // Made by another node (or an admin) since: read it again.
+                Err(_) if stored.is_none() => continue,
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(AuthFailure::Unavailable("the person's record keeps changing".into()))
     }
 
     /// The current password, or the one before it while its overlap lasts.

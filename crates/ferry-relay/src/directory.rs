@@ -2,16 +2,16 @@
 //! `ferry_core::directory`): search as the service account, check the
 //! group, then bind as the person found with their password. Over LDAPS or
 //! StartTLS with the configured CA; every operation under a timeout; at
-//! most `pool_size` connections, kept between sign-ins (each sign-in binds
-//! as the service account again first: the last one left the connection
-//! bound as a person). The username is escaped into the filter (RFC 4515)
+//! most `pool_size` connections, kept between sign-ins for up to a minute
+//! (each sign-in binds as the service account again first: the last one
+//! left the connection bound as a person). The username is escaped into the filter (RFC 4515)
 //! and never into a DN; the password goes only into the person's bind.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry_core::directory::{self, DirectoryConfig, Rejection};
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, ldap_escape};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, SearchOptions, ldap_escape};
 use tokio::sync::Semaphore;
 
 /// A person the directory vouched for.
@@ -48,8 +48,13 @@ pub struct Directory {
     settings: LdapConnSettings,
     timeout: Duration,
     permits: Semaphore,
-    idle: Mutex<Vec<Ldap>>,
+    /// Kept connections and when each was last used.
+    idle: Mutex<Vec<(Ldap, Instant)>>,
 }
+
+/// A kept connection unused this long is closed rather than tried: idle
+/// connections are what firewalls and NATs drop without a word.
+const KEEP_IDLE: Duration = Duration::from_secs(60);
 
 impl Directory {
     /// Reads the service account's password and the CA; an error names the key.
@@ -80,8 +85,9 @@ impl Directory {
         &self.config
     }
 
-    /// Signs a person in. A kept connection that fails is replaced once,
-    /// so a directory restarted since does not cost a sign-in.
+    /// Signs a person in. If a kept connection fails, every kept one is
+    /// dropped (they most likely died together: the directory restarted)
+    /// and the sign-in is tried once more on a new connection.
     pub async fn sign_in(&self, username: &str, password: &str) -> Result<DirectoryUser, DirectoryError> {
         directory::check_input(username, password, self.config.max_username_length)?;
         let _permit = self
@@ -89,23 +95,33 @@ impl Directory {
             .acquire()
             .await
             .map_err(|_| DirectoryError::Unavailable("closing".into()))?;
-        loop {
-            let kept = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let reused = kept.is_some();
-            let mut ldap = match kept {
-                Some(ldap) => ldap,
-                None => self.connect().await?,
-            };
-            let result = self.sign_in_on(&mut ldap, username, password).await;
-            match result {
-                Err(DirectoryError::Unavailable(_)) if reused => continue,
-                Err(DirectoryError::Unavailable(_)) => return result,
-                _ => {
-                    self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(ldap);
-                    return result;
-                }
-            }
+        let kept = self.kept();
+        let reused = kept.is_some();
+        let mut ldap = match kept {
+            Some(ldap) => ldap,
+            None => self.connect().await?,
+        };
+        let mut result = self.sign_in_on(&mut ldap, username, password).await;
+        if reused && matches!(result, Err(DirectoryError::Unavailable(_))) {
+            self.idle().clear();
+            ldap = self.connect().await?;
+            result = self.sign_in_on(&mut ldap, username, password).await;
         }
+        if !matches!(result, Err(DirectoryError::Unavailable(_))) {
+            self.idle().push((ldap, Instant::now()));
+        }
+        result
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(Ldap, Instant)>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The most recently used kept connection still young enough.
+    fn kept(&self) -> Option<Ldap> {
+        let mut idle = self.idle();
+        idle.retain(|(_, used)| used.elapsed() < KEEP_IDLE);
+        idle.pop().map(|(ldap, _)| ldap)
     }
 
     async fn connect(&self) -> Result<Ldap, DirectoryError> {
@@ -166,23 +182,23 @@ impl Directory {
         let mut attrs: Vec<&str> = vec![&c.mail_attribute];
         attrs.extend(c.alias_attributes.iter().map(String::as_str));
         attrs.extend(c.tenant_attribute.as_deref());
+        // Two are enough to know the username is not one person's.
         let found = ldap
             .with_timeout(self.timeout)
+            .with_search_options(SearchOptions::new().sizelimit(2))
             .search(&c.base_dn, Scope::Subtree, &filter, attrs)
             .await
             .map_err(unavailable)?;
-        // 0 success; 4 sizeLimitExceeded still says "more than one".
-        if !matches!(found.1.rc, 0 | 4) {
-            return Err(DirectoryError::Unavailable(format!(
-                "search answered {} {}",
-                found.1.rc, found.1.text
-            )));
-        }
         let mut entries = found.0;
-        match entries.len() {
-            0 => Err(Rejection::NotFound.into()),
-            1 => Ok(SearchEntry::construct(entries.remove(0))),
-            _ => Err(Rejection::Ambiguous.into()),
+        match (found.1.rc, entries.len()) {
+            (0, 0) => Err(Rejection::NotFound.into()),
+            (0, 1) => Ok(SearchEntry::construct(entries.remove(0))),
+            // More than one, or more than the size limit (sizeLimitExceeded).
+            (0 | 4, _) => Err(Rejection::Ambiguous.into()),
+            (rc, _) => Err(DirectoryError::Unavailable(format!(
+                "search answered {rc} {}",
+                found.1.text
+            ))),
         }
     }
 

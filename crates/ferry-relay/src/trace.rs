@@ -82,7 +82,7 @@ pub fn spool(id: &QueueId) -> Span {
 }
 
 /// The root of one delivery attempt's trace.
-pub fn delivery(id: &QueueId, tenant: &str, app: &str, attempt: u32, pending: usize) -> Span {
+pub fn delivery(id: &QueueId, tenant: &str, app: &str, attempt: u32, recipients: usize) -> Span {
     with_trace_id(tracing::info_span!(
         target: TARGET,
         parent: None,
@@ -92,7 +92,7 @@ pub fn delivery(id: &QueueId, tenant: &str, app: &str, attempt: u32, pending: us
         tenant,
         app,
         attempt = i64::from(attempt),
-        recipients = pending as i64,
+        recipients = recipients as i64,
         delivered = tracing::field::Empty,
         deferred = tracing::field::Empty,
         failed = tracing::field::Empty,

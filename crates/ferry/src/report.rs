@@ -28,10 +28,10 @@ pub async fn run(store: &dyn Store, config: &Config, command: ReportCommand) -> 
                 ReportFormat::Csv => Format::Csv,
                 ReportFormat::Focus => Format::Focus,
             };
-            let tenant = asked.tenant.as_deref();
+            let view = asked.tenant.as_deref().map_or(report::View::All, report::View::Tenant);
             say_raw!(
                 "{}",
-                report::render(&usage, &alerts, tenant, format, &config.server.hostname)
+                report::render(&usage, &alerts, view, format, &config.server.hostname)
             );
         }
         ReportCommand::Outcomes(asked) => {

@@ -36,6 +36,12 @@ pub async fn run(store: &dyn Store, command: TokenCommand) -> anyhow::Result<()>
                     stored.secret_sha256 == digest,
                     "token {id} already exists with another secret"
                 );
+                anyhow::ensure!(
+                    stored.role == role && stored.tenant == tenant,
+                    "token {id} is already stored as {} {}: revoke it and import a new one to change it",
+                    stored.role.name(),
+                    stored.tenant.as_deref().unwrap_or("")
+                );
                 let state = if stored.revoked {
                     "revoked, and stays so"
                 } else {

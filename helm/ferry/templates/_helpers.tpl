@@ -86,6 +86,10 @@ app.kubernetes.io/component: {{ .role }}
 {{- $_ := set $cfg "telemetry" (dict "otlp_endpoint" $v.telemetry.otlpEndpoint "sample_ratio" $v.telemetry.sampleRatio) -}}
 {{- end -}}
 {{- $merged := mustMergeOverwrite $cfg (deepCopy $v.config) -}}
+{{- $directory := dig "auth" "directory" dict $merged -}}
+{{- if and $directory $v.directory.caSecret -}}
+{{- $_ := set $directory "ca_file" "/etc/ferry/directory-ca/ca.crt" -}}
+{{- end -}}
 {{- include "ferry.wholeNumbers" $merged -}}
 {{- toToml $merged -}}
 {{- end -}}
@@ -128,6 +132,16 @@ again, in maps and lists, in place.
       name: {{ .Values.redis.existingSecret }}
       key: {{ .Values.redis.urlKey }}
 {{- end }}
+{{- if .Values.directory.bindPassword.existingSecret }}
+- name: FERRY__AUTH__DIRECTORY__BIND_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.directory.bindPassword.existingSecret }}
+      key: {{ .Values.directory.bindPassword.key }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
 {{- if .Values.alerts.webhookSecret.existingSecret }}
 - name: FERRY__ALERTS__WEBHOOK_SECRET
   valueFrom:
@@ -157,6 +171,14 @@ again, in maps and lists, in place.
   mountPath: /etc/ferry/redis-ca
   readOnly: true
 {{- end }}
+{{- if .Values.directory.caSecret }}
+- name: directory-ca
+  mountPath: /etc/ferry/directory-ca
+  readOnly: true
+{{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "ferry.volumes" -}}
@@ -179,6 +201,14 @@ again, in maps and lists, in place.
 - name: dkim
   secret:
     secretName: {{ .Values.dkim.existingSecret }}
+{{- end }}
+{{- if .Values.directory.caSecret }}
+- name: directory-ca
+  secret:
+    secretName: {{ .Values.directory.caSecret }}
+{{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
 {{- end }}
 {{- end -}}
 

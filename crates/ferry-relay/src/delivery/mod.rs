@@ -272,7 +272,7 @@ impl DeliveryState {
                     &message.tenant,
                     &message.app,
                     message.attempts + 1,
-                    message.pending().len(),
+                    message.recipients.len(),
                 );
                 tokio::spawn(message::deliver(work.clone(), myself.clone(), message).instrument(span));
             }
