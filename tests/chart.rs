@@ -64,6 +64,12 @@ fn the_chart_renders_validates_and_runs_the_binary_it_deploys() {
     let cases = summary["cases"].as_object().expect("cases");
     assert!(cases.len() >= 4, "the defaults and three values files: {summary}");
     assert!(summary["refused"].as_array().is_some_and(|r| r.len() >= 5), "{summary}");
+    for (name, case) in cases {
+        eprintln!("{name}: {}", case["kinds"]);
+    }
+    for refusal in summary["refused"].as_array().into_iter().flatten() {
+        eprintln!("refused: {refusal}");
+    }
 
     // Every rendered configuration is one Ferry accepts.
     for (name, case) in cases {

@@ -86,6 +86,7 @@ fn the_dashboard_shows_the_apis_figures_to_each_role() {
         String::from_utf8_lossy(&out.stderr)
     );
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("summary json");
+    eprintln!("the browser's findings: {summary}");
     assert!(summary["requests"].as_u64() > Some(5), "{summary}");
     assert_eq!(summary["outside_loopback"], serde_json::json!([]), "{summary}");
     assert_eq!(summary["acme_charge_text"], "€200.00", "{summary}");

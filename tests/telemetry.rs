@@ -120,6 +120,19 @@ fn one_trace_per_session_and_per_delivery_attempt_linked_by_the_queue_id() {
         assert_eq!(span["resource"]["service.name"], "ferry-under-test", "{span}");
     }
 
+    for span in spans
+        .iter()
+        .filter(|s| s["attributes"]["queue_id"] == id.as_str() || s["trace_id"] == trace)
+    {
+        eprintln!(
+            "{} {:<16} span {} parent {:<16} {}",
+            span["trace_id"].as_str().unwrap_or(""),
+            span["name"].as_str().unwrap_or(""),
+            span["span_id"].as_str().unwrap_or(""),
+            span["parent_span_id"].as_str().unwrap_or(""),
+            span["attributes"]
+        );
+    }
     // The log line of the message names its trace and its queue id.
     let line = ferry.wait_for_log("message", &id);
     let spans_of_line = line["spans"].as_array().expect("the spans of the log line");
