@@ -269,7 +269,11 @@ impl Authenticator {
         let unavailable = |e: ferry_store::StoreError| AuthFailure::Unavailable(e.to_string());
         let is_person = app.as_ref().is_none_or(|a| a.directory_dn.is_some());
         let app = match (&self.directory, app) {
-            (Some(directory), app) if is_person => self.check_directory(directory, credentials, app, now).await?,
+            // Boxed: the LDAP client's futures are large, and unboxed they
+            // would make every session's future (idle ones too) that much larger.
+            (Some(directory), app) if is_person => {
+                Box::pin(self.check_directory(directory, credentials, app, now)).await?
+            }
             (_, Some(app)) if app.directory_dn.is_none() => {
                 let cache_key = self.cache_entry_key(credentials);
                 if !self.cached(&cache_key, app.credential_version, now) {

@@ -90,7 +90,11 @@ impl MessageIntake {
         if let Err(refusal) = self.check_headers(&headers, &envelope, app, tenant) {
             return refused_here(refusal);
         }
-        let scanned = self.scan(&envelope, app, origin).instrument(trace::scan(&id)).await;
+        let span = trace::scan(&id);
+        let scanned = self.scan(&envelope, app, origin).instrument(span.clone()).await;
+        if !span.is_disabled() {
+            span.record("verdict", scanned.shown());
+        }
         let scan_headers = match scanned {
             Verdict::Accept(extra) => extra,
             Verdict::Refuse(refusal) => return refused_here(refusal),
@@ -238,7 +242,6 @@ impl MessageIntake {
 
     async fn scan(&self, envelope: &Envelope, app: &Application, origin: &Origin) -> Verdict {
         if !self.scanners.is_configured() {
-            tracing::Span::current().record("verdict", "no scanners");
             return Verdict::Accept(String::new());
         }
         let cx = ScanContext {
@@ -248,13 +251,7 @@ impl MessageIntake {
             rcpts: &envelope.recipients,
             user: &app.username,
         };
-        let verdict = self.scanners.scan(&envelope.content, &cx, &self.metrics).await;
-        let shown = match &verdict {
-            Verdict::Accept(_) => "accept",
-            Verdict::Refuse(refusal) => refusal.reason(),
-        };
-        tracing::Span::current().record("verdict", shown);
-        verdict
+        self.scanners.scan(&envelope.content, &cx, &self.metrics).await
     }
 
     /// DKIM-signs the final message (every header the relay adds is already

@@ -18,6 +18,16 @@ pub enum Verdict {
     Refuse(Refusal),
 }
 
+impl Verdict {
+    /// The verdict as a trace shows it.
+    pub fn shown(&self) -> &'static str {
+        match self {
+            Verdict::Accept(_) => "accept",
+            Verdict::Refuse(refusal) => refusal.reason(),
+        }
+    }
+}
+
 /// Who sent the message, for rspamd.
 pub struct ScanContext<'a> {
     pub ip: std::net::IpAddr,

@@ -303,7 +303,9 @@ impl Connection {
         session: &mut Session,
         credentials: ferry_smtp::Credentials,
     ) {
-        match ctx.auth.authenticate(&credentials, self.peer.ip()).await {
+        // Boxed: sign-in's future (argon2, the store, the directory) is
+        // large, and every session, idle ones too, would carry its size.
+        match Box::pin(ctx.auth.authenticate(&credentials, self.peer.ip())).await {
             Ok(login) => {
                 let l = login.app.limits;
                 let limits = AppLimits {

@@ -21,13 +21,16 @@ use super::destination::{Group, GroupAnswer};
 use super::{DeliveryMsg, DeliveryWork};
 use crate::outbound::{Answer, GroupResult, Hop};
 
-/// Records what became of a group on its span.
+/// Records what became of a group on its span (when traces are on).
 fn answered(answer: GroupAnswer) -> GroupAnswer {
-    let reply = match &answer {
-        GroupAnswer::Attempted(result) => result.attempt.reply.as_str(),
-        GroupAnswer::NotAttempted { why, .. } => why.as_str(),
-    };
-    tracing::Span::current().record("reply", reply);
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        let reply = match &answer {
+            GroupAnswer::Attempted(result) => result.attempt.reply.as_str(),
+            GroupAnswer::NotAttempted { why, .. } => why.as_str(),
+        };
+        span.record("reply", reply);
+    }
     answer
 }
 
@@ -110,8 +113,10 @@ pub(super) async fn deliver(work: Arc<DeliveryWork>, supervisor: ActorRef<Delive
         }
     }
     let span = tracing::Span::current();
-    for kind in ["delivered", "deferred", "failed"] {
-        span.record(kind, tally.iter().filter(|k| **k == kind).count() as i64);
+    if !span.is_disabled() {
+        for kind in ["delivered", "deferred", "failed"] {
+            span.record(kind, tally.iter().filter(|k| **k == kind).count() as i64);
+        }
     }
     match hand_back {
         Some(after) if !attempted => {
