@@ -120,8 +120,25 @@ fn people_sign_in_with_their_directory_account() {
         assert!(t.contains("<~* 550 5.7.1"), "{from}: {t}");
     }
     ferry.wait_captured(3);
-    let (status, usage, _) = ferry.api("GET", "/v1/apps/alice", Some(&admin_token(&ferry)), None);
+    let token = admin_token(&ferry);
+    let (status, usage, _) = ferry.api("GET", "/v1/apps/alice", Some(&token), None);
     assert_eq!(status, 200, "{usage}");
+    // Explain answers for a person as for an application.
+    let ask = |from: &str| {
+        let body = serde_json::json!({
+            "source": "127.0.0.1", "envelope_from": from, "recipients": ["someone@example.net"]
+        })
+        .to_string();
+        let (status, answer, _) = ferry.api("POST", "/v1/apps/alice/explain", Some(&token), Some(&body));
+        assert_eq!(status, 200, "{answer}");
+        answer
+    };
+    assert_eq!(ask("alice.smith@physics.example.edu")["verdict"], "pass");
+    let refused = ask("mallory@physics.example.edu");
+    assert!(
+        refused["reply"].as_str().is_some_and(|r| r.starts_with("550 5.7.1")),
+        "{refused}"
+    );
     assert_eq!(usage["tenant"], "physics", "counted under the mapped tenant: {usage}");
     assert_eq!(usage["directory_dn"], format!("uid=alice,ou=people,{SUFFIX}"));
     let report = ferry.cli_ok(&["report", "usage", "--format", "json", "--to", "2099-12-31"]);
