@@ -357,6 +357,27 @@ fn changes_tokens_and_the_audit_log(ferry: &Ferry, t: &Tokens) {
     let (status, tenant, _) = ferry.api("PATCH", &path, Some(&t.admin), Some(&contact));
     assert_eq!((status, &tenant["contact"]), (200, &json!("it@acme.test")), "{tenant}");
     assert_eq!(tenant["domains"], json!(["acme.test"]), "{tenant}");
+    // The largest allocations the API takes add up without overflowing
+    // (Schemathesis found the contract's totals panicking on them).
+    let huge = json!({"hourly": u64::MAX, "yearly": u64::MAX}).to_string();
+    for tenant in ["globex", TENANT] {
+        let path = format!("/v1/tenants/{tenant}/allocation");
+        assert_eq!(ferry.api("PUT", &path, Some(&t.admin), Some(&huge)).0, 200);
+    }
+    let (status, contract, _) = ferry.api("GET", "/v1/contract", Some(&t.finance), None);
+    assert_eq!(
+        (status, &contract["allocated"]["yearly"]),
+        (200, &json!(u64::MAX)),
+        "{contract}"
+    );
+    let mut smtp = Smtp::submission(ferry.submission.expect("submission"), &ferry.pki.ca_der);
+    assert!(smtp.auth_plain(USER, &ferry.password).starts_with("235"));
+    let content = format!("From: {SENDER}\r\nSubject: huge allocation\r\n\r\nbody\r\n");
+    let reply = smtp.send_message(SENDER, &["r@example.net"], content.as_bytes());
+    assert!(reply.starts_with("250"), "a message metered against it: {reply}");
+    let none = json!({}).to_string();
+    let path = format!("/v1/tenants/{TENANT}/allocation");
+    assert_eq!(ferry.api("PUT", &path, Some(&t.admin), Some(&none)).0, 200);
     let body = json!({"hourly": 100, "yearly": 500000}).to_string();
     let (status, tenant, _) = ferry.api("PUT", "/v1/tenants/globex/allocation", Some(&t.admin), Some(&body));
     assert_eq!(

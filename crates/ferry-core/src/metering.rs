@@ -112,7 +112,7 @@ pub fn plan(terms: &Terms, alerts: &Alerts, tenant: &Tenant, app: &Application, 
     ] {
         if let Some(total) = yearly {
             for pct in &alerts.yearly_percent {
-                let limit = (total * *pct as u64).div_ceil(100).max(1);
+                let limit = total.saturating_mul(*pct as u64).div_ceil(100).max(1);
                 let label = format!("{pct} % of {whose} yearly total of {total} {unit}");
                 thresholds.push(threshold(
                     AlertKind::Yearly,
@@ -127,14 +127,22 @@ pub fn plan(terms: &Terms, alerts: &Alerts, tenant: &Tenant, app: &Application, 
         }
         if let (Some(peak), true) = (hourly, alerts.hourly_over_peak) {
             let label = format!("an hour above {whose} hourly peak of {peak} {unit}");
-            thresholds.push(threshold(AlertKind::Hourly, scope, hour, peak + 1, "peak", label, None));
+            thresholds.push(threshold(
+                AlertKind::Hourly,
+                scope,
+                hour,
+                peak.saturating_add(1),
+                "peak",
+                label,
+                None,
+            ));
         }
     }
     if let Some(total) = terms.yearly_total
         && let Some(factor) = year.projection_factor(now_ms, alerts.forecast_min_days)
     {
         for pct in &alerts.forecast_percent {
-            let limit = (total * *pct as u64).div_ceil(100).max(1);
+            let limit = total.saturating_mul(*pct as u64).div_ceil(100).max(1);
             let label = format!("year-end projection above {pct} % of the contract's yearly total of {total} {unit}");
             thresholds.push(threshold(
                 AlertKind::Forecast,
@@ -318,6 +326,24 @@ pub fn drivers(total: u64, apps: impl IntoIterator<Item = (String, String, u64)>
 mod tests {
     use super::*;
     use crate::contract::Contract;
+
+    #[test]
+    fn the_largest_allocation_plans_without_overflowing() {
+        let terms = Contract {
+            hourly_peak: Some(u64::MAX),
+            yearly_total: Some(u64::MAX),
+            ..Contract::default()
+        }
+        .terms()
+        .expect("valid");
+        let mut tenant = crate::tenant::tests_support::tenant("hr");
+        tenant.allocation.yearly = Some(u64::MAX);
+        tenant.allocation.hourly = Some(u64::MAX);
+        let app = crate::tenant::tests_support::app("payroll", "hr");
+        let now = terms.year_of(1_780_000_000_000).start_ms + 30 * 86_400_000;
+        let m = plan(&terms, &Alerts::default(), &tenant, &app, Usage::default(), now);
+        assert!(m.thresholds.iter().all(|t| t.limit > 0), "{:?}", m.thresholds);
+    }
 
     #[test]
     fn plans_thresholds_caps_and_forecasts() {
