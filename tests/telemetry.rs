@@ -6,7 +6,8 @@
 //! spooling, another for the delivery attempt to a real receiving server,
 //! every span of the message naming its queue id; the JSON log line of the
 //! message names the same trace and queue ids. Without those variables no
-//! span is made and the log lines carry none.
+//! span is made and the log lines carry none; a collector that cannot be
+//! reached is logged, and mail flows as before.
 
 use std::time::Duration;
 
@@ -152,5 +153,25 @@ fn without_an_endpoint_no_span_is_made() {
         !ferry.log_text().contains("trace_id"),
         "no trace id anywhere in the log"
     );
+    assert!(ferry.stop().success());
+}
+
+#[test]
+fn an_unreachable_collector_is_logged_and_mail_still_flows() {
+    let nobody = format!("http://127.0.0.1:{}", free_port(&["127.0.0.1"]));
+    let mut ferry = Ferry::prepare(&[]);
+    ferry.set_env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &nobody)]);
+    ferry.launch();
+    let id = send(&ferry);
+    ferry.wait_captured(1);
+    let failed = ferry_testkit::wait_for("the export failure in the log", Duration::from_secs(30), || {
+        ferry
+            .log_events()
+            .into_iter()
+            .find(|e| e["name"] == "BatchSpanProcessor.ExportError")
+    });
+    assert_eq!(failed["level"], "ERROR", "{failed}");
+    assert!(failed.to_string().contains("/v1/traces"), "it names where: {failed}");
+    ferry.wait_for_log("message", &id);
     assert!(ferry.stop().success());
 }
