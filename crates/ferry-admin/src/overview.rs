@@ -25,7 +25,8 @@ pub struct Inputs<'a> {
     pub tenants: &'a [(String, Allocation)],
     /// The year's alerts the caller may see.
     pub alerts: &'a [Alert],
-    /// The hour buckets of the chosen period [from_ms, to_ms).
+    /// Hour buckets covering at least the chosen period [from_ms, to_ms)
+    /// (the series keeps only the period's).
     pub series: &'a [HourUsage],
     pub from_ms: u64,
     pub to_ms: u64,

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use ferry_core::chargeback;
 use ferry_core::metering::Alert;
 use ferry_core::token::Role;
 use ferry_core::usage::{HOUR_MS, Scope};
@@ -198,11 +199,18 @@ pub async fn overview(
     let now_ms = state.clock.now_ms();
     let year = state.terms.year_of(now_ms);
     let now_hour_end = (now_ms / HOUR_MS + 1) * HOUR_MS;
-    let year_to_date = report::usage_report(state.store.as_ref(), &state.terms, year.start_ms, now_hour_end).await?;
-    let tenants: Vec<_> = state
+    // One read of each: the tenants (allocations for the report, rows for
+    // the page) and the hour buckets covering both the year so far and
+    // the period's series.
+    let all_tenants = state.store.tenants().await?;
+    let first_hour = state.terms.year_of(year.start_ms.min(from_ms)).start_ms / HOUR_MS;
+    let rows = state
         .store
-        .tenants()
-        .await?
+        .hours(first_hour, now_hour_end.max(to_ms).div_ceil(HOUR_MS))
+        .await?;
+    let allocations = all_tenants.iter().map(|t| (t.name.clone(), t.allocation)).collect();
+    let year_to_date = chargeback::report(&state.terms, &allocations, &rows, year.start_ms, now_hour_end);
+    let tenants: Vec<_> = all_tenants
         .into_iter()
         .filter(|t| caller.sees(&t.name) && tenant.as_ref().is_none_or(|only| *only == t.name))
         .map(|t| (t.name, t.allocation))
@@ -213,7 +221,6 @@ pub async fn overview(
         return Err(Problem::not_found(format!("tenant {only}")));
     }
     let alerts = scoped_alerts(&caller, &state, year.start_ms, year.end_ms).await?;
-    let series = state.store.hours(from_ms / HOUR_MS, to_ms.div_ceil(HOUR_MS)).await?;
     let inputs = crate::overview::Inputs {
         terms: &state.terms,
         year,
@@ -222,7 +229,7 @@ pub async fn overview(
         year_to_date: &year_to_date,
         tenants: &tenants,
         alerts: &alerts,
-        series: &series,
+        series: &rows,
         from_ms,
         to_ms,
     };

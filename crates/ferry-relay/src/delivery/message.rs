@@ -15,15 +15,14 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use super::destination::{Group, GroupAnswer};
 use super::{DeliveryMsg, DeliveryWork};
 use crate::outbound::{Answer, GroupResult, Hop};
 
 /// Records what became of a group on its span (when traces are on).
-fn answered(answer: GroupAnswer) -> GroupAnswer {
-    let span = tracing::Span::current();
+fn answered(span: &Span, answer: GroupAnswer) -> GroupAnswer {
     if !span.is_disabled() {
         let reply = match &answer {
             GroupAnswer::Attempted(result) => result.attempt.reply.as_str(),
@@ -71,7 +70,16 @@ const AFTER_FAILURE: Duration = Duration::from_secs(5);
 /// Between tries to save a result while the store is unavailable.
 const SAVE_RETRY: Duration = Duration::from_millis(500);
 
-pub(super) async fn deliver(work: Arc<DeliveryWork>, supervisor: ActorRef<DeliveryMsg>, mut message: QueuedMessage) {
+/// The outcomes a delivery attempt's span counts, in the order of `DeliveryWork::counts`' names.
+const OUTCOMES: [&str; 3] = ["delivered", "deferred", "failed"];
+
+/// Walks one leased message; `span` is its `delivery.attempt` span (it runs in it).
+pub(super) async fn deliver(
+    work: Arc<DeliveryWork>,
+    supervisor: ActorRef<DeliveryMsg>,
+    mut message: QueuedMessage,
+    span: Span,
+) {
     let _finished = Finished {
         to: supervisor.clone(),
         id: message.id.clone(),
@@ -82,12 +90,12 @@ pub(super) async fn deliver(work: Arc<DeliveryWork>, supervisor: ActorRef<Delive
         .into_iter()
         .map(|(hop, rcpts)| {
             let span = crate::trace::group(&message.id, &hop, rcpts.len());
-            work.attempt(&supervisor, hop, &route, rcpts, shared.clone())
+            work.attempt(&supervisor, hop, &route, rcpts, shared.clone(), span.clone())
                 .instrument(span)
         })
         .collect();
     let (mut attempted, mut hand_back) = (false, None);
-    let mut tally = Vec::new();
+    let mut tally = [0i64; OUTCOMES.len()];
     while let Some(answer) = answers.next().await {
         let result = match answer {
             GroupAnswer::Attempted(result) => result,
@@ -99,7 +107,11 @@ pub(super) async fn deliver(work: Arc<DeliveryWork>, supervisor: ActorRef<Delive
         };
         attempted = true;
         let counts = work.counts(&result);
-        tally.extend(counts.iter().copied());
+        for kind in &counts {
+            if let Some(i) = OUTCOMES.iter().position(|o| o == kind) {
+                tally[i] += 1;
+            }
+        }
         apply(&mut message, result, work.clock.now_ms());
         // Answers are saved before anything else happens, so a recipient
         // that said 250 is never sent the message again; they are counted
@@ -112,10 +124,9 @@ pub(super) async fn deliver(work: Arc<DeliveryWork>, supervisor: ActorRef<Delive
             work.metrics.deliveries.with_label_values(&[kind]).inc();
         }
     }
-    let span = tracing::Span::current();
     if !span.is_disabled() {
-        for kind in ["delivered", "deferred", "failed"] {
-            span.record(kind, tally.iter().filter(|k| **k == kind).count() as i64);
+        for (kind, count) in OUTCOMES.iter().zip(tally) {
+            span.record(*kind, count);
         }
     }
     match hand_back {
@@ -162,13 +173,13 @@ impl DeliveryWork {
         route: &Route,
         rcpts: Vec<String>,
         message: Arc<QueuedMessage>,
+        span: Span,
     ) -> GroupAnswer {
         let hop = match (hop, route) {
             (NextHop::Domain(domain), _) => Hop::Domain(domain),
             (NextHop::SmartHost, Route::SmartHost(smart)) => Hop::SmartHost(smart.clone()),
-            _ => return answered(GroupAnswer::Attempted(self.capture(&rcpts, &message).await)),
+            _ => return answered(&span, GroupAnswer::Attempted(self.capture(&rcpts, &message).await)),
         };
-        let span = tracing::Span::current();
         let called = supervisor
             .call(
                 |reply| DeliveryMsg::Route {
@@ -177,23 +188,26 @@ impl DeliveryWork {
                         rcpts,
                         message,
                         reply,
-                        span,
+                        span: span.clone(),
                     },
                 },
                 None,
             )
             .await;
-        answered(match called {
-            Ok(CallResult::Success(answer)) => answer,
-            Ok(_) => GroupAnswer::NotAttempted {
-                why: "the destination stopped".into(),
-                retry_in: AFTER_FAILURE,
+        answered(
+            &span,
+            match called {
+                Ok(CallResult::Success(answer)) => answer,
+                Ok(_) => GroupAnswer::NotAttempted {
+                    why: "the destination stopped".into(),
+                    retry_in: AFTER_FAILURE,
+                },
+                Err(_) => GroupAnswer::NotAttempted {
+                    why: "delivery stopping".into(),
+                    retry_in: Duration::ZERO,
+                },
             },
-            Err(_) => GroupAnswer::NotAttempted {
-                why: "delivery stopping".into(),
-                retry_in: Duration::ZERO,
-            },
-        })
+        )
     }
 
     async fn capture(&self, rcpts: &[String], message: &Arc<QueuedMessage>) -> GroupResult {

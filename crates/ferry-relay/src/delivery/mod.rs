@@ -274,7 +274,8 @@ impl DeliveryState {
                     message.attempts + 1,
                     message.recipients.len(),
                 );
-                tokio::spawn(message::deliver(work.clone(), myself.clone(), message).instrument(span));
+                let walk = message::deliver(work.clone(), myself.clone(), message, span.clone());
+                tokio::spawn(walk.instrument(span));
             }
         }
     }
