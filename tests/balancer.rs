@@ -206,6 +206,39 @@ fn proxy_headers_only_from_the_balancer_and_only_well_formed() {
     assert!(node.stop().success());
 }
 
+/// The chart's in-cluster submission Service: pods reach a listener that
+/// never reads a PROXY header, even from the balancers' networks, while the
+/// balancer's listener on the same node still requires one.
+#[test]
+fn the_direct_submission_listener_never_expects_a_header() {
+    let mut node = Ferry::prepare(&[
+        ("listen.proxy_protocol_from", "127.0.0.0/8"),
+        ("listen.direct_submission", "127.0.0.1:0"),
+    ]);
+    node.launch();
+    let direct = node.direct_submission.expect("direct_submission listener");
+
+    let (mut pod, greeting) = Smtp::connect(direct);
+    assert!(greeting.starts_with("220 "), "no header needed: {greeting}");
+    let ehlo = pod.cmd("EHLO pod.test");
+    assert!(ehlo.contains("STARTTLS"), "{ehlo}");
+    let reply = pod.cmd("MAIL FROM:<app@example.test>");
+    assert!(reply.starts_with("530 5.7.0"), "submission rules: TLS first: {reply}");
+    // A header sent here is a command like any other, never the client's address.
+    let (mut forger, _) = Smtp::connect(direct);
+    let reply = forger.cmd("PROXY TCP4 192.0.2.1 127.0.0.1 4000 587");
+    assert!(reply.starts_with("554 5.7.0"), "{reply}");
+
+    let mut balancer = Smtp::raw_from(node.submission.expect("submission"), ip("127.0.0.1"));
+    balancer.send(b"EHLO client.test\r\n");
+    assert_eq!(
+        balancer.read_reply(),
+        "",
+        "the PROXY listener still refuses a connection without one"
+    );
+    assert!(node.stop().success());
+}
+
 /// Two ingress nodes behind HAProxy, one lockout memory (the store):
 /// guesses at one application spread over both nodes and several
 /// addresses lock its username everywhere but at its own address; a pair

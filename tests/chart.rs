@@ -1,11 +1,14 @@
 //! The Helm chart and the plain manifests, checked offline with Helm's own
 //! library and the Kubernetes schemas (`tests/clients/chart.py`: lint,
-//! render, strict validation for two Kubernetes versions, CRD objects,
-//! values the schema refuses, `k8s/` equal to the rendering), then held to
-//! the real binary: every rendered `ferry.toml` passes `ferry check-config`,
-//! and the ingress and delivery roles started with the default rendering
-//! answer on the ports and probe paths the pods name, and drain within the
-//! pods' grace period.
+//! render, strict validation for two Kubernetes versions, the CRD objects
+//! against their published schemas, values the schema or the templates
+//! refuse, each balancer kind, KEDA's replica table, `helm package`, `k8s/`
+//! equal to the rendering), then held to the real binary: every rendered
+//! `ferry.toml` passes `ferry check-config`, the ingress and delivery roles
+//! started with the default rendering answer on the ports and probe paths
+//! the pods name and drain within the pods' grace period, and behind a
+//! PROXY balancer the in-cluster submission listener greets a pod without a
+//! header while the balancer's listener still refuses one.
 
 use std::process::Command;
 use std::time::Duration;
@@ -32,6 +35,34 @@ fn chart_summary() -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(stdout.trim()).expect("summary json")
+}
+
+/// The aws-nlb rendering's ingress, with loopback playing the balancer:
+/// a pod's connection to the in-cluster submission listener is greeted
+/// without a header, and the balancer's listener still refuses one.
+fn direct_submission_behind_a_proxy_balancer(config: &Value) {
+    let config = config.as_str().expect("the aws-nlb rendering's ferry.toml");
+    assert!(config.contains("direct_submission = \"0.0.0.0:2588\""), "{config}");
+    let redis = Redis::start();
+    let mut ferry = node_on(config, &redis.url());
+    ferry.set(&[
+        ("listen.direct_submission", "127.0.0.1:0"),
+        ("listen.proxy_protocol_from", "127.0.0.0/8"),
+    ]);
+    ferry.launch_as("ingress");
+    let (_, greeting) = Smtp::connect(ferry.direct_submission.expect("the direct listener"));
+    assert!(
+        greeting.starts_with("220"),
+        "no header needed in the cluster: {greeting}"
+    );
+    let mut through_balancer = Smtp::raw_from(ferry.submission.expect("submission"), [127, 0, 0, 1].into());
+    through_balancer.send(b"EHLO pod.test\r\n");
+    assert_eq!(
+        through_balancer.read_reply(),
+        "",
+        "the balancer's listener needs its header"
+    );
+    assert!(ferry.stop().success());
 }
 
 /// A node on the rendered configuration; only what a laptop cannot give as
@@ -67,9 +98,64 @@ fn the_chart_renders_validates_and_runs_the_binary_it_deploys() {
     for (name, case) in cases {
         eprintln!("{name}: {}", case["kinds"]);
     }
-    for refusal in summary["refused"].as_array().into_iter().flatten() {
+    for refusal in ["refused", "render_refused", "crd_typos"]
+        .iter()
+        .flat_map(|k| summary[k].as_array().into_iter().flatten())
+    {
         eprintln!("refused: {refusal}");
     }
+    let package = &summary["package"];
+    eprintln!("helm package: {} {}", package["file"], package["digest"]);
+    assert!(
+        package["digest"].as_str().is_some_and(|d| d.starts_with("sha256:")),
+        "{package}"
+    );
+    assert_eq!(
+        summary["crd_typos"].as_array().map(Vec::len),
+        Some(6),
+        "each misspelt field fails"
+    );
+    assert!(
+        summary["render_refused"].as_array().is_some_and(|r| r.len() >= 15),
+        "{summary}"
+    );
+
+    // Scaling that fails safe: by default only resource metrics, and KEDA
+    // bounded whatever the queue holds.
+    assert_eq!(cases["default"]["hpa_metrics"], serde_json::json!(["Resource"]));
+    let keda = &cases["cluster-keda"]["keda"];
+    eprintln!("KEDA replicas asked for: {keda}");
+    let (min, max) = (keda["min"].as_u64().expect("min"), keda["max"].as_u64().expect("max"));
+    assert_eq!(keda["0 due"], min, "{keda}");
+    assert_eq!(keda["1000 due"], min, "1,000 due at 500 a replica: {keda}");
+    assert_eq!(keda["100000 due"], max, "{keda}");
+    let stuck = keda["1 due, stuck for a day"].as_u64().expect("stuck");
+    assert!(
+        stuck > min && stuck < max,
+        "one stuck message adds a step, never the maximum: {keda}"
+    );
+    assert!(
+        keda["metric missing"].as_u64().is_some_and(|n| n >= min && n <= max),
+        "{keda}"
+    );
+    // One way of being scraped; delivery mounts no certificate or DKIM keys.
+    for (name, case) in cases {
+        for (role, pod) in case["pods"].as_object().expect("pods") {
+            assert_ne!(
+                pod["scrape_annotations"], case["service_monitor"],
+                "{name} {role}: scraped once"
+            );
+            assert_eq!(pod["init_resources"], true, "{name} {role}");
+            if role == "delivery" {
+                let volumes = pod["volumes"].to_string();
+                assert!(
+                    !volumes.contains("dkim") && !volumes.contains("\"tls\""),
+                    "{name}: {volumes}"
+                );
+            }
+        }
+    }
+    direct_submission_behind_a_proxy_balancer(&summary["balancers"]["aws-nlb"]["config"]);
 
     // Every rendered configuration is one Ferry accepts.
     for (name, case) in cases {

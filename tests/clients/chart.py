@@ -7,8 +7,16 @@ binds Helm's Go SDK) and the Kubernetes schemas (kubernetes-validate):
 - each renders, and every object passes strict schema validation for two
   Kubernetes versions; the objects of CRDs (KEDA, Prometheus Operator,
   cert-manager) are held to their published CRDs' required fields;
-- values that break values.schema.json are refused with a message naming
+- values that break values.schema.json, or that the templates refuse
+  (`fail`: a balancer that would drop sessions or merge clients, keys of
+  `config` the chart owns, min above max), are refused with a message naming
   the value;
+- each balancer kind renders the Service annotations, traffic policy,
+  PROXY trust and NetworkPolicy it needs;
+- the KEDA ScaledObject asks for a bounded number of replicas (a table from
+  KEDA's and the HPA's documented formulas);
+- the CRD objects hold to their published schemas, and misspelt fields fail;
+- `helm package` makes the chart's archive (its digest is printed);
 - k8s/ferry.yaml is the rendering of the default values;
 - yamllint accepts the rendered manifests and k8s/.
 
@@ -20,9 +28,10 @@ import argparse
 import json
 import pathlib
 import sys
+import tempfile
 
+import crds
 import helm_python as helm
-import jsonschema
 import kubernetes_validate
 import yaml
 from yamllint import config as yamllint_config
@@ -30,80 +39,68 @@ from yamllint import linter
 
 KUBERNETES = ["1.30.0", "1.33.0"]
 
-# The fields the published CRDs require (KEDA's keda.sh_scaledobjects,
-# prometheus-operator's monitoring.coreos.com_servicemonitors and
-# _prometheusrules, cert-manager's cert-manager.io_certificates), and the
-# shapes the chart relies on.
-_NAMED = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "minLength": 1}}}
-CRDS = {
-    ("keda.sh/v1alpha1", "ScaledObject"): {
-        "required": ["scaleTargetRef", "triggers"],
-        "properties": {
-            "scaleTargetRef": _NAMED,
-            "minReplicaCount": {"type": "integer"},
-            "maxReplicaCount": {"type": "integer"},
-            "triggers": {
-                "type": "array",
-                "minItems": 1,
-                "items": {
-                    "type": "object",
-                    "required": ["type", "metadata"],
-                    "properties": {
-                        "type": {"type": "string"},
-                        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-                    },
-                },
-            },
-        },
-    },
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): {
-        "required": ["selector", "endpoints"],
-        "properties": {
-            "selector": {"type": "object"},
-            "endpoints": {"type": "array", "items": {"type": "object", "required": ["port"]}},
-        },
-    },
-    ("monitoring.coreos.com/v1", "PrometheusRule"): {
-        "required": ["groups"],
-        "properties": {
-            "groups": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["name", "rules"],
-                    "properties": {
-                        "rules": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["expr"],
-                                "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
-                                "properties": {"expr": {"type": "string", "minLength": 1}},
-                            },
-                        }
-                    },
-                },
-            }
-        },
-    },
-    ("cert-manager.io/v1", "Certificate"): {
-        "required": ["secretName", "issuerRef"],
-        "properties": {"secretName": {"type": "string"}, "issuerRef": _NAMED, "dnsNames": {"type": "array"}},
-    },
-}
+# The chart has no default balancer (no guess is safe): every rendering
+# names one. The "default" case, and k8s/, are the defaults plus this.
+BALANCER_NONE = {"proxyProtocol": {"balancer": "none"}}
 
-# Values that must be refused, and the word the refusal must name.
+# Values that must be refused, and the word the refusal must name: by the
+# schema (BAD_VALUES) or by the templates at install (BAD_RENDERS).
 BAD_VALUES = [
     ({"mode": "multi"}, "mode"),
+    ({"imagePullSecrets": ["regcred"]}, "imagePullSecrets"),
+    ({"redis": {"sentinels": ["s-0:26379"]}}, "masterName"),
+    ({"proxyProtocol": {"balancer": "elb"}}, "balancer"),
+    ({"ingress": {"pdb": {"unhealthyPodEvictionPolicy": "Sometimes"}}}, "unhealthyPodEvictionPolicy"),
     ({"drain": {"graceSeconds": 0, "preStopSeconds": 10}}, "graceSeconds"),
     ({"contract": {"currency": "euro"}}, "currency"),
     ({"ingress": {"replicas": "two"}}, "replicas"),
     ({"redis": {"url": "", "existingSecret": ""}}, "redis"),
     ({"servcie": {"type": "LoadBalancer"}}, "servcie"),
-    ({"proxyProtocol": {"from": ["everyone"]}}, "from"),
+    ({"proxyProtocol": {"balancer": "haproxy", "from": ["everyone"]}}, "from"),
     ({"keda": {"enabled": True}, "mode": "single"}, "mode"),
     ({"alerts": {"webhookUrl": "https://finance.example.org/ferry"}}, "webhookSecret"),
 ]
+
+_KEDA_OK = {"keda": {"enabled": True, "prometheusServer": "http://prometheus:9090"}, "serviceMonitor": {"enabled": True}}
+BAD_RENDERS = [
+    ({}, "proxyProtocol.balancer"),
+    ({"proxyProtocol": {"balancer": "aws-nlb"}}, "proxyProtocol.from"),
+    ({"proxyProtocol": {"balancer": "metallb", "from": ["10.0.0.0/8"]}}, "proxyProtocol.from"),
+    ({"proxyProtocol": {"balancer": "gcp"}, "service": {"externalTrafficPolicy": "Cluster"}}, "externalTrafficPolicy"),
+    ({"proxyProtocol": {"balancer": "none"}, "service": {"type": "NodePort", "externalTrafficPolicy": "Cluster"}},
+     "externalTrafficPolicy"),
+    ({"proxyProtocol": {"balancer": "aws-nlb", "from": ["10.0.0.0/16"]}, "service": {"type": "ClusterIP"}},
+     "service.type"),
+    ({"config": {"admin": {"listen": "0.0.0.0:9000"}}}, "admin.port"),
+    ({"config": {"admin": {"tls": True}}}, "config.admin"),
+    ({"config": {"listen": {"smtp": "0.0.0.0:25"}}}, "config.listen"),
+    ({"config": {"server": {"shutdown_grace_secs": 600}}}, "drain.graceSeconds"),
+    ({"config": {"server": {"data_dir": "/data"}}}, "config.server.data_dir"),
+    ({"config": {"store": {"redis": {"url": "redis://elsewhere:6379"}}}}, "redis.existingSecret"),
+    ({"config": {"store": {"backend": "embedded"}}}, "config.store.backend"),
+    ({"config": {"tls": {"certificate": "/x.pem"}}}, "tls.existingSecret"),
+    ({"ingress": {"autoscaling": {"minReplicas": 5, "maxReplicas": 3}}}, "ingress.autoscaling.minReplicas"),
+    ({"delivery": {"autoscaling": {"minReplicas": 5, "maxReplicas": 3}}}, "delivery.autoscaling.minReplicas"),
+    ({"keda": {"enabled": True, "prometheusServer": "http://prometheus:9090"}}, "serviceMonitor.enabled"),
+    ({"keda": {"enabled": True}, "serviceMonitor": {"enabled": True}}, "keda.prometheusServer"),
+    (dict(_KEDA_OK, keda=dict(_KEDA_OK["keda"], fallbackReplicas=50)), "keda.fallbackReplicas"),
+]
+
+# Each balancer kind: the values that choose it, and what it must render.
+BALANCERS = {
+    "aws-nlb": {"from": ["10.0.0.0/16"], "proxy": True, "etp": "Cluster",
+                "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "external",
+                                "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
+                                "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol": "*"}},
+    "haproxy": {"from": ["192.0.2.10/32", "192.0.2.11/32"], "proxy": True, "etp": "Cluster", "annotations": {}},
+    "custom": {"from": [{"cidr": "10.0.0.0/16", "except": ["10.0.64.0/18"]}], "proxy": True, "etp": "Cluster",
+               "annotations": {"service.beta.kubernetes.io/do-loadbalancer-enable-proxy-protocol": "true"},
+               "service": {"annotations": {"service.beta.kubernetes.io/do-loadbalancer-enable-proxy-protocol": "true"}}},
+    "gcp": {"proxy": False, "etp": "Local", "annotations": {}},
+    "azure": {"proxy": False, "etp": "Local", "annotations": {}},
+    "metallb": {"proxy": False, "etp": "Local", "annotations": {}},
+    "none": {"proxy": False, "etp": "Local", "annotations": {}},
+}
 
 
 def check(condition, message):
@@ -142,12 +139,12 @@ def manifest(rendered):
 
 
 def validate(path, doc):
-    key = (doc.get("apiVersion"), doc.get("kind"))
-    if key in CRDS:
-        schema = {"type": "object", "required": ["metadata", "spec"],
-                  "properties": {"spec": dict(CRDS[key], type="object")}}
-        jsonschema.validate(doc, schema)
-        return ["crd"]
+    # The Operator's objects, held to their published CRDs (tests/clients/crds/).
+    try:
+        if crds.validate(doc):
+            return ["crd"]
+    except AssertionError as e:
+        raise AssertionError(f"{path}: {e}") from e
     for version in KUBERNETES:
         try:
             kubernetes_validate.validate(doc, version, strict=True)
@@ -173,9 +170,180 @@ def pod_facts(docs):
             "pre_stop": c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0),
             "read_only_root": c["securityContext"]["readOnlyRootFilesystem"],
             "init": [i["args"] for i in spec.get("initContainers", [])],
+            "init_resources": all("resources" in i for i in spec.get("initContainers", [])),
+            "volumes": sorted(v["name"] for v in spec["volumes"]),
+            "scrape_annotations": "prometheus.io/scrape" in d["spec"]["template"]["metadata"].get("annotations", {}),
             "secret_env": sorted(e["name"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})),
         }
     return facts
+
+
+def find(docs, kind, name_suffix=""):
+    return [d for _, d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(name_suffix)]
+
+
+def render_fails(chart, values):
+    """The error a rendering (schema included) stops with, or None."""
+    try:
+        chart.validate_schema(values)
+        chart.render(values, name="ferry", namespace="mail", is_install=True)
+    except (helm.HelmValuesError, helm.HelmRenderError) as e:
+        return " ".join(str(e).split())
+    return None
+
+
+def check_balancers(chart):
+    """Each balancer kind renders what it needs; returns what each rendered."""
+    seen = {}
+    for kind, want in BALANCERS.items():
+        values = {"proxyProtocol": {"balancer": kind, "from": want.get("from", [])}}
+        if "service" in want:
+            values["service"] = want["service"]
+        docs = documents(chart.render(values, name="ferry", namespace="mail", is_install=True))
+        for path, doc in docs:
+            validate(path, doc)
+        smtp = find(docs, "Service", "-smtp")[0]
+        annotations = smtp["metadata"].get("annotations", {})
+        for key, value in want["annotations"].items():
+            check(annotations.get(key) == value, f"{kind}: the Service lacks {key}: {value}: {annotations}")
+        if not want["annotations"]:
+            check(not annotations, f"{kind}: no balancer annotations expected: {annotations}")
+        etp = smtp["spec"].get("externalTrafficPolicy")
+        check(etp == want["etp"], f"{kind}: externalTrafficPolicy {etp}, want {want['etp']}")
+        config = find(docs, "ConfigMap")[0]["data"]["ferry.toml"]
+        trusted = "proxy_protocol_from" in config
+        check(trusted == want["proxy"], f"{kind}: PROXY trust in ferry.toml is {trusted}:\n{config}")
+        policy = find(docs, "NetworkPolicy")[0]["spec"]["ingress"]
+        smtp_rule = next(r for r in policy if {"port": "smtp", "protocol": "TCP"} in r["ports"])
+        if want["proxy"]:
+            blocks = [p["ipBlock"] for p in smtp_rule.get("from", [])]
+            expected = [b if isinstance(b, dict) else {"cidr": b} for b in want["from"]]
+            check(blocks == expected, f"{kind}: SMTP admitted from {blocks}, want only the balancer's {expected}")
+        else:
+            check("from" not in smtp_rule, f"{kind}: a passthrough balancer keeps clients' addresses: {smtp_rule}")
+        direct = find(docs, "Service", "-submission")
+        check(len(direct) == 1 and direct[0]["spec"]["type"] == "ClusterIP"
+              and direct[0]["spec"]["ports"][0]["targetPort"] == "direct-submit",
+              f"{kind}: the in-cluster submission Service: {direct}")
+        check("direct_submission = \"0.0.0.0:2588\"" in config, f"{kind}: the direct listener:\n{config}")
+        direct_rule = next(r for r in policy if {"port": "direct-submit", "protocol": "TCP"} in r["ports"])
+        namespaces = direct_rule["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"]
+        check(namespaces == ["mail"], f"{kind}: in-cluster submission from {namespaces}")
+        seen[kind] = {"annotations": annotations, "externalTrafficPolicy": etp, "proxy": trusted,
+                      "smtp_from": [p["ipBlock"] for p in smtp_rule.get("from", [])], "config": config}
+    return seen
+
+
+def keda_replicas(scaled, due, oldest_seconds):
+    """The replicas KEDA's HPA asks for when the two series have these
+    values: the trigger's query evaluated as PromQL evaluates scalar
+    arithmetic (`> bool` is 1 or 0), then, for an AverageValue target,
+    ceil(value / threshold) (the HPA's formula with the per-pod average of
+    an external metric), held within min and max. None: the metric is
+    missing, which with ignoreNullValues "false" is an error, so after
+    fallback.failureThreshold polls KEDA asks for fallback.replicas."""
+    import math
+    import re
+    spec = scaled["spec"]
+    (trigger,) = spec["triggers"]
+    meta = trigger["metadata"]
+    check(meta.get("ignoreNullValues") == "false", f"a missing metric must be an error: {meta}")
+    check(trigger.get("metricType", "AverageValue") == "AverageValue", trigger)
+    if due is None:
+        return spec["fallback"]["replicas"]
+    query = meta["query"]
+    query = re.sub(r"max\(ferry_queue_due_messages\{[^}]*\}\)", str(due), query)
+    query = re.sub(r"max\(ferry_queue_oldest_due_seconds\{[^}]*\}\)", str(oldest_seconds), query)
+    query = query.replace("> bool", ">")
+    check(re.fullmatch(r"[0-9ceil()+*/> .\n]+", query), f"the query is not scalar arithmetic: {query}")
+    value = eval(query, {"__builtins__": {}}, {"ceil": math.ceil})  # noqa: S307 (digits and operators only)
+    asked = math.ceil(float(value) / float(meta["threshold"]))
+    return max(spec["minReplicaCount"], min(spec["maxReplicaCount"], asked))
+
+
+def keda_table(docs):
+    (scaled,) = find(docs, "ScaledObject")
+    spec = scaled["spec"]
+    check("fallback" in spec and spec["fallback"]["failureThreshold"] >= 1, f"no fallback: {spec}")
+    check("cooldownPeriod" not in spec or spec["minReplicaCount"] == 0, "cooldownPeriod does nothing above zero")
+    rows = {f"{n} due": keda_replicas(scaled, n, 0) for n in (0, 1, 1000, 100000)}
+    rows["1 due, stuck for a day"] = keda_replicas(scaled, 1, 86400)
+    rows["100000 due, stuck for a day"] = keda_replicas(scaled, 100000, 86400)
+    rows["metric missing"] = keda_replicas(scaled, None, None)
+    rows["min"], rows["max"] = spec["minReplicaCount"], spec["maxReplicaCount"]
+    return rows
+
+
+def check_knobs(chart):
+    """The standard knobs: name overrides, common labels and annotations, an
+    image by digest, a priority class, pull secrets by name, the role's own
+    topology spread, an existing claim for the single node's store."""
+    digest = "sha256:" + "ab" * 32
+    spread = [{"maxSkew": 2, "topologyKey": "topology.kubernetes.io/region", "whenUnsatisfiable": "DoNotSchedule",
+               "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "all"}}}]
+    values = {**BALANCER_NONE, "mode": "single", "fullnameOverride": "relay", "commonLabels": {"team": "mail"},
+              "commonAnnotations": {"owner": "platform"}, "image": {"digest": digest}, "priorityClassName": "mail-critical",
+              "imagePullSecrets": [{"name": "regcred"}], "ingress": {"topologySpreadConstraints": spread},
+              "persistence": {"existingClaim": "relay-store"}}
+    chart.validate_schema(values)
+    docs = documents(chart.render(values, name="ferry", namespace="mail", is_install=True))
+    for path, doc in docs:
+        validate(path, doc)
+        meta = doc["metadata"]
+        check(meta["name"].startswith("relay"), f"{doc['kind']} {meta['name']}: fullnameOverride")
+        check(meta["labels"].get("team") == "mail", f"{doc['kind']} {meta['name']}: commonLabels")
+        check(meta.get("annotations", {}).get("owner") == "platform", f"{doc['kind']} {meta['name']}: commonAnnotations")
+    check(not find(docs, "PersistentVolumeClaim"), "existingClaim: no claim of the chart's")
+    (pod,) = [d["spec"]["template"]["spec"] for d in find(docs, "Deployment")]
+    check(pod["priorityClassName"] == "mail-critical", pod)
+    check(pod["imagePullSecrets"] == [{"name": "regcred"}], pod)
+    check(pod["topologySpreadConstraints"] == spread, pod["topologySpreadConstraints"])
+    check(pod["containers"][0]["image"].endswith("@" + digest), pod["containers"][0]["image"])
+    claim = next(v for v in pod["volumes"] if v["name"] == "data")["persistentVolumeClaim"]["claimName"]
+    check(claim == "relay-store", claim)
+    return sorted({d["kind"] for _, d in docs})
+
+
+# Misspelt fields in each CRD object: each must fail validation.
+def _typos():
+    def so_field(d):
+        d["spec"]["cooldownPerod"] = 300
+
+    def so_type(d):
+        d["spec"]["triggers"][0]["type"] = "prometeus"
+
+    def so_meta(d):
+        meta = d["spec"]["triggers"][0]["metadata"]
+        meta["treshold"] = meta.pop("threshold")
+
+    def sm_endpoint(d):
+        d["spec"]["endpoints"][0]["intervall"] = d["spec"]["endpoints"][0].pop("interval")
+
+    def pr_rule(d):
+        rule = d["spec"]["groups"][0]["rules"][0]
+        rule["expresion"] = rule.pop("expr")
+
+    def cert(d):
+        d["spec"]["dnsName"] = d["spec"].pop("dnsNames")
+
+    return [("ScaledObject", "spec.cooldownPerod", so_field), ("ScaledObject", "trigger type prometeus", so_type),
+            ("ScaledObject", "trigger metadata treshold", so_meta), ("ServiceMonitor", "endpoint intervall", sm_endpoint),
+            ("PrometheusRule", "rule expresion", pr_rule), ("Certificate", "spec.dnsName", cert)]
+
+
+def check_typos(docs_by_kind):
+    import copy
+    refused = []
+    for kind, what, spoil in _typos():
+        doc = copy.deepcopy(docs_by_kind[kind])
+        spoil(doc)
+        try:
+            validate("typo", doc)
+        except AssertionError as e:
+            refused.append(f"{kind} {what}: {' '.join(str(e).split())[:160]}")
+            continue
+        raise AssertionError(f"{kind} with {what} was accepted")
+    return refused
 
 
 def lint_yaml(text, what):
@@ -194,10 +362,11 @@ def main():
     args = parser.parse_args()
     chart_dir = pathlib.Path(args.chart)
     chart = helm.Chart.load(str(chart_dir))
-    cases = {"default": {}}
+    cases = {"default": BALANCER_NONE}
     for f in sorted((chart_dir / "ci").glob("*-values.yaml")):
         cases[f.name.removesuffix("-values.yaml")] = yaml.safe_load(f.read_text())
     summary = {"cases": {}}
+    crd_docs = {}
     for name, values in cases.items():
         report = helm.lint(str(chart_dir), values, strict=True, namespace="mail", kube_version="v1.30.0")
         findings = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2]
@@ -209,18 +378,41 @@ def main():
         for path, doc in docs:
             validate(path, doc)
             kinds[doc["kind"]] = kinds.get(doc["kind"], 0) + 1
+            crd_docs.setdefault(doc["kind"], doc)
+        hpa_metrics = sorted({m["type"] for h in find(docs, "HorizontalPodAutoscaler") for m in h["spec"]["metrics"]})
         lint_yaml(manifest(rendered), f"the {name} rendering")
         config = next(d for _, d in docs if d["kind"] == "ConfigMap")["data"]["ferry.toml"]
-        summary["cases"][name] = {"kinds": kinds, "config": config, "pods": pod_facts(docs)}
+        summary["cases"][name] = {"kinds": kinds, "config": config, "pods": pod_facts(docs),
+                                  "hpa_metrics": hpa_metrics, "service_monitor": "ServiceMonitor" in kinds}
+        if "ScaledObject" in kinds:
+            summary["cases"][name]["keda"] = keda_table(docs)
         if name == "default":
             plain = manifest(rendered)
             target = pathlib.Path(args.k8s) / "ferry.yaml"
-            header = ("# Rendered from helm/ferry with its default values (release \"ferry\", namespace\n"
-                      "# \"mail\") by `make k8s`; tests/chart.rs keeps it identical. Edit the chart, not this.\n")
+            header = ("# Rendered from helm/ferry with its default values and proxyProtocol.balancer \"none\"\n"
+                      "# (release \"ferry\", namespace \"mail\") by `make k8s`; tests/chart.rs keeps it\n"
+                      "# identical. Edit the chart, not this.\n")
             if args.write_k8s:
                 target.write_text(header + plain)
             check(target.read_text() == header + plain, f"{target} is not the default rendering: run `make k8s`")
             lint_yaml((pathlib.Path(args.k8s) / "kustomization.yaml").read_text(), "k8s/kustomization.yaml")
+    summary["balancers"] = check_balancers(chart)
+    summary["knobs"] = check_knobs(chart)
+    summary["crd_typos"] = check_typos(crd_docs)
+    summary["render_refused"] = []
+    for values, word in BAD_RENDERS:
+        if values and "proxyProtocol" not in values:
+            values = {**BALANCER_NONE, **values}
+        error = render_fails(chart, values)
+        check(error is not None, f"{values} rendered")
+        check(word in error, f"{values}: refused without naming {word}: {error}")
+        summary["render_refused"].append(error[:240])
+    with tempfile.TemporaryDirectory() as out:
+        archive = helm.package(str(chart_dir), destination=out)
+        summary["package"] = {"file": pathlib.Path(archive).name, "digest": helm.digest(archive),
+                              "version": chart.version}
+        check(helm.Chart.load_archive(pathlib.Path(archive).read_bytes()).render(
+            BALANCER_NONE, name="ferry", namespace="mail", is_install=True), "the packaged chart renders")
     refused = []
     for values, word in BAD_VALUES:
         try:

@@ -246,6 +246,11 @@ pub struct Listen {
     pub submission: Option<SocketAddr>,
     /// Port 465 style: implicit TLS (RFC 8314).
     pub submissions: Option<SocketAddr>,
+    /// Port 587 style for clients that reach the node directly (pods in the
+    /// cluster): never reads a PROXY header, whatever the peer's address,
+    /// so it is safe only where balancers cannot reach it (the chart's
+    /// NetworkPolicy admits only the namespaces it names).
+    pub direct_submission: Option<SocketAddr>,
     /// Load balancers (CIDRs) whose connections start with a PROXY protocol
     /// v1 or v2 header naming the client. From these the header is required;
     /// from anywhere else it is refused. Empty: PROXY protocol is off.
@@ -258,6 +263,7 @@ impl Default for Listen {
             smtp: Some(([127, 0, 0, 1], 2525).into()),
             submission: Some(([127, 0, 0, 1], 2587).into()),
             submissions: Some(([127, 0, 0, 1], 2465).into()),
+            direct_submission: None,
             proxy_protocol_from: Vec::new(),
         }
     }

@@ -451,6 +451,7 @@ async fn bind(config: &Config) -> Result<Vec<(ListenerKind, TcpListener, SocketA
         (ListenerKind::Smtp, config.listen.smtp),
         (ListenerKind::Submission, config.listen.submission),
         (ListenerKind::Submissions, config.listen.submissions),
+        (ListenerKind::DirectSubmission, config.listen.direct_submission),
     ] {
         let Some(addr) = addr else { continue };
         let fail = |source| StartError::Bind {

@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use crate::proxy;
 use crate::session::{self, SessionContext};
 
-/// The three kinds of listener.
+/// The kinds of listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenerKind {
     /// Port 25 style: STARTTLS offered.
@@ -26,6 +26,9 @@ pub enum ListenerKind {
     Submission,
     /// Port 465 style: implicit TLS.
     Submissions,
+    /// Port 587 style for clients inside the network, never behind a
+    /// balancer: a PROXY header is never read, from any address.
+    DirectSubmission,
 }
 
 impl ListenerKind {
@@ -34,14 +37,20 @@ impl ListenerKind {
             ListenerKind::Smtp => "smtp",
             ListenerKind::Submission => "submission",
             ListenerKind::Submissions => "submissions",
+            ListenerKind::DirectSubmission => "direct_submission",
         }
+    }
+
+    /// Whether connections from a trusted balancer carry a PROXY header here.
+    fn reads_proxy_header(self) -> bool {
+        self != ListenerKind::DirectSubmission
     }
 
     pub fn tls_policy(self, tls_available: bool) -> TlsPolicy {
         match (self, tls_available) {
             (_, false) => TlsPolicy::Unavailable,
             (ListenerKind::Smtp, true) => TlsPolicy::Offered,
-            (ListenerKind::Submission, true) => TlsPolicy::Required,
+            (ListenerKind::Submission | ListenerKind::DirectSubmission, true) => TlsPolicy::Required,
             (ListenerKind::Submissions, true) => TlsPolicy::Implicit,
         }
     }
@@ -224,7 +233,7 @@ impl Admission {
     /// its own, so a slow balancer never holds up the accept loop.
     async fn accepted(&self, myself: &ActorRef<Accept>, tcp: TcpStream, peer: SocketAddr) {
         let _ = tcp.set_nodelay(true);
-        if self.ctx.proxies.trusts(peer.ip()) {
+        if self.kind.reads_proxy_header() && self.ctx.proxies.trusts(peer.ip()) {
             let (admission, cell) = (self.clone(), myself.get_cell());
             tokio::spawn(async move { admission.behind_proxy(cell, tcp, peer).await });
         } else {

@@ -87,6 +87,8 @@ pub struct Ferry {
     pub smtp: Option<SocketAddr>,
     pub submission: Option<SocketAddr>,
     pub submissions: Option<SocketAddr>,
+    /// `listen.direct_submission`, when set.
+    pub direct_submission: Option<SocketAddr>,
     /// The admin HTTP endpoint, when `admin.listen` is set.
     pub admin: Option<SocketAddr>,
     /// The demo application's password.
@@ -119,6 +121,7 @@ impl Ferry {
             smtp: None,
             submission: None,
             submissions: None,
+            direct_submission: None,
             admin: None,
             password: String::new(),
             settings: Vec::new(),
@@ -270,6 +273,7 @@ impl Ferry {
                 "smtp" => self.smtp = Some(addr),
                 "submission" => self.submission = Some(addr),
                 "admin" => self.admin = Some(addr),
+                "direct_submission" => self.direct_submission = Some(addr),
                 _ => self.submissions = Some(addr),
             }
         }

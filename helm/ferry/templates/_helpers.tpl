@@ -1,25 +1,60 @@
-{{/* The release's base name. */}}
+{{/* The chart's name, or nameOverride. */}}
+{{- define "ferry.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The release's base name: fullnameOverride, or release-name. */}}
 {{- define "ferry.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "ferry.name" . -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "ferry.labels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "ferry.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* An object's metadata: name, labels (with extra ones) and the common annotations. */}}
+{{- define "ferry.metadata" -}}
+{{- $root := .root -}}
+name: {{ .name }}
+labels:
+  {{- include "ferry.labels" $root | nindent 2 }}
+  {{- with .labels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- $annotations := merge (deepCopy (default dict .annotations)) (deepCopy $root.Values.commonAnnotations) }}
+{{- with $annotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{/* Selector labels of one role: ingress, delivery or all (single mode). */}}
 {{- define "ferry.selector" -}}
-app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/name: {{ include "ferry.name" .root }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .role }}
+{{- end -}}
+
+{{/* The labels every pod of the release carries, whatever its role. */}}
+{{- define "ferry.releaseSelector" -}}
+app.kubernetes.io/name: {{ include "ferry.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "ferry.serviceAccountName" -}}
@@ -31,7 +66,48 @@ app.kubernetes.io/component: {{ .role }}
 {{- end -}}
 
 {{- define "ferry.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
 {{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The balancer: whether it sends PROXY headers, and the Service annotations
+that make it do so. "true" or "" (templates return strings).
+*/}}
+{{- define "ferry.proxyProtocol" -}}
+{{- if has .Values.proxyProtocol.balancer (list "aws-nlb" "haproxy" "custom") -}}true{{- end -}}
+{{- end -}}
+
+{{/* The CIDRs whose connections must carry a PROXY header. */}}
+{{- define "ferry.proxyCidrs" -}}
+{{- $cidrs := list -}}
+{{- range .Values.proxyProtocol.from -}}
+{{- if kindIs "map" . -}}
+{{- $cidrs = append $cidrs .cidr -}}
+{{- else -}}
+{{- $cidrs = append $cidrs . -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $cidrs -}}
+{{- end -}}
+
+{{- define "ferry.balancerAnnotations" -}}
+{{- $a := dict -}}
+{{- if eq .Values.proxyProtocol.balancer "aws-nlb" -}}
+{{- /* AWS Load Balancer Controller: an NLB sending straight to the pods, PROXY v2 on every target group. */ -}}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-type" "external" -}}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type" "ip" -}}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol" "*" -}}
+{{- end -}}
+{{- toYaml (merge (deepCopy .Values.service.annotations) $a) -}}
+{{- end -}}
+
+{{/* externalTrafficPolicy: the given one, or what the balancer needs. */}}
+{{- define "ferry.externalTrafficPolicy" -}}
+{{- default (ternary "Cluster" "Local" (eq (include "ferry.proxyProtocol" .) "true")) .Values.service.externalTrafficPolicy -}}
 {{- end -}}
 
 {{/* The TLS Secret: the given one, or the one cert-manager fills. */}}
@@ -53,8 +129,11 @@ app.kubernetes.io/component: {{ .role }}
 {{- $v := .Values -}}
 {{- $server := dict "hostname" $v.hostname "data_dir" "/var/lib/ferry" "shutdown_grace_secs" (int $v.drain.graceSeconds) -}}
 {{- $listen := dict "smtp" "0.0.0.0:2525" "submission" "0.0.0.0:2587" "submissions" "0.0.0.0:2465" -}}
-{{- if $v.proxyProtocol.enabled -}}
-{{- $_ := set $listen "proxy_protocol_from" $v.proxyProtocol.from -}}
+{{- if $v.directSubmission.enabled -}}
+{{- $_ := set $listen "direct_submission" "0.0.0.0:2588" -}}
+{{- end -}}
+{{- if include "ferry.proxyProtocol" . -}}
+{{- $_ := set $listen "proxy_protocol_from" (include "ferry.proxyCidrs" . | fromJsonArray) -}}
 {{- end -}}
 {{- $cfg := dict "server" $server "listen" $listen "admin" (dict "listen" (printf "0.0.0.0:%d" (int $v.admin.port))) "log" (dict "format" "json" "level" "info") "delivery" (dict "default_route" "mx") -}}
 {{- if include "ferry.tlsSecret" . -}}
@@ -85,6 +164,7 @@ app.kubernetes.io/component: {{ .role }}
 {{- if $v.telemetry.otlpEndpoint -}}
 {{- $_ := set $cfg "telemetry" (dict "otlp_endpoint" $v.telemetry.otlpEndpoint "sample_ratio" $v.telemetry.sampleRatio) -}}
 {{- end -}}
+{{- include "ferry.ownedConfig" $v -}}
 {{- $merged := mustMergeOverwrite $cfg (deepCopy $v.config) -}}
 {{- $directory := dig "auth" "directory" dict $merged -}}
 {{- if and $directory $v.directory.caSecret -}}
@@ -151,8 +231,14 @@ again, in maps and lists, in place.
 {{- end }}
 {{- end -}}
 
-{{/* Volumes every Ferry pod mounts; the data volume is the caller's. */}}
+{{/*
+What a role's containers mount: delivery only the configuration, the data
+and tmp volumes and Redis's CA; sessions (ingress, all) also the certificate
+and the directory's CA. Arguments: root, role. The data volume is the pod's.
+*/}}
 {{- define "ferry.volumeMounts" -}}
+{{- $v := .root.Values -}}
+{{- $sessions := ne .role "delivery" -}}
 - name: config
   mountPath: /etc/ferry/ferry.toml
   subPath: ferry.toml
@@ -161,53 +247,56 @@ again, in maps and lists, in place.
   mountPath: /var/lib/ferry
 - name: tmp
   mountPath: /tmp
-{{- if include "ferry.tlsSecret" . }}
+{{- if and $sessions (include "ferry.tlsSecret" .root) }}
 - name: tls
   mountPath: /etc/ferry/tls
   readOnly: true
 {{- end }}
-{{- if .Values.redis.caSecret }}
+{{- if $v.redis.caSecret }}
 - name: redis-ca
   mountPath: /etc/ferry/redis-ca
   readOnly: true
 {{- end }}
-{{- if .Values.directory.caSecret }}
+{{- if and $sessions $v.directory.caSecret }}
 - name: directory-ca
   mountPath: /etc/ferry/directory-ca
   readOnly: true
 {{- end }}
-{{- with .Values.extraVolumeMounts }}
+{{- with $v.extraVolumeMounts }}
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
 
 {{- define "ferry.volumes" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+{{- $sessions := ne .role "delivery" -}}
 - name: config
   configMap:
-    name: {{ include "ferry.fullname" . }}
+    name: {{ include "ferry.fullname" $root }}
 - name: tmp
   emptyDir: {}
-{{- if include "ferry.tlsSecret" . }}
+{{- if and $sessions (include "ferry.tlsSecret" $root) }}
 - name: tls
   secret:
-    secretName: {{ include "ferry.tlsSecret" . }}
+    secretName: {{ include "ferry.tlsSecret" $root }}
 {{- end }}
-{{- if .Values.redis.caSecret }}
+{{- if $v.redis.caSecret }}
 - name: redis-ca
   secret:
-    secretName: {{ .Values.redis.caSecret }}
+    secretName: {{ $v.redis.caSecret }}
 {{- end }}
-{{- if .Values.dkim.existingSecret }}
+{{- if and $sessions $v.dkim.existingSecret }}
 - name: dkim
   secret:
-    secretName: {{ .Values.dkim.existingSecret }}
+    secretName: {{ $v.dkim.existingSecret }}
 {{- end }}
-{{- if .Values.directory.caSecret }}
+{{- if and $sessions $v.directory.caSecret }}
 - name: directory-ca
   secret:
-    secretName: {{ .Values.directory.caSecret }}
+    secretName: {{ $v.directory.caSecret }}
 {{- end }}
-{{- with .Values.extraVolumes }}
+{{- with $v.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
 {{- end -}}

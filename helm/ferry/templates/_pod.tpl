@@ -8,13 +8,22 @@ delivery or all), part (that role's values: resources, scheduling).
 metadata:
   labels:
     {{- include "ferry.selector" . | nindent 4 }}
+    {{- with $v.commonLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
     {{- with $v.podLabels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
   annotations:
     {{- include "ferry.checksums" $root | nindent 4 }}
+    {{- if not $v.serviceMonitor.enabled }}
+    # Scraped by annotation only where no ServiceMonitor does: never twice.
     prometheus.io/scrape: "true"
     prometheus.io/port: {{ $v.admin.port | quote }}
+    {{- end }}
+    {{- with $v.commonAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
     {{- with $v.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -28,6 +37,9 @@ spec:
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- with $v.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
   {{- if and (ne .role "delivery") (or $v.dkim.existingSecret $v.adminToken.existingSecret) }}
   initContainers:
     {{- if $v.dkim.existingSecret }}
@@ -37,10 +49,12 @@ spec:
       args: ["dkim", "import", "/etc/ferry/dkim"]
       env:
         {{- include "ferry.env" $root | nindent 8 }}
+      resources:
+        {{- toYaml $v.initResources | nindent 8 }}
       securityContext:
         {{- toYaml $v.securityContext | nindent 8 }}
       volumeMounts:
-        {{- include "ferry.volumeMounts" $root | nindent 8 }}
+        {{- include "ferry.volumeMounts" . | nindent 8 }}
         - name: dkim
           mountPath: /etc/ferry/dkim
           readOnly: true
@@ -57,10 +71,12 @@ spec:
             secretKeyRef:
               name: {{ $v.adminToken.existingSecret }}
               key: {{ $v.adminToken.key }}
+      resources:
+        {{- toYaml $v.initResources | nindent 8 }}
       securityContext:
         {{- toYaml $v.securityContext | nindent 8 }}
       volumeMounts:
-        {{- include "ferry.volumeMounts" $root | nindent 8 }}
+        {{- include "ferry.volumeMounts" . | nindent 8 }}
     {{- end }}
   {{- end }}
   containers:
@@ -75,6 +91,9 @@ spec:
         - {name: smtp, containerPort: 2525, protocol: TCP}
         - {name: submission, containerPort: 2587, protocol: TCP}
         - {name: submissions, containerPort: 2465, protocol: TCP}
+        {{- if $v.directSubmission.enabled }}
+        - {name: direct-submit, containerPort: 2588, protocol: TCP}
+        {{- end }}
         {{- end }}
         - {name: admin, containerPort: {{ $v.admin.port }}, protocol: TCP}
       startupProbe:
@@ -104,17 +123,20 @@ spec:
       securityContext:
         {{- toYaml $v.securityContext | nindent 8 }}
       volumeMounts:
-        {{- include "ferry.volumeMounts" $root | nindent 8 }}
+        {{- include "ferry.volumeMounts" . | nindent 8 }}
   volumes:
-    {{- include "ferry.volumes" $root | nindent 4 }}
+    {{- include "ferry.volumes" . | nindent 4 }}
     - name: data
       {{- if eq .role "all" }}
       persistentVolumeClaim:
-        claimName: {{ include "ferry.fullname" $root }}-data
+        claimName: {{ default (printf "%s-data" (include "ferry.fullname" $root)) $v.persistence.existingClaim }}
       {{- else }}
       emptyDir: {}
       {{- end }}
   topologySpreadConstraints:
+    {{- with .part.topologySpreadConstraints }}
+    {{- toYaml . | nindent 4 }}
+    {{- else }}
     - maxSkew: 1
       topologyKey: topology.kubernetes.io/zone
       whenUnsatisfiable: ScheduleAnyway
@@ -127,6 +149,7 @@ spec:
       labelSelector:
         matchLabels:
           {{- include "ferry.selector" . | nindent 10 }}
+    {{- end }}
   {{- with .part.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
