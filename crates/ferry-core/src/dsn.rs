@@ -80,6 +80,7 @@ pub fn bounce(original: &QueuedMessage, reporting_mta: &str, now_ms: u64) -> Opt
         outcomes: Default::default(),
         history: Vec::new(),
         content: content.into_bytes(),
+        lease: None,
     })
 }
 
@@ -113,6 +114,7 @@ mod tests {
             outcomes: Default::default(),
             history: vec![],
             content: b"From: a@b.test\r\nSubject: hi\r\n\r\nsecret body\r\n".to_vec(),
+            lease: None,
         };
         m.outcomes.insert(
             "ok@x.test".into(),

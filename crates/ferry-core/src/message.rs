@@ -57,6 +57,12 @@ pub struct QueuedMessage {
     /// The message with the headers the relay added, CRLF line endings.
     #[serde(skip)]
     pub content: Vec<u8>,
+    /// The lease this copy was taken under (set by the queue's `lease`,
+    /// never stored with the envelope): a delivery result is saved only
+    /// while it is still the message's lease, so a walk that lost its lease
+    /// to another node cannot overwrite what that node records.
+    #[serde(skip)]
+    pub lease: Option<String>,
 }
 
 /// How many delivery attempts a message remembers.

@@ -162,6 +162,7 @@ mod tests {
             outcomes: Default::default(),
             history: Vec::new(),
             content: Vec::new(),
+            lease: None,
         };
         message.outcomes.insert(
             "x@a.example".into(),

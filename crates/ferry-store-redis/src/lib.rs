@@ -547,6 +547,7 @@ impl Queue for RedisStore {
             .arg(max)
             .arg(self.keys.message(""))
             .arg(lease_ms)
+            .arg(&token)
             .invoke_async(&mut self.conn())
             .await;
         let raw = match leased {
@@ -565,6 +566,7 @@ impl Queue for RedisStore {
             .map(|m| {
                 let mut message: QueuedMessage = decode(&m[0])?;
                 message.content = m[1].clone();
+                message.lease = Some(token.clone());
                 Ok(message)
             })
             .collect()
@@ -609,11 +611,16 @@ impl Queue for RedisStore {
             .arg(mode)
             .arg(encode(&saved))
             .arg(due)
-            .arg(hour);
+            .arg(hour)
+            .arg(message.lease.as_deref().unwrap_or(""));
         for count in &counts {
             invocation.arg(count.field()).arg(count.count);
         }
-        self.change(&invocation, format!("message {id}")).await
+        match self.run::<i64>(&invocation).await? {
+            0 => Err(StoreError::NotFound(format!("message {id}"))),
+            -2 => Err(StoreError::LeaseLost(id.to_string())),
+            _ => self.replicated().await,
+        }
     }
 
     async fn get(&self, id: &QueueId) -> Result<Option<QueuedMessage>> {

@@ -14,6 +14,7 @@ macro_rules! conformance_suite {
             directory_round_trip,
             queue_lease_complete_and_expiry,
             leases_renew_and_hand_back,
+            records_are_fenced_by_the_lease,
             a_cap_refuses_without_counting,
             outcomes_are_counted_once,
             deletes_and_the_audit_log,
@@ -94,6 +95,7 @@ pub fn message(content: &[u8], received_ms: u64) -> QueuedMessage {
         outcomes: Default::default(),
         history: Vec::new(),
         content: content.to_vec(),
+        lease: None,
     }
 }
 
@@ -185,12 +187,13 @@ pub async fn queue_lease_complete_and_expiry(store: &dyn Store) {
     assert!(retried[0].pending().is_empty(), "a delivered recipient stays delivered");
     assert_eq!(retried[0].content, m.content, "recording state keeps the content");
     store.retry_now(&m.id, 210_000).await.expect("retry now");
-    assert_eq!(store.lease(210_000, 60_000, 10).await.expect("lease").len(), 1);
+    let latest = store.lease(210_000, 60_000, 10).await.expect("lease");
+    assert_eq!(latest.len(), 1);
     assert_eq!(
         store.get(&m.id).await.expect("get").expect("present").content,
         m.content
     );
-    store.record(&retried[0], Next::Done).await.expect("done");
+    store.record(&latest[0], Next::Done).await.expect("done");
     assert!(store.get(&m.id).await.expect("get").is_none());
     assert_eq!(store.depth().await.expect("depth"), 0);
     assert!(store.list(10).await.expect("list").is_empty());
@@ -204,6 +207,58 @@ pub async fn queue_lease_complete_and_expiry(store: &dyn Store) {
             .expect("outbox")
             .is_empty()
     );
+}
+
+/// A delivery result is saved only under the message's latest lease: a
+/// walk whose lease ran out and was taken again writes nothing, whatever it
+/// tries (progress, a retry, done), and the new holder's writes stand.
+pub async fn records_are_fenced_by_the_lease(store: &dyn Store) {
+    let m = message(b"Subject: x\r\n\r\nbody\r\n", 1_000);
+    store.enqueue(m.clone(), None).await.expect("enqueue");
+    let first = store.lease(1_000, 10_000, 10).await.expect("lease").remove(0);
+    assert!(first.lease.is_some(), "a leased copy carries its lease");
+    // Its lease runs out (its holder stalled) and the message is taken again.
+    let second = store.lease(11_000, 10_000, 10).await.expect("lease").remove(0);
+    assert_ne!(first.lease, second.lease, "each lease is its own");
+    let mut stale = first.clone();
+    stale.outcomes.insert(
+        "r@example.net".into(),
+        RecipientOutcome::Failed {
+            at_ms: 12_000,
+            status: "5.1.1".into(),
+            reply: "550 5.1.1 no such user".into(),
+            remote: None,
+        },
+    );
+    for next in [Next::Continue, Next::RetryAt(900_000), Next::Done] {
+        match store.record(&stale, next).await {
+            Err(StoreError::LeaseLost(id)) => assert_eq!(id, m.id.as_str()),
+            other => panic!("a record under a lost lease ({next:?}) must be refused: {other:?}"),
+        }
+    }
+    let kept = store.get(&m.id).await.expect("get").expect("still queued");
+    assert!(
+        kept.outcomes.is_empty() && kept.attempts == 0,
+        "nothing of the stale walk was written: {kept:?}"
+    );
+    assert!(
+        store.outcomes(0, u64::MAX).await.expect("outcomes").is_empty(),
+        "nothing counted"
+    );
+    let mut progress = second.clone();
+    progress.outcomes.insert(
+        "r@example.net".into(),
+        RecipientOutcome::Delivered {
+            at_ms: 12_000,
+            reply: "250 ok".into(),
+        },
+    );
+    store
+        .record(&progress, Next::Continue)
+        .await
+        .expect("the holder's progress");
+    store.record(&progress, Next::Done).await.expect("the holder's done");
+    assert!(store.get(&m.id).await.expect("get").is_none());
 }
 
 /// Leases are renewed while held, handed back at once, and never taken

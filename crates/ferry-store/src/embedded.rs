@@ -47,6 +47,8 @@ const SCHEDULE: TableDefinition<(u64, &str), ()> = TableDefinition::new("schedul
 const DUE: TableDefinition<&str, u64> = TableDefinition::new("due");
 /// id → the due time a leased message had before it was taken.
 const LEASES: TableDefinition<&str, u64> = TableDefinition::new("leases");
+/// id → the token of the message's latest lease, which fences `record`.
+const LEASE_TOKENS: TableDefinition<&str, &str> = TableDefinition::new("lease_tokens");
 /// Admin API tokens by id.
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 /// (at, entry id) → the audit entry.
@@ -470,6 +472,9 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
             let Some(stored) = envelopes.get(id).map_err(backend)?.map(|v| v.value().to_vec()) else {
                 return Ok(Err(StoreError::NotFound(format!("message {id}"))));
             };
+            if !holds_lease(txn, id, message.lease.as_deref())? {
+                return Ok(Err(StoreError::LeaseLost(id.to_string())));
+            }
             let due_ms = match next {
                 Next::Done => {
                     drop(envelopes);
@@ -537,8 +542,21 @@ fn release_leases(txn: &redb::WriteTransaction) -> Result<()> {
     Ok(())
 }
 
+/// Whether `lease` (None: a write not made under a lease) is still the
+/// message's latest lease.
+fn holds_lease(txn: &redb::WriteTransaction, id: &str, lease: Option<&str>) -> Result<bool> {
+    let Some(lease) = lease else { return Ok(true) };
+    let tokens = txn.open_table(LEASE_TOKENS).map_err(backend)?;
+    let current = tokens.get(id).map_err(backend)?;
+    Ok(current.is_some_and(|t| t.value() == lease))
+}
+
 fn remove_message(txn: &redb::WriteTransaction, id: &str) -> Result<()> {
     unschedule(txn, id)?;
+    txn.open_table(LEASE_TOKENS)
+        .map_err(backend)?
+        .remove(id)
+        .map_err(backend)?;
     txn.open_table(ENVELOPES)
         .map_err(backend)?
         .remove(id)
@@ -592,6 +610,7 @@ fn lease(txn: &redb::WriteTransaction, now_ms: u64, lease_ms: u64, max: usize) -
         ids
     };
     let mut leased = Vec::with_capacity(due.len());
+    let token = uuid::Uuid::now_v7().simple().to_string();
     for id in due {
         let previous = txn
             .open_table(DUE)
@@ -607,11 +626,17 @@ fn lease(txn: &redb::WriteTransaction, now_ms: u64, lease_ms: u64, max: usize) -
                 .insert(id.as_str(), previous)
                 .map_err(backend)?;
         }
-        leased.push(load_message(
+        txn.open_table(LEASE_TOKENS)
+            .map_err(backend)?
+            .insert(id.as_str(), token.as_str())
+            .map_err(backend)?;
+        let mut message = load_message(
             &txn.open_table(ENVELOPES).map_err(backend)?,
             &txn.open_table(CONTENTS).map_err(backend)?,
             &id,
-        )?);
+        )?;
+        message.lease = Some(token.clone());
+        leased.push(message);
     }
     Ok(leased)
 }

@@ -51,6 +51,10 @@ pub enum StoreError {
     /// A hard cap would be passed; nothing was written.
     #[error("{name} reached")]
     CapReached { name: String, temporary: bool },
+    /// A delivery result from a walk whose lease is no longer the message's
+    /// (it ran out and the message was leased again): nothing was written.
+    #[error("the lease on message {0} is no longer held")]
+    LeaseLost(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -146,6 +150,10 @@ pub trait Queue: Send + Sync {
     /// be durable: a lost renewal only makes a message due sooner.
     async fn extend_leases(&self, held: &[(QueueId, u64)], until_ms: u64) -> Result<Vec<QueueId>>;
     /// Durably saves the message's outcomes and history, then applies `next`.
+    /// Fenced by the lease: when `message.lease` is set and is no longer the
+    /// message's lease (it was leased again since), nothing is written and
+    /// the answer is [`StoreError::LeaseLost`], checked in the same atomic
+    /// step as the write.
     /// Recipients recorded as delivered are never handed out as pending again.
     /// In the same atomic step it adds [`ferry_core::outcome::at_delivery`]'s
     /// counts (for `Done` and `RetryAt`), once: not for a message already gone.
