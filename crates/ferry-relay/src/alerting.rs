@@ -185,6 +185,7 @@ impl AlertDispatcher {
             outcomes: Default::default(),
             history: Vec::new(),
             content: content.into_bytes(),
+            lease: None,
         };
         if let Err(e) = self.store.enqueue(message, None).await {
             tracing::warn!(alert = %alert.id, error = %e, "cannot queue the alert e-mail");

@@ -133,6 +133,7 @@ impl MessageIntake {
             outcomes: Default::default(),
             history: Vec::new(),
             content,
+            lease: None,
         };
         let started = std::time::Instant::now();
         let spooled = self
