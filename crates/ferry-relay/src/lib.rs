@@ -319,6 +319,14 @@ impl Relay {
         self.addresses.iter().find(|(k, _)| *k == kind).map(|(_, a)| *a)
     }
 
+    /// The delivery supervisor running now (its children are the
+    /// destination actors): for tools that inspect the tree, and for
+    /// fault injection, since killing it must neither lose nor repeat a send.
+    pub fn delivery_supervisor(&self) -> Option<ActorCell> {
+        let delivery = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        delivery.as_ref().map(|actor| actor.get_cell())
+    }
+
     /// Resolves when a part of the node spent its restart budget: the node
     /// is failed and should drain and exit non-zero.
     pub async fn failed(&self) -> String {
@@ -511,6 +519,10 @@ fn delivery_args(
         wakeup,
         metrics: node_metrics,
         save_for: Duration::from_secs(d.lease_secs),
+        connect_timeout: Duration::from_secs(d.connect_timeout_secs),
+        command_timeout: Duration::from_secs(d.command_timeout_secs),
+        holdings: Default::default(),
+        supervisor: Default::default(),
     };
     Ok(DeliveryArgs {
         work: Arc::new(work),

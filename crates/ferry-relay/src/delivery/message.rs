@@ -13,7 +13,6 @@ use ferry_core::{DeliveryAttempt, QueueId, QueuedMessage, RecipientOutcome, Rout
 use ferry_store::{Next, StoreError};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use tracing::{Instrument, Span};
 
@@ -51,15 +50,19 @@ impl std::fmt::Display for NextHop {
     }
 }
 
-/// Tells the supervisor the message is no longer worked on, however the task ends.
+/// Releases the message's holding and tells the supervisor running now,
+/// however the walk ends.
 struct Finished {
-    to: ActorRef<DeliveryMsg>,
+    work: Arc<DeliveryWork>,
     id: QueueId,
 }
 
 impl Drop for Finished {
     fn drop(&mut self) {
-        let _ = self.to.cast(DeliveryMsg::Finished(self.id.clone()));
+        self.work.holdings.release(&self.id);
+        if let Some(supervisor) = self.work.current_supervisor() {
+            let _ = supervisor.cast(DeliveryMsg::Finished);
+        }
     }
 }
 
@@ -74,14 +77,9 @@ const SAVE_RETRY: Duration = Duration::from_millis(500);
 const OUTCOMES: [&str; 3] = ["delivered", "deferred", "failed"];
 
 /// Walks one leased message; `span` is its `delivery.attempt` span (it runs in it).
-pub(super) async fn deliver(
-    work: Arc<DeliveryWork>,
-    supervisor: ActorRef<DeliveryMsg>,
-    mut message: QueuedMessage,
-    span: Span,
-) {
+pub(super) async fn deliver(work: Arc<DeliveryWork>, mut message: QueuedMessage, span: Span) {
     let _finished = Finished {
-        to: supervisor.clone(),
+        work: work.clone(),
         id: message.id.clone(),
     };
     let route = work.route_of(&message.tenant).await;
@@ -90,7 +88,7 @@ pub(super) async fn deliver(
         .into_iter()
         .map(|(hop, rcpts)| {
             let span = crate::trace::group(&message.id, &hop, rcpts.len());
-            work.attempt(&supervisor, hop, &route, rcpts, shared.clone(), span.clone())
+            work.attempt(hop, &route, rcpts, shared.clone(), span.clone())
                 .instrument(span)
         })
         .collect();
@@ -116,9 +114,16 @@ pub(super) async fn deliver(
         // Answers are saved before anything else happens, so a recipient
         // that said 250 is never sent the message again; they are counted
         // once saved.
-        if let Err(e) = work.record(&message, Next::Continue).await {
-            tracing::error!(queue_id = %message.id, error = %e, "cannot save delivery progress");
-            return;
+        match work.record(&message, Next::Continue).await {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost(_)) => {
+                tracing::warn!(queue_id = %message.id, "lease lost while sending; the message's new holder saves the rest");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(queue_id = %message.id, error = %e, "cannot save delivery progress");
+                return;
+            }
         }
         for kind in counts {
             work.metrics.deliveries.with_label_values(&[kind]).inc();
@@ -130,12 +135,7 @@ pub(super) async fn deliver(
         }
     }
     match hand_back {
-        Some(after) if !attempted => {
-            let _ = supervisor.cast(DeliveryMsg::HandBack {
-                id: message.id.clone(),
-                after,
-            });
-        }
+        Some(after) if !attempted => work.hand_back(&message.id, after).await,
         _ => work.finish(message).await,
     }
 }
@@ -168,7 +168,6 @@ impl DeliveryWork {
 
     async fn attempt(
         &self,
-        supervisor: &ActorRef<DeliveryMsg>,
         hop: NextHop,
         route: &Route,
         rcpts: Vec<String>,
@@ -180,6 +179,17 @@ impl DeliveryWork {
             (NextHop::SmartHost, Route::SmartHost(smart)) => Hop::SmartHost(smart.clone()),
             _ => return answered(&span, GroupAnswer::Attempted(self.capture(&rcpts, &message).await)),
         };
+        let Some(supervisor) = self.current_supervisor() else {
+            let why = "delivery stopping".into();
+            return answered(
+                &span,
+                GroupAnswer::NotAttempted {
+                    why,
+                    retry_in: Duration::ZERO,
+                },
+            );
+        };
+        let bound = self.transaction_bound(rcpts.len());
         let called = supervisor
             .call(
                 |reply| DeliveryMsg::Route {
@@ -191,7 +201,7 @@ impl DeliveryWork {
                         span: span.clone(),
                     },
                 },
-                None,
+                Some(bound),
             )
             .await;
         answered(
@@ -275,8 +285,24 @@ impl DeliveryWork {
 
     async fn save(&self, message: &QueuedMessage, next: Next) {
         log_outcome(message, next);
-        if let Err(e) = self.record(message, next).await {
-            tracing::error!(queue_id = %message.id, error = %e, "cannot save the delivery result");
+        match self.record(message, next).await {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost(_)) => {
+                tracing::warn!(queue_id = %message.id, "lease lost; the message's new holder records its result");
+            }
+            Err(e) => tracing::error!(queue_id = %message.id, error = %e, "cannot save the delivery result"),
+        }
+    }
+
+    /// Nothing was tried: the message is due again after `after` (or when
+    /// its lease ends, if it can no longer be moved).
+    async fn hand_back(&self, id: &QueueId, after: Duration) {
+        let Some(until) = self.holdings.lease_of(id) else {
+            return;
+        };
+        let due = self.clock.now_ms() + after.as_millis() as u64;
+        if let Err(e) = self.store.extend_leases(&[(id.clone(), until)], due).await {
+            tracing::warn!(queue_id = %id, error = %e, "cannot hand a message back; it is due when its lease ends");
         }
     }
 

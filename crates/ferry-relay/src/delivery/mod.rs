@@ -4,9 +4,14 @@
 //! destination, started on first use.
 //!
 //! Layout:
-//! - [`DeliverySupervisor`] (here): leases, renewals, hand-backs, the
-//!   destination actors it owns (restarted never: a new one is started on
-//!   the next message for that destination).
+//! - [`DeliverySupervisor`] (here): leases, renewals, the destination
+//!   actors it owns (restarted never: a new one is started on the next
+//!   message for that destination).
+//! - [`Holdings`] (here): the messages held and the walks working on them.
+//!   They outlive a restart of the supervisor, which renews the same leases
+//!   and starts no message twice; the walks are aborted only when delivery
+//!   itself goes away. Aborting a walk whose transaction had sent its final
+//!   dot is what would send a message twice, so a restart never does.
 //! - `message`: one message's walk: group, route, record each answer, then
 //!   done, retry, bounce or hand back.
 //! - `destination`: the per-destination actor and its transactions.
@@ -14,13 +19,15 @@
 //! A lease is `delivery.lease_secs` long and renewed every third of it, so
 //! a node killed with -9 leaves its messages due again within one lease,
 //! while a node that is alive and working keeps them: a renewal moves only
-//! a lease that still ends where this node left it.
+//! a lease that still ends where this node left it. A result is saved only
+//! under the lease it was made under (the store checks the lease's token),
+//! so a walk that lost its lease never overwrites what the new holder saves.
 
 mod destination;
 mod message;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -32,6 +39,7 @@ use ferry_core::{Clock, QueueId};
 use ferry_store::Store;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 pub use self::destination::DestinationLimits;
 use self::destination::{Destination, DestinationArgs, DestinationMsg, Group};
@@ -56,6 +64,92 @@ pub struct DeliveryWork {
     /// How long a result that could not be saved is tried again (the
     /// lease's length: past it another attempt may start anyway).
     pub save_for: Duration,
+    /// The outbound connect and command timeouts: what bounds a transaction.
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    /// What this node holds, across restarts of the supervisor.
+    pub holdings: Holdings,
+    /// The supervisor running now: walks route through it and tell it when
+    /// they end, whichever incarnation started them.
+    pub supervisor: Mutex<Option<ActorRef<DeliveryMsg>>>,
+}
+
+impl DeliveryWork {
+    fn current_supervisor(&self) -> Option<ActorRef<DeliveryMsg>> {
+        self.supervisor.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The longest a transaction for `rcpts` recipients can take: each of
+    /// its steps has a timeout, so waiting for its answer never waits forever.
+    fn transaction_bound(&self, rcpts: usize) -> Duration {
+        let steps = u32::try_from(rcpts.saturating_add(8)).unwrap_or(u32::MAX);
+        self.connect_timeout + self.command_timeout.saturating_mul(steps)
+    }
+}
+
+/// The messages a node's delivery holds (id → the end of its lease, None
+/// once the lease was lost while its walk still saves a result), and the
+/// walks working on them.
+#[derive(Default)]
+pub struct Holdings {
+    held: Mutex<HashMap<QueueId, Option<u64>>>,
+    walks: Mutex<JoinSet<()>>,
+}
+
+impl Holdings {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<QueueId, Option<u64>>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.held().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held().is_empty()
+    }
+
+    /// Records a lease; true when no walk works on the message yet (after
+    /// a lost lease the message may come back while its walk still saves).
+    fn hold(&self, id: &QueueId, until: u64) -> bool {
+        self.held().insert(id.clone(), Some(until)).is_none()
+    }
+
+    fn lease_of(&self, id: &QueueId) -> Option<u64> {
+        self.held().get(id).copied().flatten()
+    }
+
+    fn leases(&self) -> Vec<(QueueId, u64)> {
+        self.held()
+            .iter()
+            .filter_map(|(id, until)| until.map(|t| (id.clone(), t)))
+            .collect()
+    }
+
+    /// After a renewal: the moved leases end at `until`, the others (in
+    /// `asked`) are no longer this node's.
+    fn renewed(&self, asked: &[(QueueId, u64)], moved: &[QueueId], until: u64) {
+        let mut held = self.held();
+        for (id, _) in asked {
+            if let Some(lease) = held.get_mut(id) {
+                *lease = moved.contains(id).then_some(until);
+                if lease.is_none() {
+                    tracing::debug!(queue_id = %id, "lease no longer held");
+                }
+            }
+        }
+    }
+
+    fn release(&self, id: &QueueId) {
+        self.held().remove(id);
+    }
+
+    fn spawn(&self, walk: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut walks = self.walks.lock().unwrap_or_else(|p| p.into_inner());
+        // Reaps the walks that ended, so the set holds only running ones.
+        while walks.try_join_next().is_some() {}
+        walks.spawn(walk);
+    }
 }
 
 #[derive(Clone)]
@@ -74,10 +168,8 @@ pub enum DeliveryMsg {
     Tick,
     /// A message task routes a group to its destination.
     Route { hop: Hop, group: Group },
-    /// A message task hands its message back to the queue, due after the delay.
-    HandBack { id: QueueId, after: Duration },
-    /// A message task ended.
-    Finished(QueueId),
+    /// A message task ended (and released its holding).
+    Finished,
     /// Stop taking messages; answer once every message held is finished.
     Drain(RpcReplyPort<()>),
 }
@@ -86,13 +178,6 @@ pub struct DeliverySupervisor;
 
 pub struct DeliveryState {
     args: DeliveryArgs,
-    /// Message id → the end of the lease this node holds.
-    held: HashMap<QueueId, u64>,
-    /// Messages a task of this node is working on, until it says it is
-    /// done. Usually the ids in `held`; not always: after a failover the
-    /// store may have lost a lease, and the message comes back in a new
-    /// one while its task still saves the last result. It is not started twice.
-    working: HashSet<QueueId>,
     destinations: HashMap<String, ActorRef<DestinationMsg>>,
     /// The last lease filled the room: more may be due.
     more_due: bool,
@@ -138,12 +223,12 @@ impl Actor for DeliverySupervisor {
             myself.clone(),
         ));
         myself.cast(DeliveryMsg::Tick)?;
+        *args.work.supervisor.lock().unwrap_or_else(|p| p.into_inner()) = Some(myself.clone());
         Ok(DeliveryState {
             args,
-            held: HashMap::new(),
-            working: HashSet::new(),
             destinations: HashMap::new(),
             more_due: false,
+            // A restarted supervisor renews what the last one held at once.
             next_renewal: Instant::now(),
             draining: false,
             drained: Vec::new(),
@@ -164,17 +249,13 @@ impl Actor for DeliverySupervisor {
                 if Instant::now() >= state.next_renewal {
                     state.renew().await;
                 }
+                // Walks started by an earlier incarnation tell no one they ended.
+                state.answer_drained();
                 state.poll(&myself).await;
                 myself.send_after(POLL, || DeliveryMsg::Tick);
             }
             DeliveryMsg::Route { hop, group } => state.route(&myself, hop, group).await,
-            DeliveryMsg::HandBack { id, after } => {
-                state.hand_back(id, after).await;
-                state.answer_drained();
-            }
-            DeliveryMsg::Finished(id) => {
-                state.held.remove(&id);
-                state.working.remove(&id);
+            DeliveryMsg::Finished => {
                 state.answer_drained();
                 if state.more_due {
                     state.poll(&myself).await;
@@ -185,7 +266,7 @@ impl Actor for DeliverySupervisor {
                 for destination in state.destinations.values() {
                     let _ = destination.cast(DestinationMsg::Drain);
                 }
-                if state.held.is_empty() {
+                if state.args.work.holdings.is_empty() {
                     let _ = reply.send(());
                 } else {
                     state.drained.push(reply);
@@ -241,7 +322,8 @@ impl DeliveryState {
         if self.draining {
             return;
         }
-        let room = self.args.max_held.saturating_sub(self.held.len()).min(LEASE_BATCH);
+        let holdings = &self.args.work.holdings;
+        let room = self.args.max_held.saturating_sub(holdings.len()).min(LEASE_BATCH);
         if room == 0 {
             self.more_due = true;
             return;
@@ -256,7 +338,7 @@ impl DeliveryState {
             }
         };
         self.more_due = batch.len() == room;
-        if self.more_due && self.held.len() + batch.len() < self.args.max_held {
+        if self.more_due && holdings.len() + batch.len() < self.args.max_held {
             // More may be due and there is room: take them in the next turn,
             // after what waits in the mailbox.
             if !self.poll_queued.swap(true, Ordering::AcqRel) {
@@ -265,8 +347,7 @@ impl DeliveryState {
         }
         let until = now + self.lease_ms();
         for message in batch {
-            self.held.insert(message.id.clone(), until);
-            if self.working.insert(message.id.clone()) {
+            if holdings.hold(&message.id, until) {
                 let span = crate::trace::delivery(
                     &message.id,
                     &message.tenant,
@@ -274,8 +355,8 @@ impl DeliveryState {
                     message.attempts + 1,
                     message.recipients.len(),
                 );
-                let walk = message::deliver(work.clone(), myself.clone(), message, span.clone());
-                tokio::spawn(walk.instrument(span));
+                let walk = message::deliver(work.clone(), message, span.clone());
+                holdings.spawn(walk.instrument(span));
             }
         }
     }
@@ -284,29 +365,20 @@ impl DeliveryState {
     /// message was recorded a moment ago) is forgotten.
     async fn renew(&mut self) {
         self.next_renewal = Instant::now() + self.args.lease / 3;
-        if self.held.is_empty() {
+        let work = &self.args.work;
+        let held = work.holdings.leases();
+        if held.is_empty() {
             return;
         }
-        let work = &self.args.work;
         let until = work.clock.now_ms() + self.lease_ms();
-        let held: Vec<(QueueId, u64)> = self.held.iter().map(|(id, t)| (id.clone(), *t)).collect();
         match work.store.extend_leases(&held, until).await {
-            Ok(moved) => {
-                let mut kept = HashMap::with_capacity(moved.len());
-                for id in moved {
-                    kept.insert(id, until);
-                }
-                for id in self.held.keys().filter(|id| !kept.contains_key(*id)) {
-                    tracing::debug!(queue_id = %id, "lease no longer held");
-                }
-                self.held = kept;
-            }
+            Ok(moved) => work.holdings.renewed(&held, &moved, until),
             Err(e) => tracing::warn!(error = %e, messages = held.len(), "cannot renew the leases held"),
         }
     }
 
     fn answer_drained(&mut self) {
-        if self.draining && self.held.is_empty() {
+        if self.draining && self.args.work.holdings.is_empty() {
             self.drained.drain(..).for_each(|reply| drop(reply.send(())));
         }
     }
@@ -338,15 +410,6 @@ impl DeliveryState {
                 self.args.work.metrics.destinations.set(self.destinations.len() as i64);
             }
             Err(e) => tracing::error!(destination = %key, error = %e, "cannot start a destination actor"),
-        }
-    }
-
-    async fn hand_back(&mut self, id: QueueId, after: Duration) {
-        let Some(until) = self.held.remove(&id) else { return };
-        let work = &self.args.work;
-        let due = work.clock.now_ms() + after.as_millis() as u64;
-        if let Err(e) = work.store.extend_leases(&[(id.clone(), until)], due).await {
-            tracing::warn!(queue_id = %id, error = %e, "cannot hand a message back; it is due when its lease ends");
         }
     }
 }
