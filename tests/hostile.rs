@@ -128,3 +128,41 @@ fn twenty_concurrent_sessions_all_land() {
         );
     }
 }
+
+/// RFC 5321 §4.5.3.1.10: 1,200 recipients pipelined in one batch after a
+/// valid MAIL FROM, then DATA. The 1,150 past the application's 50 get
+/// `452 4.5.3` each, count as no errors (the session is not closed after
+/// 20 of them), and the message is relayed to the 50 accepted.
+#[test]
+fn twelve_hundred_pipelined_recipients_relay_to_the_accepted_fifty() {
+    let ferry = Ferry::start(&[]);
+    let mut smtp = authed(&ferry);
+    let mut batch = format!("MAIL FROM:<{SENDER}>\r\n");
+    for i in 0..1_200 {
+        batch.push_str(&format!("RCPT TO:<r{i}@example.net>\r\n"));
+    }
+    batch.push_str("DATA\r\n");
+    smtp.send(batch.as_bytes());
+    let replies: Vec<String> = (0..1_202).map(|_| smtp.read_reply()).collect();
+    let count = |code: &str| replies.iter().filter(|r| r.starts_with(code)).count();
+    assert_eq!(count("250 "), 51, "MAIL and 50 recipients: {:?}", &replies[..3]);
+    assert_eq!(
+        count("452 4.5.3"),
+        1_150,
+        "{:?}",
+        replies.iter().find(|r| !r.starts_with("250") && !r.starts_with("452"))
+    );
+    assert!(replies[1_201].starts_with("354"), "{}", replies[1_201]);
+    smtp.send(format!("From: {SENDER}\r\nSubject: many\r\n\r\nhello\r\n.\r\n").as_bytes());
+    let queued = smtp.read_reply();
+    assert!(queued.starts_with("250 2.0.0"), "{queued}");
+    let (id, _) = ferry.wait_captured(1).remove(0);
+    let envelope: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ferry.capture_dir().join(format!("{id}.json"))).expect("the envelope beside the message"),
+    )
+    .expect("json");
+    let recipients = envelope["recipients"].as_array().expect("recipients");
+    assert_eq!(recipients.len(), 50);
+    assert_eq!(recipients[49], "r49@example.net");
+    assert!(smtp.cmd("NOOP").starts_with("250"), "the session goes on");
+}

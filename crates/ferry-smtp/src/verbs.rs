@@ -166,7 +166,10 @@ pub(crate) fn rcpt(s: &mut Session, arg: &str) -> Option<Action> {
     let smtputf8 = mail.smtputf8;
     let max = s.auth.as_ref().map_or(0, |(_, l)| l.max_recipients);
     if s.txn.recipients.len() >= max {
-        s.error(Reply::new(
+        // RFC 5321 §4.5.3.1.10: the excess gets 452 and the transaction
+        // goes on with the recipients accepted; the client sends the rest in
+        // another. Not an error: a well-behaved client pipelines this.
+        s.reply(Reply::new(
             452,
             "4.5.3",
             format!("Too many recipients; at most {max} per message"),

@@ -318,6 +318,31 @@ fn recipients_over_the_limit_get_452_each() {
     assert!(d.transcript.contains("452 4.5.3"));
 }
 
+/// RFC 5321 §4.5.3.1.10: a thousand recipients too many, pipelined in one
+/// write, get 452 each and are no errors; DATA then delivers to those
+/// accepted, and the session goes on.
+#[test]
+fn excess_recipients_are_no_errors_and_data_goes_to_the_accepted() {
+    let mut d = Driver::authed();
+    let mut batch = String::from("MAIL FROM:<app@example.test>\r\n");
+    for i in 0..1_200 {
+        batch.push_str(&format!("RCPT TO:<r{i}@b.test>\r\n"));
+    }
+    batch.push_str("DATA\r\nSubject: many\r\n\r\nhello\r\n.\r\n");
+    d.send(&batch);
+    assert!(!d.closed, "{}", d.transcript.lines().last().unwrap_or_default());
+    let codes = d.codes();
+    assert_eq!(
+        codes.iter().filter(|c| *c == "452").count(),
+        1_200 - LIMITS.max_recipients
+    );
+    assert_eq!(d.messages.len(), 1, "{}", codes.last().unwrap_or(&String::new()));
+    assert_eq!(d.messages[0].recipients.len(), LIMITS.max_recipients);
+    assert_eq!(codes.last().map(String::as_str), Some("250"), "queued");
+    d.send("NOOP\r\n");
+    assert_eq!(d.codes().last().map(String::as_str), Some("250"), "the session goes on");
+}
+
 #[test]
 fn the_message_past_the_session_limit_gets_421_and_closes() {
     let mut d = Driver::authed();
