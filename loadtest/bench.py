@@ -127,6 +127,8 @@ class Ferry:
             "FERRY__LOG__FORMAT": "json",
             "FERRY__LOG__LEVEL": "info",
             "FERRY__AUTH__MAX_CONCURRENT_VERIFICATIONS": "2",
+            # The load's clients are known: no pause before their greeting.
+            "FERRY__SMTP__GREETING_PAUSE_MS": "0",
             **(store or {}),
         })
         self.proc = None

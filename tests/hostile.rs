@@ -166,3 +166,33 @@ fn twelve_hundred_pipelined_recipients_relay_to_the_accepted_fifty() {
     assert_eq!(recipients[49], "r49@example.net");
     assert!(smtp.cmd("NOOP").starts_with("250"), "the session goes on");
 }
+
+/// Postscreen's pre-greeting test: with the pause on (as by default), a
+/// client that pipelines before the greeting gets `554 5.5.1` and is
+/// closed, counted as an early talker; one that waits is greeted, and its
+/// address is greeted at once afterwards.
+#[test]
+fn a_client_that_talks_before_the_greeting_is_refused() {
+    let ferry = Ferry::start(&[("smtp.greeting_pause_ms", "700"), ("admin.listen", "127.0.0.1:0")]);
+    let smtp = ferry.smtp.expect("smtp");
+    let mut bot = Smtp::raw_from(smtp, "127.0.0.9".parse().expect("ip"));
+    bot.send(b"EHLO bot.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n");
+    let reply = bot.read_reply();
+    assert!(reply.starts_with("554 5.5.1"), "{reply}");
+    assert!(bot.is_closed(), "closed after the refusal");
+    ferry.wait_for_log("connection refused: client spoke before the greeting", "127.0.0.9");
+
+    let started = std::time::Instant::now();
+    let (mut patient, greeting) = Smtp::connect_from(smtp, "127.0.0.10".parse().expect("ip"));
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(700),
+        "greeted after the pause"
+    );
+    assert!(patient.cmd("EHLO client.test").starts_with("250"));
+    let (_, again) = Smtp::connect_from(smtp, "127.0.0.10".parse().expect("ip"));
+    assert!(again.starts_with("220 "), "{again}");
+    let (status, metrics) = ferry.admin_get("/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("reason=\"early_talker\""), "counted: {metrics}");
+}

@@ -290,6 +290,16 @@ pub struct Smtp {
     pub data_timeout_secs: u64,
     /// Protocol errors before the session is closed with 421.
     pub max_errors: u32,
+    /// The pause before the greeting on plaintext listeners: a client that
+    /// sends anything during it gets `554 5.5.1` and is closed (Postfix's
+    /// postscreen waits 2 to 6 s). Not on 465, whose clients speak first,
+    /// nor behind a trusted PROXY balancer, which already held the
+    /// connection. 0: off.
+    pub greeting_pause_ms: u64,
+    /// An address that waited once is greeted at once for this long
+    /// (postscreen's greet TTL), so an application pays the pause once a
+    /// day per node, not per connection.
+    pub greeting_pass_secs: u64,
 }
 
 impl Default for Smtp {
@@ -299,6 +309,8 @@ impl Default for Smtp {
             command_timeout_secs: 300,
             data_timeout_secs: 180,
             max_errors: 20,
+            greeting_pause_ms: 2_000,
+            greeting_pass_secs: 86_400,
         }
     }
 }

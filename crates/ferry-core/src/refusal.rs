@@ -64,6 +64,14 @@ pub enum Refusal {
     /// `451 4.3.0`: the relay failed on its side (signing, a bug); try again.
     #[error("internal failure: {0}")]
     Internal(String),
+    /// `554 5.5.1`: the client sent before the greeting (a spam bot that
+    /// does not wait, as Postfix's postscreen catches); closed.
+    #[error("client spoke before the greeting")]
+    EarlyTalker,
+    /// `451 4.3.0`: the store's writer has more waiting than it may hold;
+    /// nothing was acknowledged, the client tries again.
+    #[error("the store is busy")]
+    StoreBusy,
 }
 
 /// Why authentication failed, for the log only.
@@ -125,6 +133,8 @@ impl Refusal {
             CapReached { name, temporary: false } => ReplyParts::new(550, "5.7.1", format!("{name} reached")),
             StoreUnavailable(_) => ReplyParts::new(451, "4.3.0", "Temporary storage failure; try again later"),
             Internal(_) => ReplyParts::new(451, "4.3.0", "Temporary failure; try again later"),
+            EarlyTalker => ReplyParts::new(554, "5.5.1", "Protocol error: you spoke before the greeting"),
+            StoreBusy => ReplyParts::new(451, "4.3.0", "Server busy; try again later"),
             MessageTooBig(limit) => {
                 ReplyParts::new(552, "5.3.4", format!("Message exceeds the size limit of {limit} bytes"))
             }
@@ -162,6 +172,8 @@ impl Refusal {
             CapReached { .. } => "cap",
             StoreUnavailable(_) => "store_unavailable",
             Internal(_) => "internal",
+            EarlyTalker => "early_talker",
+            StoreBusy => "store_busy",
             MessageTooBig(_) => "size",
         }
     }
@@ -322,6 +334,14 @@ mod tests {
                 "internal",
                 "try again later",
             ),
+            (
+                Refusal::EarlyTalker,
+                554,
+                "5.5.1",
+                "early_talker",
+                "before the greeting",
+            ),
+            (Refusal::StoreBusy, 451, "4.3.0", "store_busy", "busy"),
         ];
         for (refusal, code, status, reason, text) in rows {
             let reply = refusal.reply();

@@ -35,6 +35,7 @@ pub mod auth;
 pub mod capture;
 mod delivery;
 pub mod directory;
+pub mod greeting;
 pub mod dkim;
 pub mod intake;
 pub mod keyring;
@@ -598,6 +599,10 @@ fn session_context(config: &Config, p: SessionParts) -> Result<SessionContext, S
         command_timeout: Duration::from_secs(config.smtp.command_timeout_secs),
         data_timeout: Duration::from_secs(config.smtp.data_timeout_secs),
         proxies: proxy::TrustedProxies::new(config.listen.proxy_protocol_from.clone()),
+        greeting: greeting::GreetingPause::new(
+            Duration::from_millis(config.smtp.greeting_pause_ms),
+            Duration::from_secs(config.smtp.greeting_pass_secs),
+        ),
         draining: p.draining,
     })
 }

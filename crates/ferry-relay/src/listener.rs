@@ -237,13 +237,13 @@ impl Admission {
             let (admission, cell) = (self.clone(), myself.get_cell());
             tokio::spawn(async move { admission.behind_proxy(cell, tcp, peer).await });
         } else {
-            self.admit(myself.get_cell(), tcp, peer).await;
+            self.admit(myself.get_cell(), tcp, peer, false).await;
         }
     }
 
     async fn behind_proxy(self, listener: ActorCell, mut tcp: TcpStream, balancer: SocketAddr) {
         match proxy::client_address(&mut tcp, balancer, self.ctx.command_timeout).await {
-            Ok(client) => self.admit(listener, tcp, client).await,
+            Ok(client) => self.admit(listener, tcp, client, true).await,
             Err(e) => {
                 tracing::warn!(listener = self.kind.name(), %balancer, error = %e, "connection closed: PROXY header");
                 let _ = tcp.shutdown().await;
@@ -251,8 +251,9 @@ impl Admission {
         }
     }
 
-    /// `peer` is the client: the balancer's when a PROXY header named one.
-    async fn admit(&self, listener: ActorCell, tcp: TcpStream, peer: SocketAddr) {
+    /// `peer` is the client: the one a balancer's PROXY header named, when
+    /// `behind_proxy`.
+    async fn admit(&self, listener: ActorCell, tcp: TcpStream, peer: SocketAddr, behind_proxy: bool) {
         let implicit = self.kind == ListenerKind::Submissions;
         let silent = implicit && self.ctx.tls_available;
         if self.ctx.auth.address_refused(peer.ip()) {
@@ -269,6 +270,7 @@ impl Admission {
             peer,
             config: self.config.clone(),
             implicit_tls: implicit,
+            behind_proxy,
             slot,
         };
         if let Err(e) = Actor::spawn_linked(None, session::SessionActor, args, listener).await {

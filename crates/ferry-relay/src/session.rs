@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Authenticator, Login};
+use crate::greeting::Pause;
 use crate::intake::{MessageIntake, Origin, reply_for};
 use crate::listener::SessionSlot;
 use crate::stream::{ServerStream, Stream};
@@ -42,6 +43,8 @@ pub struct SessionContext {
     pub data_timeout: Duration,
     /// Load balancers whose connections start with a PROXY header.
     pub proxies: crate::proxy::TrustedProxies,
+    /// The pause before the greeting (early talkers are refused).
+    pub greeting: crate::greeting::GreetingPause,
     /// Turns true when the node drains: idle sessions are told 421 and closed.
     pub draining: watch::Receiver<bool>,
 }
@@ -73,6 +76,9 @@ pub struct SessionArgs {
     pub config: SessionConfig,
     /// Set on RFC 8314 listeners.
     pub implicit_tls: bool,
+    /// The connection came through a trusted balancer (its PROXY header
+    /// named the client): the balancer already held it, so no pause.
+    pub behind_proxy: bool,
     pub slot: SessionSlot,
 }
 
@@ -96,9 +102,11 @@ impl Actor for SessionActor {
                 peer,
                 config,
                 implicit_tls,
+                behind_proxy,
                 slot,
             } = args;
-            run(ctx, tcp, peer, config, implicit_tls)
+            let pause = !implicit_tls && !behind_proxy && ctx.greeting.applies_to(peer.ip());
+            run(ctx, tcp, peer, config, implicit_tls, pause)
                 .instrument(trace::session(peer))
                 .await;
             drop(slot);
@@ -108,8 +116,31 @@ impl Actor for SessionActor {
     }
 }
 
-/// Runs one SMTP session to its end.
-async fn run(ctx: Arc<SessionContext>, tcp: TcpStream, peer: SocketAddr, config: SessionConfig, implicit_tls: bool) {
+/// Runs one SMTP session to its end, after the greeting pause when `pause`.
+async fn run(
+    ctx: Arc<SessionContext>,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    config: SessionConfig,
+    implicit_tls: bool,
+    pause: bool,
+) {
+    if pause {
+        match ctx.greeting.wait(&tcp, peer.ip()).await {
+            Pause::Waited => {}
+            Pause::Gone => return,
+            Pause::SpokeFirst => {
+                let refusal = Refusal::EarlyTalker;
+                tracing::warn!(%peer, reason = refusal.reason(), "connection refused: {refusal}");
+                ctx.intake.count_unowned_refusal(&refusal);
+                let mut reply = Vec::new();
+                reply_for(&refusal).write_to(&mut reply);
+                let _ = tcp.write_all(&reply).await;
+                let _ = tcp.shutdown().await;
+                return;
+            }
+        }
+    }
     let mut conn = Connection {
         stream: Some(Stream::Plain(tcp)),
         peer,

@@ -155,12 +155,15 @@ impl Ferry {
         ferry
     }
 
+    /// The test configuration. Greeted at once: the pause before the
+    /// greeting is for strangers, tested on its own (`tests/hostile.rs`).
     fn write_config(&self) {
         let dir = self.dir.path();
         let config = format!(
             "[server]\nhostname = \"relay.test\"\ndata_dir = \"{data}\"\n\
              [listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\nsubmissions = \"127.0.0.1:0\"\n\
              [tls]\ncertificate = \"{cert}\"\nkey = \"{key}\"\n\
+             [smtp]\ngreeting_pause_ms = 0\n\
              [log]\nformat = \"json\"\nlevel = \"info\"\n",
             data = dir.join("data").display(),
             cert = self.pki.cert.display(),
