@@ -19,6 +19,7 @@ use ferry_store::{Store, StoreError};
 use crate::dkim::DkimSigners;
 use crate::metrics::Metrics;
 use crate::scan::{ScanContext, Scanners, Verdict};
+use crate::side::SideWork;
 
 use crate::tls::TlsInfo;
 use crate::trace;
@@ -53,13 +54,42 @@ pub struct MessageIntake {
     pub bulk_recipients: usize,
     /// Woken after each enqueue so delivery starts at once.
     pub delivery_wakeup: Arc<tokio::sync::Notify>,
+    /// Refusal counts and samples, written off the session's path.
+    pub side: SideWriters,
 }
 
-/// Adds one refusal to the per-application outcomes; a store that fails
-/// here loses the count, never the session's answer.
-async fn add_refusal(store: &dyn Store, count: OutcomeCount) {
-    if let Err(e) = store.count_outcomes(vec![count]).await {
-        tracing::warn!(error = %e, "cannot count a refusal");
+/// The side work of the intake, each through its bounded worker.
+pub struct SideWriters {
+    pub refusals: SideWork<OutcomeCount>,
+    pub samples: SideWork<Sample>,
+}
+
+impl SideWriters {
+    /// Starts both workers, writing to `store`; what they drop is counted
+    /// in `metrics`.
+    pub fn start(store: Arc<dyn Store>, metrics: &Metrics) -> Self {
+        let dropped = |kind: &str| metrics.side_work_dropped.with_label_values(&[kind]);
+        let counts = store.clone();
+        let refusals = SideWork::start(dropped("refusal_counts"), move |batch: Vec<OutcomeCount>| {
+            let store = counts.clone();
+            async move {
+                // A store that fails here loses counts, never a session's answer.
+                if let Err(e) = store.count_outcomes(batch).await {
+                    tracing::warn!(error = %e, "cannot count refusals");
+                }
+            }
+        });
+        let samples = SideWork::start(dropped("samples"), move |batch: Vec<Sample>| {
+            let store = store.clone();
+            async move {
+                for sample in batch {
+                    if let Err(e) = store.put_sample(sample).await {
+                        tracing::warn!(error = %e, "cannot keep a message sample");
+                    }
+                }
+            }
+        });
+        SideWriters { refusals, samples }
     }
 }
 
@@ -156,6 +186,7 @@ impl MessageIntake {
                 }
             }
             Err(StoreError::CapReached { name, temporary }) => refused_here(Refusal::CapReached { name, temporary }),
+            Err(StoreError::Busy) => refused_here(Refusal::StoreBusy),
             Err(e) => refused_here(Refusal::StoreUnavailable(e.to_string())),
         }
     }
@@ -184,12 +215,7 @@ impl MessageIntake {
             content: spooled.unwrap_or(&envelope.content),
             with_body: spooled.is_some(),
         });
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.put_sample(sample).await {
-                tracing::warn!(error = %e, "cannot keep a message sample");
-            }
-        });
+        self.side.samples.offer(sample);
     }
 
     /// A message refused: counted under its rule, answered with its reply.
@@ -211,8 +237,7 @@ impl MessageIntake {
             .with_label_values(&[tenant, refusal.reason()])
             .inc();
         let count = OutcomeCount::refusal(tenant, app, refusal.reason(), self.clock.now_ms());
-        let store = self.store.clone();
-        tokio::spawn(async move { add_refusal(store.as_ref(), count).await });
+        self.side.refusals.offer(count);
     }
 
     /// A refusal that names no application (a sign-in with an unknown

@@ -35,8 +35,8 @@ pub mod auth;
 pub mod capture;
 mod delivery;
 pub mod directory;
-pub mod greeting;
 pub mod dkim;
+pub mod greeting;
 pub mod intake;
 pub mod keyring;
 pub mod listener;
@@ -46,6 +46,7 @@ pub mod proxy;
 pub mod retention;
 pub mod scan;
 mod session;
+pub mod side;
 pub mod spf;
 mod stream;
 pub mod supervisor;
@@ -582,6 +583,7 @@ fn session_context(config: &Config, p: SessionParts) -> Result<SessionContext, S
                 .map_err(StartError::Directory)?,
         ),
         intake: MessageIntake {
+            side: intake::SideWriters::start(p.store.clone(), &p.metrics),
             store: p.store,
             clock: p.clock,
             hostname: config.server.hostname.clone(),

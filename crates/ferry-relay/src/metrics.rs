@@ -11,6 +11,8 @@ pub struct Metrics {
     pub registry: Registry,
     pub messages_accepted: IntCounterVec,
     pub messages_refused: IntCounterVec,
+    /// Side work (refusal counts, samples) dropped because its queue was full.
+    pub side_work_dropped: IntCounterVec,
     pub deliveries: IntCounterVec,
     pub alerts: IntCounterVec,
     pub alert_delivery_failures: IntCounterVec,
@@ -76,6 +78,12 @@ impl Metrics {
                 "ferry_messages_refused_total",
                 "Messages refused at the end of DATA, by the rule that refused them (the reason of explain and the reports)",
                 &["tenant", "reason"],
+            ),
+            side_work_dropped: counter(
+                &registry,
+                "ferry_side_work_dropped_total",
+                "Refusal counts and message samples dropped because their bounded queue was full",
+                &["kind"],
             ),
             deliveries: counter(
                 &registry,

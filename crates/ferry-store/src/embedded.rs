@@ -62,6 +62,14 @@ const DIRECTORY_VERSION: &str = "directory_version";
 /// Requests served by the writer thread; the largest batch it commits at once.
 const MAX_BATCH: usize = 512;
 
+/// Writes that may wait for the writer at once: four batches. Past it a
+/// write that can be shed (a message to spool, a count, a sample) is
+/// refused with [`StoreError::Busy`] at once, and the others (delivery's
+/// leases and results, the directory) wait for room: under a burst beyond
+/// what the disk commits, clients are told to retry instead of memory
+/// growing until the process dies.
+pub const WRITE_QUEUE_MAX: usize = 4 * MAX_BATCH;
+
 enum WriteOp {
     CreateTenant(Tenant),
     PutDkimKey(Box<DkimKeyRecord>),
@@ -130,6 +138,16 @@ impl WriteOp {
         )
     }
 
+    /// Whether a full writer refuses this write rather than waiting for
+    /// room: what a client retries (a message to spool) or what may be
+    /// lost (counts, samples); never a delivery result or a lockout count.
+    fn sheddable(&self) -> bool {
+        matches!(
+            self,
+            WriteOp::Enqueue(..) | WriteOp::CountOutcomes(_) | WriteOp::PutSample(_)
+        )
+    }
+
     fn changes_directory(&self) -> bool {
         matches!(
             self,
@@ -162,7 +180,7 @@ struct Job {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
-    writer: mpsc::UnboundedSender<Job>,
+    writer: mpsc::Sender<Job>,
 }
 
 pub(crate) fn backend(e: impl Into<redb::Error>) -> StoreError {
@@ -173,7 +191,7 @@ pub(crate) fn backend(e: impl Into<redb::Error>) -> StoreError {
 /// commits; while it is not running, writes wait for it (none is lost).
 pub struct StoreWriter {
     db: Arc<Database>,
-    jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
 }
 
 impl StoreWriter {
@@ -226,7 +244,7 @@ impl EmbeddedStore {
         }
         txn.commit().map_err(backend)?;
         let db = Arc::new(db);
-        let (writer, jobs) = mpsc::unbounded_channel();
+        let (writer, jobs) = mpsc::channel(WRITE_QUEUE_MAX);
         let runner = StoreWriter {
             db: db.clone(),
             jobs: Arc::new(Mutex::new(jobs)),
@@ -236,9 +254,16 @@ impl EmbeddedStore {
 
     async fn write(&self, op: WriteOp) -> Result<Outcome> {
         let (reply, answer) = oneshot::channel();
-        self.writer
-            .send(Job { op, reply })
-            .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?;
+        let stopped = || StoreError::Unavailable("writer thread stopped".into());
+        let job = Job { op, reply };
+        if job.op.sheddable() {
+            self.writer.try_send(job).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+                mpsc::error::TrySendError::Closed(_) => stopped(),
+            })?;
+        } else {
+            self.writer.send(job).await.map_err(|_| stopped())?;
+        }
         answer
             .await
             .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?
@@ -255,7 +280,7 @@ impl EmbeddedStore {
     }
 }
 
-fn write_loop(db: &Database, jobs: &mut mpsc::UnboundedReceiver<Job>) {
+fn write_loop(db: &Database, jobs: &mut mpsc::Receiver<Job>) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {

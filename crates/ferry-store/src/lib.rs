@@ -51,6 +51,11 @@ pub enum StoreError {
     /// A hard cap would be passed; nothing was written.
     #[error("{name} reached")]
     CapReached { name: String, temporary: bool },
+    /// More writes wait for the embedded store's writer than it may hold:
+    /// nothing was written; the session answers `451 4.3.0` and the client
+    /// tries again.
+    #[error("the store is busy: too many writes waiting")]
+    Busy,
     /// A delivery result from a walk whose lease is no longer the message's
     /// (it ran out and the message was leased again): nothing was written.
     #[error("the lease on message {0} is no longer held")]

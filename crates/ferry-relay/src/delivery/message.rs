@@ -316,7 +316,8 @@ impl DeliveryWork {
         let mut retried = false;
         loop {
             match self.store.record(message, next).await {
-                Err(StoreError::Unavailable(why)) if tokio::time::Instant::now() < give_up => {
+                Err(e @ (StoreError::Unavailable(_) | StoreError::Busy)) if tokio::time::Instant::now() < give_up => {
+                    let why = e.to_string();
                     tracing::warn!(queue_id = %message.id, error = %why, "cannot save a delivery result yet; trying again");
                     retried = true;
                     tokio::time::sleep(SAVE_RETRY).await;
