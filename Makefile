@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := bash
 
-.PHONY: run test test-deps build lint fmt bench k8s
+.PHONY: run test test-deps build lint fmt bench k8s image-rootfs image-oci
 
 build:
 	$(CARGO) build --workspace --bins
@@ -35,3 +35,16 @@ fmt:
 # The plain manifests in k8s/: the chart rendered with its default values.
 k8s: test-deps
 	$${FERRY_TOOLS_DIR:-$$HOME/.cache/ferry-tools}/k8s/bin/python tests/clients/chart.py --chart helm/ferry --k8s k8s --write-k8s >/dev/null
+
+# The image's root filesystem (distroless cc-debian12:nonroot from Debian
+# packages, then the release binary) without a registry; image-oci also
+# commits it with buildah (vfs, no daemon) as an OCI layout and prints its
+# digest.
+image-rootfs:
+	$(CARGO) build --release --locked --bin ferry
+	./scripts/build-rootfs.sh target/release/ferry target/image-rootfs
+
+image-oci:
+	command -v buildah >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends buildah)
+	$(CARGO) build --release --locked --bin ferry
+	./scripts/build-rootfs.sh --oci target/image-oci target/release/ferry target/image-rootfs
