@@ -196,3 +196,37 @@ fn a_client_that_talks_before_the_greeting_is_refused() {
     assert_eq!(status, 200);
     assert!(metrics.contains("reason=\"early_talker\""), "counted: {metrics}");
 }
+
+/// A burst of sign-ins bigger than the hash pool: one argon2 check at a
+/// time, and a sign-in that cannot get a place within a millisecond is told
+/// `454 4.7.0` (try again) instead of queueing; the rest are answered as
+/// usual, and the pool serves the application afterwards.
+#[test]
+fn sign_ins_past_the_hash_pool_are_told_to_try_again() {
+    let ferry = Ferry::start(&[
+        ("auth.max_concurrent_verifications", "1"),
+        ("auth.verification_wait_ms", "1"),
+    ]);
+    let replies: Vec<String> = std::thread::scope(|s| {
+        let signing_in: Vec<_> = (0..8)
+            .map(|i| {
+                let ferry = &ferry;
+                s.spawn(move || {
+                    let mut smtp = Smtp::submission(ferry.submission.expect("submission"), &ferry.pki.ca_der);
+                    smtp.auth_plain(&format!("stranger{i}"), "not-a-password")
+                })
+            })
+            .collect();
+        signing_in.into_iter().map(|t| t.join().expect("client")).collect()
+    });
+    let busy = replies.iter().filter(|r| r.starts_with("454 4.7.0")).count();
+    assert!(busy >= 1, "the pool was full for some: {replies:?}");
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.starts_with("454 4.7.0") || r.starts_with("535 5.7.8")),
+        "{replies:?}"
+    );
+    let reply = authed(&ferry).cmd("NOOP");
+    assert!(reply.starts_with("250"), "{reply}");
+}

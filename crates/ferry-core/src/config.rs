@@ -320,6 +320,10 @@ impl Default for Smtp {
 pub struct Auth {
     /// argon2 verifications running at once (each takes one core for tens of ms).
     pub max_concurrent_verifications: usize,
+    /// How long a sign-in waits for a place among them; past it the client
+    /// is told `454 4.7.0` and tries again, rather than sign-ins queueing
+    /// without bound.
+    pub verification_wait_ms: u64,
     /// Failures of one username from one address that lock that pair
     /// (see `ferry_core::lockout` for the three rules).
     pub lockout_failures: u32,
@@ -361,6 +365,7 @@ impl Default for Auth {
     fn default() -> Self {
         Auth {
             max_concurrent_verifications: 2,
+            verification_wait_ms: 2_000,
             lockout_failures: 5,
             lockout_secs: 300,
             username_lockout_failures: 30,

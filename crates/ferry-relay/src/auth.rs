@@ -76,6 +76,8 @@ pub struct SignInRefused {
 #[derive(Debug, Clone, Copy)]
 pub struct AuthSettings {
     pub max_concurrent_verifications: usize,
+    /// Longest wait for a place among them: past it, `454 4.7.0`.
+    pub verification_wait: Duration,
     pub lockout: LockoutRules,
     pub cache_ms: u64,
 }
@@ -286,7 +288,7 @@ impl Authenticator {
             }
             // Unknown, or a person of a directory no longer configured.
             _ => {
-                self.verify(self.decoy.0.as_str(), &credentials.password).await;
+                self.verify(self.decoy.0.as_str(), &credentials.password).await?;
                 return Err(AuthFailure::UnknownUser);
             }
         };
@@ -321,8 +323,10 @@ impl Authenticator {
                     Rejection::NotFound | Rejection::BadUsername => {
                         // As long as a wrong password takes: no one learns
                         // which names the directory knows.
-                        self.verify(self.decoy.0.as_str(), &credentials.password).await;
-                        AuthFailure::UnknownUser
+                        match self.verify(self.decoy.0.as_str(), &credentials.password).await {
+                            Ok(_) => AuthFailure::UnknownUser,
+                            Err(busy) => busy,
+                        }
                     }
                     _ => AuthFailure::WrongPassword,
                 });
@@ -390,11 +394,11 @@ impl Authenticator {
         now: u64,
     ) -> Result<u64, AuthFailure> {
         let remember = now + self.settings.cache_ms;
-        if self.verify(&app.password_hash, password).await {
+        if self.verify(&app.password_hash, password).await? {
             return Ok(remember);
         }
         match &app.previous_password {
-            Some(previous) if now < previous.valid_until_ms && self.verify(&previous.hash, password).await => {
+            Some(previous) if now < previous.valid_until_ms && self.verify(&previous.hash, password).await? => {
                 tracing::info!(user = %app.username, "signed in with the previous password (rotation overlap)");
                 Ok(remember.min(previous.valid_until_ms))
             }
@@ -419,10 +423,25 @@ impl Authenticator {
         cache.get(key).is_some_and(|(v, _)| *v == version)
     }
 
-    /// argon2 on the blocking pool, at most `max_concurrent_verifications` at once.
-    async fn verify(&self, hash: &str, password: &str) -> bool {
-        let Ok(_permit) = self.verifications.clone().acquire_owned().await else {
-            return false;
+    /// argon2 on the blocking pool, at most `max_concurrent_verifications`
+    /// at once; a sign-in that cannot get a place within
+    /// `verification_wait` is answered `454 4.7.0` (try again), so a burst
+    /// of sign-ins waits a bounded time instead of queueing without end.
+    async fn verify(&self, hash: &str, password: &str) -> Result<bool, AuthFailure> {
+        let waited = tokio::time::timeout(
+            self.settings.verification_wait,
+            self.verifications.clone().acquire_owned(),
+        )
+        .await;
+        let _permit = match waited {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Ok(false),
+            Err(_) => {
+                tracing::warn!("a sign-in waited too long for a password check; answered 454");
+                return Err(AuthFailure::Unavailable(
+                    "too many sign-ins being checked at once".into(),
+                ));
+            }
         };
         let (hash, password) = (hash.to_string(), password.to_string());
         tokio::task::spawn_blocking(move || {
@@ -430,7 +449,7 @@ impl Authenticator {
                 .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
         })
         .await
-        .unwrap_or(false)
+        .map_err(|e| AuthFailure::Unavailable(format!("verification failed: {e}")))
     }
 }
 

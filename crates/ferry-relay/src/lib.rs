@@ -550,6 +550,7 @@ fn session_context(config: &Config, p: SessionParts) -> Result<SessionContext, S
     let a = &config.auth;
     let settings = AuthSettings {
         max_concurrent_verifications: a.max_concurrent_verifications,
+        verification_wait: Duration::from_millis(a.verification_wait_ms),
         lockout: a.lockout_rules(),
         cache_ms: a.cache_secs * 1000,
     };
