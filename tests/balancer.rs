@@ -206,6 +206,34 @@ fn proxy_headers_only_from_the_balancer_and_only_well_formed() {
     assert!(node.stop().success());
 }
 
+/// Connections from the balancer that never send their PROXY header hold
+/// a place in the caps from accept (the balancer's address has its
+/// per-address cap like any other) and are closed after
+/// `listen.proxy_header_timeout_secs`: they cannot pile up outside every
+/// limit. Once they are gone, the balancer's clients are served again.
+#[test]
+fn connections_waiting_for_a_proxy_header_are_capped_and_timed_out() {
+    let mut node = Ferry::prepare(&[
+        ("listen.proxy_protocol_from", "127.0.0.1/32"),
+        ("listen.proxy_header_timeout_secs", "2"),
+        ("server.max_sessions_per_ip", "3"),
+    ]);
+    node.launch();
+    let smtp = node.smtp.expect("smtp");
+    let silent: Vec<Smtp> = (0..3).map(|_| Smtp::raw_from(smtp, ip("127.0.0.1"))).collect();
+    let mut one_more = Smtp::raw_from(smtp, ip("127.0.0.1"));
+    let reply = one_more.read_reply();
+    assert!(reply.starts_with("421 4.7.0"), "past the cap at once: {reply:?}");
+    for mut waiting in silent {
+        assert_eq!(waiting.read_reply(), "", "closed once the header timeout passed");
+    }
+    node.wait_for_log("connection closed: PROXY header", "within");
+    let mut balancer = Smtp::raw_from(smtp, ip("127.0.0.1"));
+    balancer.send(b"PROXY TCP4 127.0.0.5 127.0.0.1 40000 25\r\n");
+    assert!(balancer.read_reply().starts_with("220 "), "served again");
+    assert!(node.stop().success());
+}
+
 /// The chart's in-cluster submission Service: pods reach a listener that
 /// never reads a PROXY header, even from the balancers' networks, while the
 /// balancer's listener on the same node still requires one.

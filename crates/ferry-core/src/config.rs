@@ -255,6 +255,9 @@ pub struct Listen {
     /// v1 or v2 header naming the client. From these the header is required;
     /// from anywhere else it is refused. Empty: PROXY protocol is off.
     pub proxy_protocol_from: Vec<ipnet::IpNet>,
+    /// How long a balancer's connection may take to send its PROXY header
+    /// (it holds a session place meanwhile); then it is closed.
+    pub proxy_header_timeout_secs: u64,
 }
 
 impl Default for Listen {
@@ -265,6 +268,7 @@ impl Default for Listen {
             submissions: Some(([127, 0, 0, 1], 2465).into()),
             direct_submission: None,
             proxy_protocol_from: Vec::new(),
+            proxy_header_timeout_secs: 5,
         }
     }
 }

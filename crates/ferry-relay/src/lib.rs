@@ -602,6 +602,7 @@ fn session_context(config: &Config, p: SessionParts) -> Result<SessionContext, S
         command_timeout: Duration::from_secs(config.smtp.command_timeout_secs),
         data_timeout: Duration::from_secs(config.smtp.data_timeout_secs),
         proxies: proxy::TrustedProxies::new(config.listen.proxy_protocol_from.clone()),
+        proxy_header_timeout: Duration::from_secs(config.listen.proxy_header_timeout_secs),
         greeting: greeting::GreetingPause::new(
             Duration::from_millis(config.smtp.greeting_pause_ms),
             Duration::from_secs(config.smtp.greeting_pass_secs),

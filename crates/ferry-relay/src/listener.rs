@@ -76,12 +76,16 @@ pub struct SessionSlot {
 impl Drop for SessionSlot {
     fn drop(&mut self) {
         self.open.dec();
-        let mut map = self.by_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
+        release_ip(&self.by_ip, self.ip);
+    }
+}
+
+fn release_ip(by_ip: &Mutex<HashMap<IpAddr, usize>>, ip: IpAddr) {
+    let mut map = by_ip.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = map.get_mut(&ip) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&ip);
         }
     }
 }
@@ -104,6 +108,27 @@ impl SessionLimits {
 
     fn admit(&self, ip: IpAddr) -> Option<SessionSlot> {
         let node = self.node.clone().try_acquire_owned().ok()?;
+        self.admit_with(node, ip)
+    }
+
+    /// A connection that held a place under its balancer's address while it
+    /// waited for the PROXY header moves to its client's address; None (and
+    /// the place given up) if that address is at its cap.
+    fn readmit(&self, mut pending: SessionSlot, client: IpAddr) -> Option<SessionSlot> {
+        // Its node permit is kept; only the address count moves.
+        {
+            let mut map = self.by_ip.lock().unwrap_or_else(|p| p.into_inner());
+            if map.get(&client).is_some_and(|n| *n >= self.per_ip) {
+                return None;
+            }
+            *map.entry(client).or_insert(0) += 1;
+        }
+        release_ip(&self.by_ip, pending.ip);
+        pending.ip = client;
+        Some(pending)
+    }
+
+    fn admit_with(&self, node: OwnedSemaphorePermit, ip: IpAddr) -> Option<SessionSlot> {
         let mut map = self.by_ip.lock().unwrap_or_else(|p| p.into_inner());
         let count = map.entry(ip).or_insert(0);
         if *count >= self.per_ip {
@@ -230,20 +255,27 @@ impl Actor for Listener {
 
 impl Admission {
     /// A balancer's connection is read for its PROXY header on a task of
-    /// its own, so a slow balancer never holds up the accept loop.
+    /// its own, so a slow balancer never holds up the accept loop. From
+    /// accept it holds a place in the node's cap and in its balancer
+    /// address's, and the header must come within
+    /// `listen.proxy_header_timeout_secs`: connections that never send one
+    /// cannot pile up outside every limit.
     async fn accepted(&self, myself: &ActorRef<Accept>, tcp: TcpStream, peer: SocketAddr) {
         let _ = tcp.set_nodelay(true);
-        if self.kind.reads_proxy_header() && self.ctx.proxies.trusts(peer.ip()) {
-            let (admission, cell) = (self.clone(), myself.get_cell());
-            tokio::spawn(async move { admission.behind_proxy(cell, tcp, peer).await });
-        } else {
-            self.admit(myself.get_cell(), tcp, peer, false).await;
+        if !(self.kind.reads_proxy_header() && self.ctx.proxies.trusts(peer.ip())) {
+            return self.admit(myself.get_cell(), tcp, peer, None).await;
         }
+        let Some(pending) = self.limits.admit(peer.ip()) else {
+            tokio::spawn(refuse(tcp, peer, false, Refused::Busy));
+            return;
+        };
+        let (admission, cell) = (self.clone(), myself.get_cell());
+        tokio::spawn(async move { admission.behind_proxy(cell, tcp, peer, pending).await });
     }
 
-    async fn behind_proxy(self, listener: ActorCell, mut tcp: TcpStream, balancer: SocketAddr) {
-        match proxy::client_address(&mut tcp, balancer, self.ctx.command_timeout).await {
-            Ok(client) => self.admit(listener, tcp, client, true).await,
+    async fn behind_proxy(self, listener: ActorCell, mut tcp: TcpStream, balancer: SocketAddr, pending: SessionSlot) {
+        match proxy::client_address(&mut tcp, balancer, self.ctx.proxy_header_timeout).await {
+            Ok(client) => self.admit(listener, tcp, client, Some(pending)).await,
             Err(e) => {
                 tracing::warn!(listener = self.kind.name(), %balancer, error = %e, "connection closed: PROXY header");
                 let _ = tcp.shutdown().await;
@@ -251,16 +283,21 @@ impl Admission {
         }
     }
 
-    /// `peer` is the client: the one a balancer's PROXY header named, when
-    /// `behind_proxy`.
-    async fn admit(&self, listener: ActorCell, tcp: TcpStream, peer: SocketAddr, behind_proxy: bool) {
+    /// `peer` is the client: the one a balancer's PROXY header named when
+    /// the connection came through one, holding its `pending` place.
+    async fn admit(&self, listener: ActorCell, tcp: TcpStream, peer: SocketAddr, pending: Option<SessionSlot>) {
+        let behind_proxy = pending.is_some();
         let implicit = self.kind == ListenerKind::Submissions;
         let silent = implicit && self.ctx.tls_available;
         if self.ctx.auth.address_refused(peer.ip()) {
             tokio::spawn(refuse(tcp, peer, silent, Refused::FailedSignIns));
             return;
         }
-        let Some(slot) = self.limits.admit(peer.ip()) else {
+        let slot = match pending {
+            Some(pending) => self.limits.readmit(pending, peer.ip()),
+            None => self.limits.admit(peer.ip()),
+        };
+        let Some(slot) = slot else {
             tokio::spawn(refuse(tcp, peer, silent, Refused::Busy));
             return;
         };

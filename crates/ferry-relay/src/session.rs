@@ -43,6 +43,8 @@ pub struct SessionContext {
     pub data_timeout: Duration,
     /// Load balancers whose connections start with a PROXY header.
     pub proxies: crate::proxy::TrustedProxies,
+    /// How long a balancer's connection may take to send its header.
+    pub proxy_header_timeout: Duration,
     /// The pause before the greeting (early talkers are refused).
     pub greeting: crate::greeting::GreetingPause,
     /// Turns true when the node drains: idle sessions are told 421 and closed.
