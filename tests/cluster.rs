@@ -182,3 +182,59 @@ fn send_until_accepted(smtp: &mut Smtp, content: &[u8]) -> String {
         smtp.cmd("RSET");
     }
 }
+
+/// Two nodes of a cluster started at the same moment on one shared data
+/// directory, with no certificate configured: both make the development
+/// certificate at once, one pair wins, and both start and serve it (their
+/// TLS handshakes verify against the one certificate on disk); the local
+/// CLI's files are whole.
+#[test]
+fn two_nodes_started_together_on_one_data_dir_both_start() {
+    use base64::Engine;
+    let redis = Redis::start();
+    let url = redis.url();
+    let shared = tempfile::tempdir().expect("shared data dir");
+    let data = shared.path().join("data").display().to_string();
+    let settings = [
+        ("store.backend", "redis"),
+        ("store.redis.url", url.as_str()),
+        ("store.redis.key_prefix", "shared-dir"),
+        ("server.data_dir", data.as_str()),
+        ("admin.listen", "127.0.0.1:0"),
+    ];
+    let mut nodes: Vec<Ferry> = (0..2).map(|_| Ferry::node(&settings)).collect();
+    for node in &nodes {
+        // No tls.* keys: each node makes the development certificate itself.
+        let config = std::fs::read_to_string(node.config_path()).expect("config");
+        let config: String = config
+            .lines()
+            .filter(|l| !l.starts_with("certificate") && !l.starts_with("key"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(node.config_path(), config).expect("write config");
+    }
+    std::thread::scope(|s| {
+        for node in nodes.iter_mut() {
+            s.spawn(move || node.launch_as("ingress"));
+        }
+    });
+    let pem = std::fs::read_to_string(shared.path().join("data/tls/dev-certificate.pem")).expect("the certificate");
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(body).expect("PEM");
+    for node in &nodes {
+        let (_, greeting) = Smtp::connect_tls(node.submissions.expect("465"), &der);
+        assert!(greeting.starts_with("220"), "{greeting}");
+    }
+    let token = std::fs::read_to_string(shared.path().join("data/admin-token")).expect("the CLI's token");
+    assert!(token.starts_with("ferry_"), "a whole token: {token:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(shared.path().join("data/tls"))
+        .expect("tls dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    for node in nodes.iter_mut() {
+        assert!(node.stop().success());
+    }
+}

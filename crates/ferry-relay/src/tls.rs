@@ -100,14 +100,46 @@ pub fn development_certificate(dir: &Path, hostname: &str) -> Result<(PathBuf, P
             format!("cannot generate a development certificate: {e}"),
         )
     })?;
-    let write = |path: &Path, text: String| -> Result<(), TlsError> {
-        std::fs::create_dir_all(dir)
-            .and_then(|()| write_private(path, text.as_bytes()))
-            .map_err(|e| tls_error("server.data_dir", format!("{}: {e}", path.display())))
-    };
-    write(&key_path, generated.key_pair.serialize_pem())?;
-    write(&cert_path, generated.cert.pem())?;
+    let io = |path: &Path, e: std::io::Error| tls_error("server.data_dir", format!("{}: {e}", path.display()));
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    // Nodes started together on one data_dir: each writes its pair under
+    // names of its own, and the first to link its key in place wins; the
+    // others take the winner's pair. The certificate is renamed in last,
+    // so a pair is complete once the certificate exists.
+    let unique = format!("{}.{:016x}", std::process::id(), rand::random::<u64>());
+    let key_tmp = dir.join(format!(".dev-key.{unique}.tmp"));
+    let cert_tmp = dir.join(format!(".dev-cert.{unique}.tmp"));
+    write_private(&key_tmp, generated.key_pair.serialize_pem().as_bytes()).map_err(|e| io(&key_tmp, e))?;
+    write_private(&cert_tmp, generated.cert.pem().as_bytes()).map_err(|e| io(&cert_tmp, e))?;
+    let won = std::fs::hard_link(&key_tmp, &key_path);
+    let _ = std::fs::remove_file(&key_tmp);
+    match won {
+        Ok(()) => std::fs::rename(&cert_tmp, &cert_path).map_err(|e| io(&cert_path, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(&cert_tmp);
+            wait_for_winner(&cert_path, &key_path)?;
+        }
+        Err(e) => return Err(io(&key_path, e)),
+    }
     Ok((cert_path, key_path))
+}
+
+/// Another node linked its key first: its certificate follows at once.
+fn wait_for_winner(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cert_path.exists() {
+        if std::time::Instant::now() >= deadline {
+            return Err(tls_error(
+                "server.data_dir",
+                format!(
+                    "{} has no certificate beside it (a node died making it?): remove it to make a new pair",
+                    key_path.display()
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -88,38 +88,50 @@ pub fn token_file(config: &Config) -> std::path::PathBuf {
     config.server.data_dir.join("admin-token")
 }
 
-/// At start: a fresh admin token for the CLI on this machine, the previous
-/// one of this data directory revoked, written where only this user reads
-/// it, beside the address the admin endpoint bound.
+/// At start: a fresh admin token for the CLI on this machine, the earlier
+/// ones of this data directory revoked, written where only this user reads
+/// it, beside the address the admin endpoint bound. Nodes that share a data
+/// directory and start together each replace the files whole (written
+/// aside, then renamed), and leave one another's fresh tokens valid.
 pub async fn leave_local_token(store: &dyn Store, config: &Config, admin: std::net::SocketAddr) -> anyhow::Result<()> {
     let name = format!("local cli {}", config.server.data_dir.display());
+    let now = SystemClock.now_ms();
     for mut old in store.tokens().await? {
-        if old.name == name && !old.revoked {
+        // A sibling's token from the last minute may be the one in the file.
+        if old.name == name && !old.revoked && old.created_ms + SIBLING_MS < now {
             old.revoked = true;
             store.put_token(old).await?;
         }
     }
-    let (record, token) = ferry_admin::secrets::new_token(&name, Role::Admin, None, SystemClock.now_ms());
+    let (record, token) = ferry_admin::secrets::new_token(&name, Role::Admin, None, now);
     store.put_token(record).await?;
-    let path = token_file(config);
     std::fs::create_dir_all(&config.server.data_dir)?;
-    let _ = std::fs::remove_file(&path);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    use std::io::Write;
-    options
-        .open(&path)
-        .and_then(|mut f| f.write_all(token.as_bytes()))
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    let url_file = config.server.data_dir.join("admin-url");
+    replace_private(&token_file(config), token.as_bytes())?;
     let scheme = if config.admin.tls { "https" } else { "http" };
-    std::fs::write(&url_file, format!("{scheme}://{}\n", reachable(admin)))
-        .with_context(|| format!("cannot write {}", url_file.display()))?;
+    let url = format!("{scheme}://{}\n", reachable(admin));
+    replace_private(&config.server.data_dir.join("admin-url"), url.as_bytes())?;
     Ok(())
+}
+
+/// Nodes started within this long of each other are siblings on one data directory.
+const SIBLING_MS: u64 = 60_000;
+
+/// Writes `bytes` to a file of this process's own, readable by this user
+/// only, then renames it over `path`: a reader sees the old file or the
+/// new one, never a part.
+fn replace_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// An address to connect to: a wildcard listener is reached on loopback.
