@@ -338,6 +338,17 @@ impl Ferry {
     }
 
     /// SIGTERM, then wait for a clean exit.
+    /// The running relay's peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the relay's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+
     pub fn stop(&mut self) -> std::process::ExitStatus {
         self.stop_within(Duration::from_secs(30))
     }
