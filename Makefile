@@ -1,8 +1,10 @@
 # The commands the README gives. `make run` and `make test` must work on a fresh machine.
 CARGO ?= cargo
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 5
 SHELL := bash
 
-.PHONY: run test test-deps build lint fmt bench k8s image-rootfs image-oci
+.PHONY: run test test-deps build lint fmt bench k8s image-rootfs image-oci fuzz
 
 build:
 	$(CARGO) build --workspace --bins
@@ -16,6 +18,8 @@ test-deps:
 
 test: test-deps
 	$(CARGO) build --workspace --bins
+	# Every fuzz target builds and runs clean for a few seconds.
+	./scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS)
 	mkdir -p target
 	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee target/test.log
 	./scripts/test-summary.sh target/test.log
@@ -48,3 +52,8 @@ image-oci:
 	command -v buildah >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends buildah)
 	$(CARGO) build --release --locked --bin ferry
 	./scripts/build-rootfs.sh --oci target/image-oci target/release/ferry target/image-rootfs
+
+# Coverage-guided fuzzing (cargo-fuzz, libFuzzer): every target for
+# FUZZ_SECONDS each (default 300).
+fuzz:
+	./scripts/fuzz.sh $(FUZZ_SECONDS)

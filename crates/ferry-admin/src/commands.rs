@@ -38,9 +38,9 @@ pub type Commands = Option<Arc<dyn CommandRunner>>;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CommandBody {
+pub struct CommandBody {
     /// The command's arguments, e.g. `["app", "list"]`.
-    args: Vec<String>,
+    pub args: Vec<String>,
 }
 
 /// Runs a CLI command on this node, as `ferry` itself does when it finds

@@ -58,26 +58,26 @@ pub async fn show_contract(caller: Caller, State(state): State<AdminState>) -> R
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AllocationBody {
+pub struct AllocationBody {
     /// Units per hour this tenant is allocated of the contracted peak.
-    hourly: Option<u64>,
+    pub hourly: Option<u64>,
     /// Units per contract year of the contracted total.
-    yearly: Option<u64>,
+    pub yearly: Option<u64>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CapsBody {
-    per_minute: Option<u64>,
-    per_hour: Option<u64>,
-    per_year: Option<u64>,
+pub struct CapsBody {
+    pub per_minute: Option<u64>,
+    pub per_hour: Option<u64>,
+    pub per_year: Option<u64>,
     /// When the yearly cap is used up: refuse (550) rather than defer (451).
     #[serde(default)]
-    reject_when_year_exhausted: bool,
+    pub reject_when_year_exhausted: bool,
 }
 
 impl CapsBody {
-    fn caps(self) -> Caps {
+    pub fn caps(self) -> Caps {
         Caps {
             per_minute: self.per_minute,
             per_hour: self.per_hour,
@@ -137,7 +137,7 @@ pub async fn set_tenant_caps(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-enum RouteKind {
+pub enum RouteKind {
     /// The relay's `delivery.default_route`.
     Default,
     Mx,
@@ -147,15 +147,15 @@ enum RouteKind {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RouteBody {
-    kind: RouteKind,
+pub struct RouteBody {
+    pub kind: RouteKind,
     /// `host:port`, for a smart host.
-    smarthost: Option<String>,
+    pub smarthost: Option<String>,
     #[serde(default)]
-    tls_required: bool,
-    username: Option<String>,
+    pub tls_required: bool,
+    pub username: Option<String>,
     /// Kept to sign in to the smart host; never shown again.
-    password: Option<String>,
+    pub password: Option<String>,
 }
 
 #[utoipa::path(put, path = "/v1/tenants/{name}/route", tag = "contract",

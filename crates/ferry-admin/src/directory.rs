@@ -18,7 +18,7 @@ use crate::AdminState;
 use crate::access::Caller;
 use crate::audit::record as audit;
 use crate::problem::{Problem, parse_body};
-use crate::secrets::new_password;
+use crate::secrets::new_password_off_runtime;
 
 /// A tenant as shown: a smart host's password never leaves the store.
 pub fn public_tenant(tenant: &Tenant) -> Value {
@@ -45,13 +45,13 @@ pub fn public_app(app: &Application) -> Value {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TenantBody {
-    name: String,
-    domains: Vec<String>,
+pub struct TenantBody {
+    pub name: String,
+    pub domains: Vec<String>,
     #[serde(default)]
-    subdomains_only: bool,
+    pub subdomains_only: bool,
     #[serde(default)]
-    contact: Option<String>,
+    pub contact: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/tenants", tag = "directory",
@@ -140,21 +140,21 @@ pub async fn list_apps(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AppBody {
-    username: String,
-    tenant: String,
-    envelope_from: Vec<String>,
+pub struct AppBody {
+    pub username: String,
+    pub tenant: String,
+    pub envelope_from: Vec<String>,
     #[serde(default)]
-    header_from: Vec<String>,
+    pub header_from: Vec<String>,
     #[serde(default)]
-    allowed_networks: Vec<String>,
+    pub allowed_networks: Vec<String>,
     /// `YYYY-MM-DD`; a year from today when absent.
     #[serde(default)]
-    expires: Option<String>,
+    pub expires: Option<String>,
     #[serde(default)]
-    limits: LimitsBody,
+    pub limits: LimitsBody,
     #[serde(default = "yes")]
-    bulk_rules: bool,
+    pub bulk_rules: bool,
 }
 
 fn yes() -> bool {
@@ -163,16 +163,16 @@ fn yes() -> bool {
 
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LimitsBody {
-    max_message_bytes: Option<usize>,
-    max_messages_per_session: Option<u32>,
-    max_recipients: Option<usize>,
+pub struct LimitsBody {
+    pub max_message_bytes: Option<usize>,
+    pub max_messages_per_session: Option<u32>,
+    pub max_recipients: Option<usize>,
 }
 
 impl LimitsBody {
     /// The limits, those absent taken from `d`, each within what a session
     /// can enforce.
-    fn limits(&self, d: AppLimits) -> Result<AppLimits, Problem> {
+    pub fn limits(&self, d: AppLimits) -> Result<AppLimits, Problem> {
         let limits = AppLimits {
             max_message_bytes: self.max_message_bytes.unwrap_or(d.max_message_bytes),
             max_messages_per_session: self.max_messages_per_session.unwrap_or(d.max_messages_per_session),
@@ -217,7 +217,7 @@ pub async fn create_app(
         limits: body.limits.limits(AppLimits::default())?,
         bulk_rules: body.bulk_rules,
     };
-    let (password, hash) = new_password().map_err(Problem::internal)?;
+    let (password, hash) = new_password_off_runtime().await.map_err(Problem::internal)?;
     let now = state.clock.now_ms();
     let today = ferry_core::clock::utc_date(now);
     let app = onboarding::application(new, &tenant, hash, today, now)?;
@@ -354,9 +354,9 @@ pub async fn enable_app(
 
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RotateBody {
+pub struct RotateBody {
     /// RFC 3339: the old password works until then.
-    old_password_valid_until: Option<String>,
+    pub old_password_valid_until: Option<String>,
 }
 
 /// A new password, shown once; the old one works until the time given (or
@@ -383,7 +383,7 @@ pub async fn rotate_password(
         .as_deref()
         .map(|s| onboarding::instant_ms("old_password_valid_until", s))
         .transpose()?;
-    let (password, hash) = new_password().map_err(Problem::internal)?;
+    let (password, hash) = new_password_off_runtime().await.map_err(Problem::internal)?;
     let now = state.clock.now_ms();
     save(&caller, &state, app, "app.rotate_password", |app| {
         Ok(onboarding::rotate_password(app, hash, until, now)?)
@@ -398,13 +398,13 @@ pub async fn rotate_password(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TenantChanges {
-    domains: Option<Vec<String>>,
-    subdomains_only: Option<bool>,
+pub struct TenantChanges {
+    pub domains: Option<Vec<String>>,
+    pub subdomains_only: Option<bool>,
     /// Who to tell about this tenant; `null` clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
-    contact: Option<Option<String>>,
+    pub contact: Option<Option<String>>,
 }
 
 /// Tells a field sent as `null` (Some(None)) from one left out (None).
@@ -471,14 +471,14 @@ pub async fn delete_tenant(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AppChangesBody {
-    envelope_from: Option<Vec<String>>,
-    header_from: Option<Vec<String>>,
-    allowed_networks: Option<Vec<String>>,
+pub struct AppChangesBody {
+    pub envelope_from: Option<Vec<String>>,
+    pub header_from: Option<Vec<String>>,
+    pub allowed_networks: Option<Vec<String>>,
     /// `YYYY-MM-DD`.
-    expires: Option<String>,
-    limits: Option<LimitsBody>,
-    bulk_rules: Option<bool>,
+    pub expires: Option<String>,
+    pub limits: Option<LimitsBody>,
+    pub bulk_rules: Option<bool>,
 }
 
 #[utoipa::path(patch, path = "/v1/apps/{name}", tag = "directory",

@@ -44,12 +44,12 @@ pub async fn list(caller: Caller, State(state): State<AdminState>) -> Result<Jso
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewKey {
-    domain: String,
-    selector: String,
+pub struct NewKey {
+    pub domain: String,
+    pub selector: String,
     /// `rsa` (2048 bits) or `ed25519`.
     #[schema(value_type = String, example = "rsa")]
-    algorithm: DkimAlgorithm,
+    pub algorithm: DkimAlgorithm,
 }
 
 #[utoipa::path(post, path = "/v1/dkim", tag = "dkim", request_body = NewKey,

@@ -22,15 +22,15 @@ use crate::problem::{Problem, parse_body};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Question {
+pub struct Question {
     /// The client's address.
     #[schema(value_type = String, example = "10.1.2.3")]
-    source: IpAddr,
-    envelope_from: String,
-    recipients: Vec<String>,
+    pub source: IpAddr,
+    pub envelope_from: String,
+    pub recipients: Vec<String>,
     /// Default: the envelope sender.
     #[serde(default)]
-    header_from: Option<String>,
+    pub header_from: Option<String>,
 }
 
 #[utoipa::path(post, path = "/v1/apps/{name}/explain", tag = "directory",

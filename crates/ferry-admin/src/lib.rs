@@ -5,7 +5,9 @@
 //!
 //! Layout:
 //! - [`secrets`]: application passwords and API tokens (made, hashed).
-//! - `problem`: the error type every handler returns, and how it is shown.
+//! - `problem`: the error type every handler returns, and how it is shown;
+//!   [`parse_json`], how a request body is read into its type ([`TenantBody`],
+//!   [`AppBody`] and the others re-exported here).
 //! - `access`: the bearer token, its role, and what that role may see.
 //! - [`commands`]: CLI commands run by the relay for a CLI that found it running.
 //! - `dkim` and [`dkim_keys`]: DKIM keys over the API, and how they are made.
@@ -60,8 +62,18 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use directory::{public_app, public_tenant};
-pub use problem::Problem;
+// The request bodies, as the handlers parse them ([`parse_json`]): the
+// rules each is checked against are `ferry_core::onboarding`'s.
+pub use commands::CommandBody;
+pub use contract::{AllocationBody, CapsBody, RouteBody, RouteKind};
+pub use directory::{
+    AppBody, AppChangesBody, LimitsBody, RotateBody, TenantBody, TenantChanges, public_app, public_tenant,
+};
+pub use dkim::NewKey;
+pub use explain::Question;
+pub use problem::{Problem, parse_json};
+pub use samples::ShareBody;
+pub use tokens::NewToken;
 
 /// The largest request body taken; more is refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

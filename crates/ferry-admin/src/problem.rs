@@ -158,9 +158,19 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(
             Problem::new(StatusCode::BAD_REQUEST, "unreadable_body", e.body_text())
         }
     })?;
-    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    parse_json(&bytes)
+}
+
+/// A request body's bytes parsed into `T`: 400 when they are not JSON, 422
+/// naming the field when a field is unknown, missing or of the wrong type.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize(&mut de) {
-        Ok(value) => Ok(value),
+        // Nothing but whitespace may follow the value.
+        Ok(value) => de
+            .end()
+            .map(|()| value)
+            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string())),
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -186,4 +196,28 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(
 fn unknown_field(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     Some(rest.split('`').next()?.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_one_json_value_and_nothing_after_it() {
+        // Found by fuzzing (admin_json): bytes after the value were ignored.
+        let input = b"{\"domains\":[\"example.test\"],\"contact\":null}\xff\xff";
+        let problem = parse_json::<crate::TenantChanges>(input).err().expect("refused");
+        assert_eq!(
+            (problem.status, problem.code),
+            (StatusCode::BAD_REQUEST, "malformed_json")
+        );
+        let problem = parse_json::<crate::ShareBody>(b"{\"percent\": 5} {}")
+            .err()
+            .expect("refused");
+        assert_eq!(problem.code, "malformed_json");
+        assert_eq!(
+            parse_json::<crate::ShareBody>(b" {\"percent\": 5}\r\n").map(|b| b.percent),
+            Ok(5)
+        );
+    }
 }

@@ -23,9 +23,9 @@ const MAX_SAMPLES: usize = 500;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ShareBody {
+pub struct ShareBody {
     /// Percent of accepted messages kept (0–100); 0 keeps none.
-    percent: u8,
+    pub percent: u8,
 }
 
 #[utoipa::path(put, path = "/v1/tenants/{name}/samples", tag = "samples",

@@ -33,6 +33,21 @@ pub fn new_password() -> Result<(String, String), argon2::password_hash::Error> 
     Ok((password, hash))
 }
 
+/// Admin API hashes at once: making or rotating passwords is rare, and it
+/// must never take the cores the SMTP sessions share the runtime with.
+/// Process-wide because the limit is the machine's, whoever asks.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// [`new_password`] on the blocking pool, at most two at a time, so a burst
+/// of API calls never runs argon2 on the async workers the sessions use.
+pub async fn new_password_off_runtime() -> Result<(String, String), String> {
+    let _permit = HASHING.acquire().await.map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(new_password)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
 /// Hex SHA-256 of a token's secret part.
 pub fn token_digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))

@@ -35,13 +35,13 @@ pub async fn list(caller: Caller, State(state): State<AdminState>) -> Result<Jso
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewToken {
+pub struct NewToken {
     /// Who or what it is for.
-    name: String,
+    pub name: String,
     #[schema(value_type = String, example = "finance")]
-    role: Role,
+    pub role: Role,
     /// The tenant of a tenant-admin token.
-    tenant: Option<String>,
+    pub tenant: Option<String>,
 }
 
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = NewToken,

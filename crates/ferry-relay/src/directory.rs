@@ -178,7 +178,7 @@ impl Directory {
     /// The one entry the username names.
     async fn find(&self, ldap: &mut Ldap, username: &str) -> Result<SearchEntry, DirectoryError> {
         let c = &self.config;
-        let filter = c.user_filter.replace("{username}", &ldap_escape(username));
+        let filter = user_filter(&c.user_filter, username);
         let mut attrs: Vec<&str> = vec![&c.mail_attribute];
         attrs.extend(c.alias_attributes.iter().map(String::as_str));
         attrs.extend(c.tenant_attribute.as_deref());
@@ -205,7 +205,7 @@ impl Directory {
     /// Whether the group lists `dn` among its members, asked of the group
     /// itself (no memberOf overlay needed).
     async fn check_member(&self, ldap: &mut Ldap, group: &str, dn: &str) -> Result<(), DirectoryError> {
-        let filter = format!("({}={})", self.config.group_member_attribute, ldap_escape(dn));
+        let filter = member_filter(&self.config.group_member_attribute, dn);
         let found = ldap
             .with_timeout(self.timeout)
             .search(group, Scope::Base, &filter, vec!["1.1"])
@@ -221,6 +221,18 @@ impl Directory {
             ))),
         }
     }
+}
+
+/// The search for a person: `template` (`auth.directory.user_filter`) with
+/// `username` escaped (RFC 4515) wherever `{username}` stands, so no
+/// username can change the filter's structure.
+pub fn user_filter(template: &str, username: &str) -> String {
+    template.replace("{username}", &ldap_escape(username))
+}
+
+/// The search of a group for one member: `(attribute=dn)`, the DN escaped.
+pub fn member_filter(attribute: &str, dn: &str) -> String {
+    format!("({attribute}={})", ldap_escape(dn))
 }
 
 /// TLS to the directory: its certificate verified against `ca_file`, or the
@@ -250,4 +262,22 @@ fn tls_config(config: &DirectoryConfig) -> Result<rustls::ClientConfig, String> 
         .with_safe_default_protocol_versions()
         .map(|b| b.with_root_certificates(roots).with_no_client_auth())
         .map_err(|e| format!("auth.directory: TLS: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_cannot_change_the_filter() {
+        assert_eq!(
+            user_filter("(&(uid={username})(objectClass=person))", "alice"),
+            "(&(uid=alice)(objectClass=person))"
+        );
+        assert_eq!(
+            user_filter("(uid={username})", "*)(uid=*))(|(uid=*"),
+            r"(uid=\2a\29\28uid=\2a\29\29\28|\28uid=\2a)"
+        );
+        assert_eq!(member_filter("member", r"cn=a\,b (x)"), r"(member=cn=a\5c,b \28x\29)");
+    }
 }

@@ -61,37 +61,67 @@ pub async fn client_address(tcp: &mut TcpStream, peer: SocketAddr, wait: Duratio
     }
 }
 
+/// Reads exactly the header, as [`parse_header`] asks for it.
 async fn read_header(tcp: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyError> {
-    let mut head = vec![0u8; 6];
-    tcp.read_exact(&mut head).await?;
-    if head == b"PROXY " {
-        read_v1(tcp, head).await
-    } else if head[..] == V2_SIGNATURE[..6] {
-        read_v2(tcp, head).await
+    let mut header = Vec::with_capacity(V1_MAX);
+    loop {
+        match parse_header(&header)? {
+            HeaderRead::Complete(source) => return Ok(source),
+            HeaderRead::Need(more) => {
+                let start = header.len();
+                header.resize(start + more, 0);
+                tcp.read_exact(&mut header[start..]).await?;
+            }
+        }
+    }
+}
+
+/// How far the bytes read so far go towards a PROXY header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderRead {
+    /// Read exactly this many more bytes (never past the header) and ask again.
+    Need(usize),
+    /// The whole header: the client's address, or `None` for a `LOCAL` (v2)
+    /// or `UNKNOWN` (v1) header, which names nobody.
+    Complete(Option<SocketAddr>),
+}
+
+/// Judges `header`, the bytes read so far from a balancer's connection,
+/// each time exactly as many as the last answer asked for (from none):
+/// how many more to read, the client's address, or why this is no header.
+/// v1 is read byte by byte to its LF, at most 107 bytes; v2 by its length
+/// field, at most 4096 bytes of payload.
+pub fn parse_header(header: &[u8]) -> Result<HeaderRead, ProxyError> {
+    if header.len() < 6 {
+        Ok(HeaderRead::Need(6 - header.len()))
+    } else if header.starts_with(b"PROXY ") {
+        parse_v1(header)
+    } else if header[..6] == V2_SIGNATURE[..6] {
+        parse_v2(header)
     } else {
         Err(ProxyError::Missing)
     }
 }
 
-/// Byte by byte to the LF: at most 107 reads, once per connection.
-async fn read_v1(tcp: &mut TcpStream, mut header: Vec<u8>) -> Result<Option<SocketAddr>, ProxyError> {
-    while header.last() != Some(&b'\n') {
+fn parse_v1(header: &[u8]) -> Result<HeaderRead, ProxyError> {
+    if header.last() != Some(&b'\n') {
         if header.len() >= V1_MAX {
             return Err(ProxyError::Malformed("v1 header longer than 107 bytes".into()));
         }
-        header.push(tcp.read_u8().await?);
+        return Ok(HeaderRead::Need(1));
     }
-    let parsed = v1::Header::try_from(header.as_slice()).map_err(|e| ProxyError::Malformed(e.to_string()))?;
-    Ok(match parsed.addresses {
+    let parsed = v1::Header::try_from(header).map_err(|e| ProxyError::Malformed(e.to_string()))?;
+    Ok(HeaderRead::Complete(match parsed.addresses {
         v1::Addresses::Unknown => None,
         v1::Addresses::Tcp4(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
         v1::Addresses::Tcp6(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-    })
+    }))
 }
 
-async fn read_v2(tcp: &mut TcpStream, mut header: Vec<u8>) -> Result<Option<SocketAddr>, ProxyError> {
-    header.resize(16, 0);
-    tcp.read_exact(&mut header[6..]).await?;
+fn parse_v2(header: &[u8]) -> Result<HeaderRead, ProxyError> {
+    if header.len() < 16 {
+        return Ok(HeaderRead::Need(16 - header.len()));
+    }
     if header[..12] != V2_SIGNATURE[..] {
         return Err(ProxyError::Malformed("v2 signature does not match".into()));
     }
@@ -99,17 +129,18 @@ async fn read_v2(tcp: &mut TcpStream, mut header: Vec<u8>) -> Result<Option<Sock
     if length > V2_MAX_PAYLOAD {
         return Err(ProxyError::Malformed(format!("v2 payload of {length} bytes")));
     }
-    header.resize(16 + length, 0);
-    tcp.read_exact(&mut header[16..]).await?;
-    let parsed = v2::Header::try_from(header.as_slice()).map_err(|e| ProxyError::Malformed(e.to_string()))?;
-    if parsed.command == v2::Command::Local {
-        return Ok(None);
+    if header.len() < 16 + length {
+        return Ok(HeaderRead::Need(16 + length - header.len()));
     }
-    Ok(match parsed.addresses {
+    let parsed = v2::Header::try_from(&header[..16 + length]).map_err(|e| ProxyError::Malformed(e.to_string()))?;
+    if parsed.command == v2::Command::Local {
+        return Ok(HeaderRead::Complete(None));
+    }
+    Ok(HeaderRead::Complete(match parsed.addresses {
         v2::Addresses::IPv4(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
         v2::Addresses::IPv6(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
         v2::Addresses::Unspecified | v2::Addresses::Unix(_) => None,
-    })
+    }))
 }
 
 /// An IPv4 client seen through a dual-stack socket is still that IPv4 address.
@@ -207,6 +238,36 @@ mod tests {
         let (mut server, peer) = listener.accept().await.unwrap();
         let result = client_address(&mut server, peer, Duration::from_millis(50)).await;
         assert!(matches!(result, Err(ProxyError::Timeout(_))));
+    }
+
+    /// Feeds `bytes` to [`parse_header`] as the reader does; the answer
+    /// and how many bytes it took.
+    fn parse_all(bytes: &[u8]) -> (Result<HeaderRead, ProxyError>, usize) {
+        let mut used = 0;
+        loop {
+            match parse_header(&bytes[..used]) {
+                Ok(HeaderRead::Need(more)) if used + more <= bytes.len() => used += more,
+                other => return (other, used),
+            }
+        }
+    }
+
+    #[test]
+    fn the_parse_takes_exactly_the_header() {
+        let v1 = b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 25\r\n";
+        let v2 = v2_ipv4(1, [198, 51, 100, 9], 5555, &[0x04, 0, 1, 0]);
+        for (header, client) in [(&v1[..], "192.0.2.7:40000"), (&v2[..], "198.51.100.9:5555")] {
+            let mut wire = header.to_vec();
+            wire.extend_from_slice(b"EHLO x\r\n");
+            let (result, used) = parse_all(&wire);
+            assert_eq!(result.unwrap(), HeaderRead::Complete(Some(client.parse().unwrap())));
+            assert_eq!(used, header.len());
+        }
+        assert_eq!(parse_header(b"").unwrap(), HeaderRead::Need(6));
+        assert_eq!(parse_header(b"PROXY ").unwrap(), HeaderRead::Need(1));
+        assert_eq!(parse_header(&v2[..6]).unwrap(), HeaderRead::Need(10));
+        assert_eq!(parse_header(&v2[..16]).unwrap(), HeaderRead::Need(16));
+        assert!(matches!(parse_header(b"EHLO x"), Err(ProxyError::Missing)));
     }
 
     #[test]

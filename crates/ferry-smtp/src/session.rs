@@ -450,6 +450,8 @@ impl Session {
         match step {
             SaslStep::Plain => self.sasl_plain(&line),
             SaslStep::LoginUser => match sasl::decode_login_field(&line) {
+                // No username is malformed, as it is in PLAIN.
+                Ok(user) if user.is_empty() => self.sasl_error(SaslError::Malformed),
                 Ok(user) => {
                     self.raw("334 UGFzc3dvcmQ6");
                     self.phase = Phase::Sasl(SaslStep::LoginPassword(user));

@@ -223,6 +223,9 @@ fn auth_plain_and_login_and_their_errors() {
             "500 5.5.6",
         ),
         (format!("AUTH PLAIN {plain}\r\n"), "503 5.5.1"),
+        // Found by fuzzing (smtp_dialogue): an empty LOGIN username was
+        // handed to the driver to check, where PLAIN refuses it.
+        ("EHLO c\r\nAUTH LOGIN\r\n\r\n".into(), "501 5.5.2"),
     ];
     for (input, expected) in table {
         let lines = replies_of(TlsPolicy::Implicit, &input);
