@@ -16,7 +16,7 @@ use ferry_admin::{
     AllocationBody, AppBody, AppChangesBody, CapsBody, CommandBody, NewKey, NewToken, Problem, Question, RotateBody,
     RouteBody, RouteKind, ShareBody, TenantBody, TenantChanges, parse_json,
 };
-use ferry_core::onboarding::{self, AppChanges, NewApp, NewTenant};
+use ferry_core::onboarding;
 use ferry_core::policy::{check_envelope_from, check_header_from, check_login};
 use ferry_core::{AppLimits, Application, Tenant};
 use libfuzzer_sys::fuzz_target;
@@ -39,27 +39,12 @@ fuzz_target!(|data: &[u8]| {
     let today = ferry_core::clock::utc_date(now);
 
     if let Some(body) = parse::<TenantBody>(data) {
-        let new = NewTenant {
-            name: body.name,
-            domains: body.domains,
-            subdomains_only: body.subdomains_only,
-            contact: body.contact,
-        };
-        refused(onboarding::tenant(new, now));
+        refused(onboarding::tenant(body.into_new(), now));
     }
-    if let Some(body) = parse::<AppBody>(data) {
-        if let Some(limits) = refused(body.limits.limits(AppLimits::default())) {
-            let new = NewApp {
-                username: body.username,
-                envelope_from: body.envelope_from,
-                header_from: body.header_from,
-                allowed_networks: body.allowed_networks,
-                expires: body.expires,
-                limits,
-                bulk_rules: body.bulk_rules,
-            };
-            refused(onboarding::application(new, &f.tenant, String::new(), today, now));
-        }
+    if let Some(body) = parse::<AppBody>(data)
+        && let Some(new) = refused(body.into_new())
+    {
+        refused(onboarding::application(new, &f.tenant, String::new(), today, now));
     }
     if let Some(body) = parse::<RotateBody>(data) {
         let until = body
@@ -78,27 +63,12 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(changes) = parse::<TenantChanges>(data) {
         let tenant = &f.tenant;
-        let asked = NewTenant {
-            name: tenant.name.clone(),
-            domains: changes.domains.unwrap_or_else(|| tenant.domains.clone()),
-            subdomains_only: changes.subdomains_only.unwrap_or(tenant.subdomains_only),
-            contact: changes.contact.unwrap_or_else(|| tenant.contact.clone()),
-        };
-        if let Some(checked) = refused(onboarding::tenant(asked, tenant.created_ms)) {
+        if let Some(checked) = refused(onboarding::tenant(changes.applied_to(tenant), tenant.created_ms)) {
             refused(onboarding::senders_still_owned(&checked, std::slice::from_ref(&f.app)));
         }
     }
     if let Some(body) = parse::<AppChangesBody>(data) {
-        let limits = body.limits.as_ref().map(|l| l.limits(f.app.limits)).transpose();
-        if let Some(limits) = refused(limits) {
-            let changes = AppChanges {
-                envelope_from: body.envelope_from,
-                header_from: body.header_from,
-                allowed_networks: body.allowed_networks,
-                expires: body.expires,
-                limits,
-                bulk_rules: body.bulk_rules,
-            };
+        if let Some(changes) = refused(body.into_changes(f.app.limits)) {
             let mut app = f.app.clone();
             if refused(onboarding::update_application(&mut app, changes, &f.tenant)).is_none() {
                 assert_eq!(app, f.app, "a refused change left the application changed");

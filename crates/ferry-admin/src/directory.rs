@@ -75,13 +75,7 @@ pub async fn create_tenant(
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     caller.require(&[Role::Admin])?;
     let body: TenantBody = parse_body(body)?;
-    let new = NewTenant {
-        name: body.name,
-        domains: body.domains,
-        subdomains_only: body.subdomains_only,
-        contact: body.contact,
-    };
-    let tenant = onboarding::tenant(new, state.clock.now_ms())?;
+    let tenant = onboarding::tenant(body.into_new(), state.clock.now_ms())?;
     state.store.create_tenant(tenant.clone()).await?;
     audit(
         &state,
@@ -169,6 +163,34 @@ pub struct LimitsBody {
     pub max_recipients: Option<usize>,
 }
 
+impl TenantBody {
+    /// What the body asks for, for `onboarding::tenant` to check.
+    pub fn into_new(self) -> NewTenant {
+        NewTenant {
+            name: self.name,
+            domains: self.domains,
+            subdomains_only: self.subdomains_only,
+            contact: self.contact,
+        }
+    }
+}
+
+impl AppBody {
+    /// What the body asks for, for `onboarding::application` to check
+    /// (its tenant named apart); limits out of range are refused here.
+    pub fn into_new(self) -> Result<NewApp, Problem> {
+        Ok(NewApp {
+            limits: self.limits.limits(AppLimits::default())?,
+            username: self.username,
+            envelope_from: self.envelope_from,
+            header_from: self.header_from,
+            allowed_networks: self.allowed_networks,
+            expires: self.expires,
+            bulk_rules: self.bulk_rules,
+        })
+    }
+}
+
 impl LimitsBody {
     /// The limits, those absent taken from `d`, each within what a session
     /// can enforce.
@@ -208,15 +230,7 @@ pub async fn create_app(
     caller.require(&[Role::Admin, Role::TenantAdmin])?;
     let body: AppBody = parse_body(body)?;
     let tenant = visible_tenant(&caller, &state, &body.tenant).await?;
-    let new = NewApp {
-        username: body.username,
-        envelope_from: body.envelope_from,
-        header_from: body.header_from,
-        allowed_networks: body.allowed_networks,
-        expires: body.expires,
-        limits: body.limits.limits(AppLimits::default())?,
-        bulk_rules: body.bulk_rules,
-    };
+    let new = body.into_new()?;
     let (password, hash) = new_password_off_runtime().await.map_err(Problem::internal)?;
     let now = state.clock.now_ms();
     let today = ferry_core::clock::utc_date(now);
@@ -407,6 +421,18 @@ pub struct TenantChanges {
     pub contact: Option<Option<String>>,
 }
 
+impl TenantChanges {
+    /// The tenant as these changes would leave it, for `onboarding::tenant` to check.
+    pub fn applied_to(self, tenant: &Tenant) -> NewTenant {
+        NewTenant {
+            name: tenant.name.clone(),
+            domains: self.domains.unwrap_or_else(|| tenant.domains.clone()),
+            subdomains_only: self.subdomains_only.unwrap_or(tenant.subdomains_only),
+            contact: self.contact.unwrap_or_else(|| tenant.contact.clone()),
+        }
+    }
+}
+
 /// Tells a field sent as `null` (Some(None)) from one left out (None).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
@@ -427,13 +453,7 @@ pub async fn update_tenant(
     let tenant = visible_tenant(&caller, &state, &name).await?;
     let apps = state.store.apps(Some(&name)).await?;
     let after = save(&caller, &state, tenant, "tenant.update", |tenant| {
-        let asked = NewTenant {
-            name: tenant.name.clone(),
-            domains: changes.domains.unwrap_or_else(|| tenant.domains.clone()),
-            subdomains_only: changes.subdomains_only.unwrap_or(tenant.subdomains_only),
-            contact: changes.contact.unwrap_or_else(|| tenant.contact.clone()),
-        };
-        let checked = onboarding::tenant(asked, tenant.created_ms)?;
+        let checked = onboarding::tenant(changes.applied_to(tenant), tenant.created_ms)?;
         tenant.domains = checked.domains;
         tenant.subdomains_only = checked.subdomains_only;
         tenant.contact = checked.contact;
@@ -481,6 +501,20 @@ pub struct AppChangesBody {
     pub bulk_rules: Option<bool>,
 }
 
+impl AppChangesBody {
+    /// The changes asked for; new limits start from the application's `current` ones.
+    pub fn into_changes(self, current: AppLimits) -> Result<onboarding::AppChanges, Problem> {
+        Ok(onboarding::AppChanges {
+            limits: self.limits.as_ref().map(|l| l.limits(current)).transpose()?,
+            envelope_from: self.envelope_from,
+            header_from: self.header_from,
+            allowed_networks: self.allowed_networks,
+            expires: self.expires,
+            bulk_rules: self.bulk_rules,
+        })
+    }
+}
+
 #[utoipa::path(patch, path = "/v1/apps/{name}", tag = "directory",
     params(("name" = String, Path, description = "The application's username")),
     request_body = AppChangesBody,
@@ -494,14 +528,7 @@ pub async fn update_app(
     let app = visible_app(&caller, &state, &name).await?;
     let body: AppChangesBody = parse_body(body)?;
     let tenant = visible_tenant(&caller, &state, &app.tenant).await?;
-    let changes = onboarding::AppChanges {
-        envelope_from: body.envelope_from,
-        header_from: body.header_from,
-        allowed_networks: body.allowed_networks,
-        expires: body.expires,
-        limits: body.limits.as_ref().map(|l| l.limits(app.limits)).transpose()?,
-        bulk_rules: body.bulk_rules,
-    };
+    let changes = body.into_changes(app.limits)?;
     let after = save(&caller, &state, app, "app.update", |app| {
         Ok(onboarding::update_application(app, changes, &tenant)?)
     })

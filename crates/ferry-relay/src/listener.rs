@@ -116,12 +116,8 @@ impl SessionLimits {
     /// the place given up) if that address is at its cap.
     fn readmit(&self, mut pending: SessionSlot, client: IpAddr) -> Option<SessionSlot> {
         // Its node permit is kept; only the address count moves.
-        {
-            let mut map = self.by_ip.lock().unwrap_or_else(|p| p.into_inner());
-            if map.get(&client).is_some_and(|n| *n >= self.per_ip) {
-                return None;
-            }
-            *map.entry(client).or_insert(0) += 1;
+        if !self.count_in(client) {
+            return None;
         }
         release_ip(&self.by_ip, pending.ip);
         pending.ip = client;
@@ -129,12 +125,9 @@ impl SessionLimits {
     }
 
     fn admit_with(&self, node: OwnedSemaphorePermit, ip: IpAddr) -> Option<SessionSlot> {
-        let mut map = self.by_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let count = map.entry(ip).or_insert(0);
-        if *count >= self.per_ip {
+        if !self.count_in(ip) {
             return None;
         }
-        *count += 1;
         self.open.inc();
         Some(SessionSlot {
             _node: node,
@@ -142,6 +135,16 @@ impl SessionLimits {
             by_ip: self.by_ip.clone(),
             open: self.open.clone(),
         })
+    }
+
+    /// Counts one more session of `ip`, unless it is at its cap.
+    fn count_in(&self, ip: IpAddr) -> bool {
+        let mut map = self.by_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(&ip).is_some_and(|n| *n >= self.per_ip) {
+            return false;
+        }
+        *map.entry(ip).or_insert(0) += 1;
+        true
     }
 }
 

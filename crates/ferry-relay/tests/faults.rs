@@ -39,13 +39,22 @@ fn message(n: usize, now_ms: u64) -> QueuedMessage {
     }
 }
 
-/// Polls `check` every 20 ms until it holds, for at most `secs` seconds.
-async fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+/// Polls `check` every 20 ms until it gives a value, for at most `secs`
+/// seconds (the async form of `ferry_testkit::wait_for`).
+async fn poll<T, F: Future<Output = Option<T>>>(what: &str, secs: u64, mut check: impl FnMut() -> F) -> T {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !check() {
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Polls a plain condition with [`poll`].
+async fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    poll(what, secs, || std::future::ready(check().then_some(()))).await;
 }
 
 /// Received copies per recipient.
@@ -165,15 +174,10 @@ async fn killed_delivery_actors_lose_nothing_and_send_nothing_twice() {
         copies(&sink).len() == MESSAGES
     })
     .await;
-    let mut depth = usize::MAX;
-    for _ in 0..300 {
-        depth = store.depth().await.expect("depth");
-        if depth == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(depth, 0, "every delivery was recorded");
+    poll("every delivery recorded (the queue empty)", 15, || async {
+        (store.depth().await.expect("depth") == 0).then_some(())
+    })
+    .await;
     let seen = copies(&sink);
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     eprintln!(
@@ -190,11 +194,8 @@ async fn killed_delivery_actors_lose_nothing_and_send_nothing_twice() {
 
 /// The delivery supervisor running now (it may be between restarts).
 async fn current(relay: &Relay) -> ActorCell {
-    for _ in 0..500 {
-        if let Some(s) = relay.delivery_supervisor() {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no delivery supervisor");
+    poll("a delivery supervisor", 5, || {
+        std::future::ready(relay.delivery_supervisor())
+    })
+    .await
 }

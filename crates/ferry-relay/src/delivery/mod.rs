@@ -129,6 +129,7 @@ impl Holdings {
     /// After a renewal: the moved leases end at `until`, the others (in
     /// `asked`) are no longer this node's.
     fn renewed(&self, asked: &[(QueueId, u64)], moved: &[QueueId], until: u64) {
+        let moved: std::collections::HashSet<&QueueId> = moved.iter().collect();
         let mut held = self.held();
         for (id, _) in asked {
             if let Some(lease) = held.get_mut(id) {
