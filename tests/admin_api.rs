@@ -1025,3 +1025,56 @@ fn samples_by_share_and_by_tenant() {
     assert_eq!(status, 403, "finance reads no message content");
     assert!(ferry.stop().success());
 }
+
+/// openapi-spec-validator (scripts/install-test-deps.sh installs it), an
+/// implementation of the OpenAPI specification that is not utoipa, accepts
+/// the document the relay serves: unique operationIds, parameters that
+/// match their paths, references that resolve. Client generators need as much.
+#[test]
+fn the_served_openapi_document_passes_a_standalone_validator() {
+    let validator = ferry_testkit::servers::tool(
+        "schemathesis/bin/openapi-spec-validator",
+        "FERRY_OPENAPI_SPEC_VALIDATOR",
+    );
+    let (mut ferry, _) = start(&[]);
+    let admin = ferry.admin.expect("admin");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("openapi.json");
+    // As a client would fetch it: no token.
+    let out = std::process::Command::new("curl")
+        .args(["-sSf", "--max-time", "10", "-o"])
+        .arg(&file)
+        .arg(format!("http://{admin}/v1/openapi.json"))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "GET /v1/openapi.json: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("document")).expect("the document is JSON");
+    assert!(
+        doc["paths"].as_object().is_some_and(|p| p.len() >= 20),
+        "the whole API is documented: {doc}"
+    );
+    let out = std::process::Command::new(&validator)
+        .args(["--validation-errors", "all"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/install-test-deps.sh)", validator.display()));
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator rejects the served document:\n{report}"
+    );
+    assert!(
+        report.trim_end().ends_with(": OK"),
+        "openapi-spec-validator's verdict: {report}"
+    );
+    assert!(ferry.stop().success());
+}

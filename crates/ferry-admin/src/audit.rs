@@ -65,7 +65,7 @@ pub struct AuditQuery {
     limit: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+#[utoipa::path(get, path = "/v1/audit", operation_id = "list_audit_entries", tag = "audit", params(AuditQuery),
     responses((status = 200, description = "Changes in the period, oldest first (admin)", body = [Object])))]
 pub async fn list(
     caller: Caller,

@@ -45,7 +45,7 @@ pub struct CommandBody {
 
 /// Runs a CLI command on this node, as `ferry` itself does when it finds
 /// the relay running: reports need finance or admin, the rest admin.
-#[utoipa::path(post, path = "/v1/cli", tag = "cli", request_body = CommandBody,
+#[utoipa::path(post, path = "/v1/cli", operation_id = "run_cli_command", tag = "cli", request_body = CommandBody,
     responses((status = 200, description = "What the command printed and its exit status", body = CommandOutput)))]
 pub async fn run(
     caller: Caller,

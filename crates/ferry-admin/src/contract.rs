@@ -20,7 +20,7 @@ use crate::access::Caller;
 use crate::directory::{save, visible_app, visible_tenant};
 use crate::problem::{Problem, parse_body};
 
-#[utoipa::path(get, path = "/v1/contract", tag = "contract",
+#[utoipa::path(get, path = "/v1/contract", operation_id = "get_contract", tag = "contract",
     responses((status = 200, description = "The contract, this contract year, and each tenant's allocation and caps (admin, finance)", body = Object)))]
 pub async fn show_contract(caller: Caller, State(state): State<AdminState>) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Admin, Role::Finance])?;
@@ -105,7 +105,7 @@ pub(crate) async fn change_tenant(
     Ok(Json(after))
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{name}/allocation", tag = "contract",
+#[utoipa::path(put, path = "/v1/tenants/{name}/allocation", operation_id = "set_tenant_allocation", tag = "contract",
     params(("name" = String, Path, description = "The tenant")), request_body = AllocationBody,
     responses((status = 200, description = "The tenant with its new allocation (admin)", body = Object)))]
 pub async fn set_allocation(
@@ -122,7 +122,7 @@ pub async fn set_allocation(
     change_tenant(&caller, &state, &name, "tenant.allocate", |t| t.allocation = allocation).await
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{name}/caps", tag = "contract",
+#[utoipa::path(put, path = "/v1/tenants/{name}/caps", operation_id = "set_tenant_caps", tag = "contract",
     params(("name" = String, Path, description = "The tenant")), request_body = CapsBody,
     responses((status = 200, description = "The tenant with its new hard caps (admin); they apply to the next message", body = Object)))]
 pub async fn set_tenant_caps(
@@ -158,7 +158,7 @@ pub struct RouteBody {
     pub password: Option<String>,
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{name}/route", tag = "contract",
+#[utoipa::path(put, path = "/v1/tenants/{name}/route", operation_id = "set_tenant_route", tag = "contract",
     params(("name" = String, Path, description = "The tenant")), request_body = RouteBody,
     responses((status = 200, description = "The tenant with its new route (admin); the smart host's password is masked", body = Object)))]
 pub async fn set_route(
@@ -187,7 +187,7 @@ pub async fn set_route(
     change_tenant(&caller, &state, &name, "tenant.route", |t| t.route = route).await
 }
 
-#[utoipa::path(put, path = "/v1/apps/{name}/caps", tag = "contract",
+#[utoipa::path(put, path = "/v1/apps/{name}/caps", operation_id = "set_application_caps", tag = "contract",
     params(("name" = String, Path, description = "The application's username")), request_body = CapsBody,
     responses((status = 200, description = "The application with its new hard caps (admin)", body = Object)))]
 pub async fn set_app_caps(

@@ -54,7 +54,7 @@ pub struct TenantBody {
     pub contact: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/tenants", tag = "directory",
+#[utoipa::path(get, path = "/v1/tenants", operation_id = "list_tenants", tag = "tenants",
     responses((status = 200, description = "The tenants this token may see", body = [Object])))]
 pub async fn list_tenants(caller: Caller, State(state): State<AdminState>) -> Result<Json<Value>, Problem> {
     let tenants = state.store.tenants().await?;
@@ -66,7 +66,7 @@ pub async fn list_tenants(caller: Caller, State(state): State<AdminState>) -> Re
     Ok(Json(json!(visible)))
 }
 
-#[utoipa::path(post, path = "/v1/tenants", tag = "directory", request_body = TenantBody,
+#[utoipa::path(post, path = "/v1/tenants", operation_id = "create_tenant", tag = "tenants", request_body = TenantBody,
     responses((status = 201, description = "Created (admin)", body = Object)))]
 pub async fn create_tenant(
     caller: Caller,
@@ -89,7 +89,7 @@ pub async fn create_tenant(
     Ok((StatusCode::CREATED, Json(public_tenant(&tenant))))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{name}", tag = "directory",
+#[utoipa::path(get, path = "/v1/tenants/{name}", operation_id = "get_tenant", tag = "tenants",
     params(("name" = String, Path, description = "The tenant")),
     responses((status = 200, description = "The tenant, and its applications' names (not for finance)", body = Object)))]
 pub async fn show_tenant(
@@ -119,7 +119,7 @@ pub struct AppFilter {
     tenant: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/apps", tag = "directory", params(AppFilter),
+#[utoipa::path(get, path = "/v1/apps", operation_id = "list_applications", tag = "applications", params(AppFilter),
     responses((status = 200, description = "The applications this token may see (admin, tenant-admin)", body = [Object])))]
 pub async fn list_apps(
     caller: Caller,
@@ -220,7 +220,8 @@ impl LimitsBody {
     }
 }
 
-#[utoipa::path(post, path = "/v1/apps", tag = "directory", request_body = AppBody,
+#[utoipa::path(post, path = "/v1/apps",
+    operation_id = "create_application", tag = "applications", request_body = AppBody,
     responses((status = 201, description = "Created; `password` is shown this once", body = Object)))]
 pub async fn create_app(
     caller: Caller,
@@ -321,7 +322,7 @@ pub(crate) async fn save<R: Record>(
     Ok(after)
 }
 
-#[utoipa::path(get, path = "/v1/apps/{name}", tag = "directory",
+#[utoipa::path(get, path = "/v1/apps/{name}", operation_id = "get_application", tag = "applications",
     params(("name" = String, Path, description = "The application's username")),
     responses((status = 200, description = "The application (never its password)", body = Object)))]
 pub async fn show_app(
@@ -344,7 +345,7 @@ async fn set_enabled(caller: Caller, state: AdminState, name: String, enabled: b
     Ok(Json(after))
 }
 
-#[utoipa::path(post, path = "/v1/apps/{name}/disable", tag = "directory",
+#[utoipa::path(post, path = "/v1/apps/{name}/disable", operation_id = "disable_application", tag = "applications",
     params(("name" = String, Path, description = "The application's username")),
     responses((status = 200, description = "Disabled: its next sign-in is refused", body = Object)))]
 pub async fn disable_app(
@@ -355,7 +356,7 @@ pub async fn disable_app(
     set_enabled(caller, state, name, false).await
 }
 
-#[utoipa::path(post, path = "/v1/apps/{name}/enable", tag = "directory",
+#[utoipa::path(post, path = "/v1/apps/{name}/enable", operation_id = "enable_application", tag = "applications",
     params(("name" = String, Path, description = "The application's username")),
     responses((status = 200, description = "Enabled", body = Object)))]
 pub async fn enable_app(
@@ -375,7 +376,8 @@ pub struct RotateBody {
 
 /// A new password, shown once; the old one works until the time given (or
 /// stops at once).
-#[utoipa::path(post, path = "/v1/apps/{name}/rotate-password", tag = "directory",
+#[utoipa::path(post, path = "/v1/apps/{name}/rotate-password",
+    operation_id = "rotate_application_password", tag = "applications",
     params(("name" = String, Path, description = "The application's username")),
     request_body(content = Option<RotateBody>, description = "Optional: how long the old password keeps working"),
     responses((status = 200, description = "The new password, shown this once", body = Object)))]
@@ -438,7 +440,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Option::<String>::deserialize(d).map(Some)
 }
 
-#[utoipa::path(patch, path = "/v1/tenants/{name}", tag = "directory",
+#[utoipa::path(patch, path = "/v1/tenants/{name}", operation_id = "update_tenant", tag = "tenants",
     params(("name" = String, Path, description = "The tenant")),
     request_body = TenantChanges,
     responses((status = 200, description = "Updated (admin). Domains still used by an application's senders cannot be removed.", body = Object)))]
@@ -466,7 +468,7 @@ pub async fn update_tenant(
     Ok(Json(after))
 }
 
-#[utoipa::path(delete, path = "/v1/tenants/{name}", tag = "directory",
+#[utoipa::path(delete, path = "/v1/tenants/{name}", operation_id = "delete_tenant", tag = "tenants",
     params(("name" = String, Path, description = "The tenant")),
     responses((status = 204, description = "Deleted (admin); 409 while it has applications")))]
 pub async fn delete_tenant(
@@ -515,7 +517,7 @@ impl AppChangesBody {
     }
 }
 
-#[utoipa::path(patch, path = "/v1/apps/{name}", tag = "directory",
+#[utoipa::path(patch, path = "/v1/apps/{name}", operation_id = "update_application", tag = "applications",
     params(("name" = String, Path, description = "The application's username")),
     request_body = AppChangesBody,
     responses((status = 200, description = "Updated; takes effect at its next message", body = Object)))]
@@ -536,7 +538,7 @@ pub async fn update_app(
     Ok(Json(after))
 }
 
-#[utoipa::path(delete, path = "/v1/apps/{name}", tag = "directory",
+#[utoipa::path(delete, path = "/v1/apps/{name}", operation_id = "delete_application", tag = "applications",
     params(("name" = String, Path, description = "The application's username")),
     responses((status = 204, description = "Deleted: it cannot sign in any more; its usage stays in the reports")))]
 pub async fn delete_app(

@@ -34,7 +34,7 @@ fn shown(key: &DkimKeyRecord) -> Value {
     })
 }
 
-#[utoipa::path(get, path = "/v1/dkim", tag = "dkim",
+#[utoipa::path(get, path = "/v1/dkim", operation_id = "list_dkim_keys", tag = "dkim",
     responses((status = 200, description = "Every key with the DNS record to publish (admin)", body = [Object])))]
 pub async fn list(caller: Caller, State(state): State<AdminState>) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Admin])?;
@@ -52,7 +52,7 @@ pub struct NewKey {
     pub algorithm: DkimAlgorithm,
 }
 
-#[utoipa::path(post, path = "/v1/dkim", tag = "dkim", request_body = NewKey,
+#[utoipa::path(post, path = "/v1/dkim", operation_id = "generate_dkim_key", tag = "dkim", request_body = NewKey,
     responses((status = 201, description = "Generated; the first key of its domain and algorithm is active at once (admin)", body = Object)))]
 pub async fn generate(
     caller: Caller,
@@ -109,7 +109,7 @@ async fn set_active(
     Ok(Json(json!(writes.iter().map(shown).collect::<Vec<_>>())))
 }
 
-#[utoipa::path(post, path = "/v1/dkim/{domain}/{selector}/activate", tag = "dkim",
+#[utoipa::path(post, path = "/v1/dkim/{domain}/{selector}/activate", operation_id = "activate_dkim_key", tag = "dkim",
     params(("domain" = String, Path), ("selector" = String, Path)),
     responses((status = 200, description = "The keys changed: this one active, the other active key of its domain and algorithm retired (admin)", body = [Object])))]
 pub async fn activate(
@@ -120,7 +120,7 @@ pub async fn activate(
     set_active(caller, state, domain, selector, true).await
 }
 
-#[utoipa::path(post, path = "/v1/dkim/{domain}/{selector}/retire", tag = "dkim",
+#[utoipa::path(post, path = "/v1/dkim/{domain}/{selector}/retire", operation_id = "retire_dkim_key", tag = "dkim",
     params(("domain" = String, Path), ("selector" = String, Path)),
     responses((status = 200, description = "The key retired: it signs nothing more (admin)", body = [Object])))]
 pub async fn retire(

@@ -33,7 +33,8 @@ pub struct Question {
     pub header_from: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/apps/{name}/explain", tag = "directory",
+#[utoipa::path(post, path = "/v1/apps/{name}/explain",
+    operation_id = "explain_application_message", tag = "applications",
     params(("name" = String, Path, description = "The application's username")),
     request_body = Question,
     responses((status = 200, description = "The rule that would refuse the message, with its reply and reason, or that it would pass", body = Object)))]

@@ -101,7 +101,20 @@ pub struct AdminState {
         description = "Tenants, applications, DKIM keys, contract settings, reports, the queue and the audit log of a Ferry relay. Every call but this document needs `Authorization: Bearer ferry_…` (`ferry token add`). Errors are `application/problem+json` (RFC 9457) with a stable `code`."
     ),
     components(schemas(problem::ProblemDoc)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    tags(
+        (name = "tenants", description = "Tenants: their domains, and the applications they hold"),
+        (name = "applications", description = "Applications (SMTP users): senders, limits, passwords, and which rule would refuse a message"),
+        (name = "contract", description = "The contract, each tenant's allocation, hard caps and route, and each application's caps"),
+        (name = "reports", description = "Usage and charge-back, outcomes per application, the contract-year overview, and the alert log"),
+        (name = "queue", description = "Messages waiting for delivery: list, show, retry now, delete"),
+        (name = "dkim", description = "DKIM signing keys: generate, list with their DNS records, activate, retire"),
+        (name = "tokens", description = "API tokens and their roles: list, create, revoke"),
+        (name = "audit", description = "The audit log: every change, who made it, before and after"),
+        (name = "lockouts", description = "Authentication lockouts in force, and lifting them"),
+        (name = "samples", description = "Message samples: a tenant's share of accepted messages and the headers of refused ones"),
+        (name = "cli", description = "The CLI's commands, run by the relay for a CLI that found it running")
+    )
 )]
 struct ApiDoc;
 

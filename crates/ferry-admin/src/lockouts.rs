@@ -16,7 +16,7 @@ use crate::AdminState;
 use crate::access::Caller;
 use crate::problem::Problem;
 
-#[utoipa::path(get, path = "/v1/lockouts", tag = "lockouts",
+#[utoipa::path(get, path = "/v1/lockouts", operation_id = "list_lockouts", tag = "lockouts",
     responses((status = 200, description = "Lockouts in force: kind (pair, username or address), username, address, failures, until_ms (admin)", body = [Object])))]
 pub async fn list(caller: Caller, State(state): State<AdminState>) -> Result<Json<Vec<Lockout>>, Problem> {
     caller.require(&[Role::Admin])?;
@@ -33,7 +33,7 @@ pub struct LiftQuery {
     address: Option<String>,
 }
 
-#[utoipa::path(delete, path = "/v1/lockouts", tag = "lockouts", params(LiftQuery),
+#[utoipa::path(delete, path = "/v1/lockouts", operation_id = "lift_lockouts", tag = "lockouts", params(LiftQuery),
     responses((status = 200, description = "How many lockouts were lifted (admin)", body = Object)))]
 pub async fn lift(
     caller: Caller,

@@ -67,3 +67,93 @@ fn problem_response(description: &str) -> utoipa::openapi::Response {
         )
         .build()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use utoipa::openapi::path::Operation;
+
+    use super::OpenApi;
+
+    /// Every operation of the document, as `METHOD path`.
+    fn operations(doc: &OpenApi) -> Vec<(String, &Operation)> {
+        let mut out = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            let methods = [
+                ("GET", &item.get),
+                ("PUT", &item.put),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+                ("OPTIONS", &item.options),
+                ("HEAD", &item.head),
+                ("PATCH", &item.patch),
+                ("TRACE", &item.trace),
+                ("QUERY", &item.query),
+            ];
+            for (method, operation) in methods {
+                if let Some(operation) = operation {
+                    out.push((format!("{method} {path}"), operation));
+                }
+            }
+            for (method, operation) in &item.additional_operations {
+                out.push((format!("{method} {path}"), operation));
+            }
+        }
+        out
+    }
+
+    /// Client generators name methods after operationIds and group them
+    /// by tag: every operation, those added later too, needs a unique
+    /// snake_case operationId (utoipa's default, the handler's name, is
+    /// `list` for half the modules) and a tag the document declares.
+    #[test]
+    fn every_operation_has_a_unique_operation_id_and_a_declared_tag() {
+        let doc = crate::openapi();
+        let declared: BTreeSet<&str> = doc.tags.iter().flatten().map(|t| t.name.as_str()).collect();
+        for tag in doc.tags.iter().flatten() {
+            assert!(
+                tag.description.as_deref().is_some_and(|d| !d.is_empty()),
+                "tag {} has a description",
+                tag.name
+            );
+        }
+        assert_eq!(
+            declared.len(),
+            doc.tags.as_ref().map_or(0, Vec::len),
+            "tags declared once each"
+        );
+        let ops = operations(&doc);
+        assert!(ops.len() >= 30, "{} operations", ops.len());
+        let mut ids: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut used = BTreeSet::new();
+        for (name, operation) in &ops {
+            let id = operation
+                .operation_id
+                .as_deref()
+                .unwrap_or_else(|| panic!("{name} has no operationId"));
+            assert!(
+                id.contains('_')
+                    && id.starts_with(|c: char| c.is_ascii_lowercase())
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{name}: operationId {id:?} is not snake_case verb_noun (set `operation_id` in its #[utoipa::path])"
+            );
+            if let Some(other) = ids.insert(id, name) {
+                panic!("operationId {id:?} of {name} is also {other}'s");
+            }
+            let tags = operation.tags.as_deref().unwrap_or_default();
+            assert!(!tags.is_empty(), "{name} has no tag");
+            for tag in tags {
+                assert!(
+                    declared.contains(tag.as_str()),
+                    "{name}: tag {tag:?} is not declared in #[openapi(tags(...))]"
+                );
+                used.insert(tag.as_str());
+            }
+        }
+        let unused: Vec<_> = declared.difference(&used).collect();
+        assert!(unused.is_empty(), "declared tags no operation uses: {unused:?}");
+    }
+}

@@ -38,7 +38,7 @@ fn shown(m: &QueuedMessage) -> Value {
     v
 }
 
-#[utoipa::path(get, path = "/v1/queue", tag = "queue", params(QueueFilter),
+#[utoipa::path(get, path = "/v1/queue", operation_id = "list_queued_messages", tag = "queue", params(QueueFilter),
     responses((status = 200, description = "Queued messages in due order, without content (admin, tenant-admin)", body = [Object])))]
 pub async fn list(
     caller: Caller,
@@ -77,7 +77,7 @@ async fn visible(caller: &Caller, state: &AdminState, id: &str) -> Result<Queued
         .ok_or_else(gone)
 }
 
-#[utoipa::path(get, path = "/v1/queue/{id}", tag = "queue",
+#[utoipa::path(get, path = "/v1/queue/{id}", operation_id = "get_queued_message", tag = "queue",
     params(("id" = String, Path, description = "The queue id")),
     responses((status = 200, description = "The message's envelope, state and every attempt", body = Object)))]
 pub async fn show(
@@ -88,7 +88,7 @@ pub async fn show(
     Ok(Json(shown(&visible(&caller, &state, &id).await?)))
 }
 
-#[utoipa::path(post, path = "/v1/queue/{id}/retry", tag = "queue",
+#[utoipa::path(post, path = "/v1/queue/{id}/retry", operation_id = "retry_queued_message", tag = "queue",
     params(("id" = String, Path, description = "The queue id")),
     responses((status = 200, description = "Due now", body = Object)))]
 pub async fn retry(
@@ -103,7 +103,7 @@ pub async fn retry(
     Ok(Json(json!({"id": message.id, "due_ms": now})))
 }
 
-#[utoipa::path(delete, path = "/v1/queue/{id}", tag = "queue",
+#[utoipa::path(delete, path = "/v1/queue/{id}", operation_id = "delete_queued_message", tag = "queue",
     params(("id" = String, Path, description = "The queue id")),
     responses((status = 204, description = "Removed from the queue, undelivered")))]
 pub async fn delete(

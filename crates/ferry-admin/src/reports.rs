@@ -118,7 +118,7 @@ fn with_content_type(body: String, format: Format) -> Response {
     response
 }
 
-#[utoipa::path(get, path = "/v1/reports/usage", tag = "reports", params(Period),
+#[utoipa::path(get, path = "/v1/reports/usage", operation_id = "get_usage_report", tag = "reports", params(Period),
     responses((status = 200, description = "Usage and charge-back per tenant and application (admin, finance; a tenant-admin its own)",
         content((Object = "application/json"), (String = "text/csv")))))]
 pub async fn usage(
@@ -146,7 +146,8 @@ pub async fn usage(
 }
 
 /// Per application: relayed, refused by reason, delivered, deferred, bounced.
-#[utoipa::path(get, path = "/v1/reports/outcomes", tag = "reports", params(Period),
+#[utoipa::path(get, path = "/v1/reports/outcomes",
+    operation_id = "get_outcomes_report", tag = "reports", params(Period),
     responses((status = 200, description = "Per application: relayed, refused by reason, delivered, deferred, bounced (admin, finance; a tenant-admin its own)",
         content((Object = "application/json"), (String = "text/csv")))))]
 pub async fn outcomes(
@@ -178,7 +179,8 @@ pub async fn outcomes(
 }
 
 /// The contract year so far per tenant, and the hourly series of the period.
-#[utoipa::path(get, path = "/v1/reports/overview", tag = "reports", params(Period),
+#[utoipa::path(get, path = "/v1/reports/overview",
+    operation_id = "get_overview_report", tag = "reports", params(Period),
     responses((status = 200, description = "This contract year per tenant: allocation, use, forecast to the year's end, thresholds crossed, charge-back so far, the year's peak hour; and the hourly series of the period (admin, finance; a tenant-admin its own tenant, without the organisation's figures)", body = Object)))]
 pub async fn overview(
     caller: Caller,
@@ -238,7 +240,7 @@ pub async fn overview(
     Ok(Json(value))
 }
 
-#[utoipa::path(get, path = "/v1/alerts", tag = "reports", params(Period),
+#[utoipa::path(get, path = "/v1/alerts", operation_id = "list_alerts", tag = "reports", params(Period),
     responses((status = 200, description = "Alerts raised in the period, with their delivery state", body = [Object])))]
 pub async fn alerts(
     caller: Caller,

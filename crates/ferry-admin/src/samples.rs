@@ -28,7 +28,7 @@ pub struct ShareBody {
     pub percent: u8,
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{name}/samples", tag = "samples",
+#[utoipa::path(put, path = "/v1/tenants/{name}/samples", operation_id = "set_tenant_sample_share", tag = "samples",
     params(("name" = String, Path, description = "The tenant")), request_body = ShareBody,
     responses((status = 200, description = "The tenant with its new sample share (admin)", body = Object)))]
 pub async fn set_share(
@@ -64,7 +64,7 @@ pub struct SamplesQuery {
     limit: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/v1/samples", tag = "samples", params(SamplesQuery),
+#[utoipa::path(get, path = "/v1/samples", operation_id = "list_samples", tag = "samples", params(SamplesQuery),
     responses((status = 200, description = "Samples in the period, oldest first (admin; a tenant-admin its own tenant's)", body = [Object])))]
 pub async fn list(
     caller: Caller,

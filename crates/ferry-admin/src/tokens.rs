@@ -25,7 +25,7 @@ fn public(t: &ApiToken) -> Value {
     })
 }
 
-#[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
+#[utoipa::path(get, path = "/v1/tokens", operation_id = "list_tokens", tag = "tokens",
     responses((status = 200, description = "Every token, without its secret (admin)", body = [Object])))]
 pub async fn list(caller: Caller, State(state): State<AdminState>) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Admin])?;
@@ -44,7 +44,7 @@ pub struct NewToken {
     pub tenant: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = NewToken,
+#[utoipa::path(post, path = "/v1/tokens", operation_id = "create_token", tag = "tokens", request_body = NewToken,
     responses((status = 201, description = "Created; `token` is shown this once (admin)", body = Object)))]
 pub async fn create(
     caller: Caller,
@@ -67,7 +67,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens",
+#[utoipa::path(delete, path = "/v1/tokens/{id}", operation_id = "revoke_token", tag = "tokens",
     params(("id" = String, Path, description = "The token's id (the part after `ferry_`)")),
     responses((status = 200, description = "Revoked (admin)", body = Object)))]
 pub async fn revoke(
