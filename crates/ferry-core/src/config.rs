@@ -25,6 +25,7 @@ pub struct Config {
     pub hygiene: Hygiene,
     pub spf: Spf,
     pub samples: Samples,
+    pub suppression: SuppressionRules,
     pub telemetry: Telemetry,
     pub log: Log,
 }
@@ -59,13 +60,54 @@ impl Default for Telemetry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Samples {
-    /// Samples older than this are removed (hourly, by the delivery nodes).
+    /// Samples, and the events of every application's mail (see
+    /// `ferry_core::event`), older than this are removed (hourly, by the
+    /// delivery nodes).
     pub retention_days: u32,
 }
 
 impl Default for Samples {
     fn default() -> Self {
         Samples { retention_days: 30 }
+    }
+}
+
+/// When recipients go on their tenant's suppression list by themselves
+/// (see `ferry_core::suppression`): a hard bounce or a complaint at once;
+/// soft bounces once there are enough of them in a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SuppressionRules {
+    /// Soft bounces of one recipient within `soft_bounce_window_hours`
+    /// that suppress it.
+    pub soft_bounces: u32,
+    pub soft_bounce_window_hours: u64,
+    /// Entries made by bounces and complaints lapse after this many days;
+    /// 0 keeps them until removed (entries added by hand say their own).
+    pub expire_days: u32,
+}
+
+impl Default for SuppressionRules {
+    fn default() -> Self {
+        SuppressionRules {
+            soft_bounces: 3,
+            soft_bounce_window_hours: 72,
+            expire_days: 0,
+        }
+    }
+}
+
+impl SuppressionRules {
+    pub fn soft_bounce_rule(&self) -> crate::suppression::SoftBounceRule {
+        crate::suppression::SoftBounceRule {
+            count: self.soft_bounces,
+            window_ms: self.soft_bounce_window_hours.saturating_mul(3_600_000),
+        }
+    }
+
+    /// When an entry made at `at_ms` lapses.
+    pub fn expires_ms(&self, at_ms: u64) -> Option<u64> {
+        (self.expire_days > 0).then(|| at_ms.saturating_add(u64::from(self.expire_days) * 86_400_000))
     }
 }
 
@@ -634,6 +676,11 @@ impl Config {
                 self.auth.max_concurrent_verifications as u64,
             ),
             ("samples.retention_days", u64::from(self.samples.retention_days)),
+            ("suppression.soft_bounces", u64::from(self.suppression.soft_bounces)),
+            (
+                "suppression.soft_bounce_window_hours",
+                self.suppression.soft_bounce_window_hours,
+            ),
             ("auth.lockout_failures", self.auth.lockout_failures as u64),
             ("auth.lockout_secs", self.auth.lockout_secs),
             (

@@ -12,6 +12,8 @@
 //! - [`config`]: the configuration tree, its defaults and validation.
 //! - [`retry`]: the retry schedule (exponential backoff, jitter, maximum age).
 //! - [`dsn`]: delivery status notifications (RFC 3464) for failed recipients.
+//! - [`event`]: what happened to each recipient, as the sending application sees it.
+//! - [`suppression`]: the recipients a tenant's mail is no longer sent to, and why.
 //! - [`contract`]: the contract, contract years in their zone, prices in exact micro-units.
 //! - [`usage`]: what is counted, for which scope, in which hour.
 //! - [`metering`]: what one message adds to the ledger: counts, caps, thresholds, alerts.
@@ -29,6 +31,7 @@ pub mod contract;
 pub mod directory;
 pub mod dkim;
 pub mod dsn;
+pub mod event;
 pub mod lockout;
 pub mod message;
 pub mod metering;
@@ -38,10 +41,11 @@ pub mod policy;
 pub mod refusal;
 pub mod retry;
 pub mod sample;
+pub mod suppression;
 pub mod tenant;
 pub mod token;
 pub mod usage;
 
 pub use clock::{Clock, SystemClock};
 pub use message::{DeliveryAttempt, QueueId, QueuedMessage, RecipientOutcome};
-pub use tenant::{AppLimits, Application, Caps, Route, SmartHost, Tenant};
+pub use tenant::{AppLimits, Application, Bounces, Caps, Route, SmartHost, SuppressedMail, Tenant};

@@ -76,6 +76,7 @@ pub fn tenant(new: NewTenant, now_ms: u64) -> Result<Tenant, Invalid> {
         allocation: Default::default(),
         caps: Default::default(),
         sample_percent: 0,
+        bounces: Default::default(),
     })
 }
 

@@ -174,6 +174,7 @@ mod tests {
             allocation: Default::default(),
             caps: Default::default(),
             sample_percent: 0,
+            bounces: Default::default(),
         }
     }
 

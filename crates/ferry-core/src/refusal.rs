@@ -72,6 +72,10 @@ pub enum Refusal {
     /// nothing was acknowledged, the client tries again.
     #[error("the store is busy")]
     StoreBusy,
+    /// `550 5.1.1` at RCPT: the recipient is on the tenant's suppression
+    /// list (it bounced for good, complained, or an admin put it there).
+    #[error("recipient suppressed ({})", .0.reason.as_str())]
+    Suppressed(Box<crate::suppression::Suppression>),
 }
 
 /// Why authentication failed, for the log only.
@@ -135,6 +139,7 @@ impl Refusal {
             Internal(_) => ReplyParts::new(451, "4.3.0", "Temporary failure; try again later"),
             EarlyTalker => ReplyParts::new(554, "5.5.1", "Protocol error: you spoke before the greeting"),
             StoreBusy => ReplyParts::new(451, "4.3.0", "Server busy; try again later"),
+            Suppressed(entry) => ReplyParts::new(550, "5.1.1", suppressed_text(entry)),
             MessageTooBig(limit) => {
                 ReplyParts::new(552, "5.3.4", format!("Message exceeds the size limit of {limit} bytes"))
             }
@@ -174,9 +179,30 @@ impl Refusal {
             Internal(_) => "internal",
             EarlyTalker => "early_talker",
             StoreBusy => "store_busy",
+            Suppressed(_) => "suppressed",
             MessageTooBig(_) => "size",
         }
     }
+}
+
+fn suppressed_text(entry: &crate::suppression::Suppression) -> String {
+    let since = i64::try_from(entry.at_ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(
+            || "a while".to_string(),
+            |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        );
+    let why = match entry.reason {
+        crate::suppression::Reason::HardBounce => "it bounced",
+        crate::suppression::Reason::Complaint => "its owner complained",
+        crate::suppression::Reason::SoftBounces => "it bounced repeatedly",
+        crate::suppression::Reason::Manual => "an administrator listed it",
+    };
+    format!(
+        "Recipient <{}> is suppressed since {since} ({why}); not sent",
+        entry.recipient
+    )
 }
 
 fn sender_text(which: &str, refusal: &SenderRefusal) -> String {
@@ -342,6 +368,20 @@ mod tests {
                 "before the greeting",
             ),
             (Refusal::StoreBusy, 451, "4.3.0", "store_busy", "busy"),
+            (
+                Refusal::Suppressed(Box::new(crate::suppression::Suppression {
+                    tenant: "hr".into(),
+                    recipient: "jo@x.test".into(),
+                    reason: crate::suppression::Reason::HardBounce,
+                    at_ms: 1_764_806_400_000,
+                    expires_ms: None,
+                    source: "bounced".into(),
+                })),
+                550,
+                "5.1.1",
+                "suppressed",
+                "<jo@x.test> is suppressed since 2025-12-04 00:00 UTC (it bounced)",
+            ),
         ];
         for (refusal, code, status, reason, text) in rows {
             let reply = refusal.reply();

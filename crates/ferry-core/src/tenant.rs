@@ -31,6 +31,38 @@ pub struct Tenant {
     /// by default (see `ferry_core::sample`).
     #[serde(default)]
     pub sample_percent: u8,
+    /// Its return path, reports and suppression list.
+    #[serde(default)]
+    pub bounces: Bounces,
+}
+
+/// What becomes of bounces and complaints about a tenant's mail (see
+/// `ferry_core::event` and `ferry_core::suppression`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Bounces {
+    /// A domain whose MX is Ferry's inbound listener (`bounces.hr.example.edu`):
+    /// the envelope-From of the tenant's mail becomes a signed address
+    /// under it for each recipient, so reports come back to Ferry. None:
+    /// the application's own envelope-From, as sent.
+    pub domain: Option<String>,
+    /// Forward each report taken in to the application's own envelope-From,
+    /// so a team that reads its bounce mailbox loses nothing.
+    pub forward: bool,
+    /// Mail to a suppressed recipient.
+    pub suppressed: SuppressedMail,
+}
+
+/// What happens to mail for a recipient on the tenant's suppression list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressedMail {
+    /// `550 5.1.1` at `RCPT`, saying since when and why.
+    #[default]
+    Refuse,
+    /// Accepted, not sent, logged as a `suppressed` event (for
+    /// applications that fail on a refused recipient).
+    Drop,
 }
 
 /// Hard limits, in the contract's unit: beyond them mail is deferred or refused.
@@ -202,6 +234,7 @@ pub(crate) mod tests_support {
             allocation: Default::default(),
             caps: Caps::default(),
             sample_percent: 0,
+            bounces: Default::default(),
         }
     }
 
@@ -241,6 +274,7 @@ mod tests {
             allocation: Default::default(),
             caps: Caps::default(),
             sample_percent: 0,
+            bounces: Default::default(),
         }
     }
 

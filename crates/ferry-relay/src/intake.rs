@@ -6,15 +6,16 @@ use std::sync::Arc;
 use ferry_core::clock::rfc5322_date;
 use ferry_core::config::Alerts;
 use ferry_core::contract::Terms;
+use ferry_core::event::{EventKind, EventRecord};
 use ferry_core::metering;
 use ferry_core::outcome::OutcomeCount;
 use ferry_core::policy::{BulkSignals, check_bulk, check_header_from};
 use ferry_core::refusal::Refusal;
 use ferry_core::sample::{self as sample, Sample, Sampled};
 use ferry_core::usage::Usage;
-use ferry_core::{Application, Clock, QueueId, QueuedMessage, Tenant};
+use ferry_core::{Application, Clock, QueueId, QueuedMessage, SuppressedMail, Tenant};
 use ferry_smtp::{Envelope, Reply};
-use ferry_store::{Store, StoreError};
+use ferry_store::{Changes, Store, StoreError};
 
 use crate::dkim::DkimSigners;
 use crate::metrics::Metrics;
@@ -143,9 +144,24 @@ impl MessageIntake {
         if sample::chosen(tenant.sample_percent, id.as_str()) {
             self.keep_sample(tenant, app, &id, &envelope, Some(&content), "accepted");
         }
+        let recipients = match tenant.bounces.suppressed {
+            SuppressedMail::Refuse => envelope.recipients.clone(),
+            SuppressedMail::Drop => match self.drop_suppressed(&id, tenant, app, &envelope.recipients).await {
+                Ok(kept) => kept,
+                Err(refusal) => return refused_here(refusal),
+            },
+        };
+        if recipients.is_empty() {
+            // Every recipient suppressed: nothing to send, nothing counted.
+            return Intake {
+                reply: Reply::new(250, "2.0.0", format!("Ok: queued as {id}")),
+                size,
+                refusal: None,
+            };
+        }
         let usage = Usage {
             messages: 1,
-            recipients: envelope.recipients.len() as u64,
+            recipients: recipients.len() as u64,
             bytes: size as u64,
         };
         let plan = metering::plan(&self.terms, &self.alerts, tenant, app, usage, now);
@@ -155,7 +171,7 @@ impl MessageIntake {
             app: app.username.clone(),
             // Copied, not moved: a message the store refuses is sampled too.
             mail_from: envelope.mail_from.clone(),
-            recipients: envelope.recipients.clone(),
+            recipients,
             received_ms: now,
             attempts: 0,
             eight_bit: envelope.eight_bit,
@@ -317,6 +333,58 @@ impl MessageIntake {
             self.clock.now_ms(),
         )
         .await
+    }
+
+    /// Whether `rcpt` is on the tenant's suppression list.
+    pub async fn check_suppressed(&self, tenant: &Tenant, rcpt: &str) -> Result<(), Refusal> {
+        match self.store.suppression(&tenant.name, rcpt, self.clock.now_ms()).await {
+            Ok(None) => Ok(()),
+            Ok(Some(entry)) => Err(Refusal::Suppressed(Box::new(entry))),
+            Err(StoreError::Busy) => Err(Refusal::StoreBusy),
+            Err(e) => Err(Refusal::StoreUnavailable(e.to_string())),
+        }
+    }
+
+    /// For a tenant that drops mail to suppressed recipients: the
+    /// recipients to send to, after logging a `suppressed` event for the
+    /// others under the message's id.
+    async fn drop_suppressed(
+        &self,
+        id: &QueueId,
+        tenant: &Tenant,
+        app: &Application,
+        recipients: &[String],
+    ) -> Result<Vec<String>, Refusal> {
+        let mut kept = Vec::with_capacity(recipients.len());
+        let mut dropped = Vec::new();
+        for rcpt in recipients {
+            match self.check_suppressed(tenant, rcpt).await {
+                Ok(()) => kept.push(rcpt.clone()),
+                Err(Refusal::Suppressed(_)) => dropped.push(rcpt.clone()),
+                Err(other) => return Err(other),
+            }
+        }
+        if dropped.is_empty() {
+            return Ok(kept);
+        }
+        let record = EventRecord {
+            at_ms: self.clock.now_ms(),
+            tenant: tenant.name.clone(),
+            app: app.username.clone(),
+            queue_id: id.to_string(),
+            kind: EventKind::Suppressed,
+            recipients: dropped,
+            detail: Default::default(),
+        };
+        let changes = Changes {
+            events: vec![record],
+            suppress: Vec::new(),
+        };
+        match self.store.append_events(changes).await {
+            Ok(()) => Ok(kept),
+            Err(StoreError::Busy) => Err(Refusal::StoreBusy),
+            Err(e) => Err(Refusal::StoreUnavailable(e.to_string())),
+        }
     }
 
     /// `Received:` (RFC 5321 §4.4) always; `Message-ID:` and `Date:` when the

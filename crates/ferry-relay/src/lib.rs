@@ -517,6 +517,7 @@ fn delivery_args(
             max_interval_ms: d.retry_max_interval_secs * 1000,
             max_age_ms: d.max_age_secs * 1000,
         },
+        suppression: config.suppression.clone(),
         hostname: config.server.hostname.clone(),
         wakeup,
         metrics: node_metrics,

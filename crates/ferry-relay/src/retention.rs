@@ -1,5 +1,5 @@
 //! The retention keeper: an actor of the delivery nodes' tree that removes
-//! message samples older than `samples.retention_days`, once at start and
+//! message samples and events older than `samples.retention_days`, once at start and
 //! then every hour (each node's pass is idempotent, so several delivery
 //! nodes may run it).
 
@@ -25,6 +25,10 @@ impl Retention {
         let removed = self.store.purge_samples(before).await?;
         if removed > 0 {
             tracing::info!(removed, "expired message samples removed");
+        }
+        let events = self.store.purge_events(before).await?;
+        if events > 0 {
+            tracing::info!(records = events, "expired events removed");
         }
         Ok(removed)
     }
@@ -56,7 +60,7 @@ impl Actor for Keeper {
         state: &mut Arc<Retention>,
     ) -> Result<(), ActorProcessingErr> {
         if let Err(e) = state.purge().await {
-            tracing::warn!(error = %e, "cannot remove expired message samples; trying again in an hour");
+            tracing::warn!(error = %e, "cannot remove expired samples and events; trying again in an hour");
         }
         myself.send_after(EVERY, || Pass);
         Ok(())

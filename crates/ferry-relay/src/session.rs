@@ -27,7 +27,7 @@ use crate::listener::SessionSlot;
 use crate::stream::{ServerStream, Stream};
 use crate::tls::TlsInfo;
 use crate::trace;
-use ferry_core::QueueId;
+use ferry_core::{QueueId, SuppressedMail};
 use tracing::Instrument;
 
 /// What every session of a node shares.
@@ -212,8 +212,8 @@ impl Connection {
                 session.mail_result(conn.check_sender(ctx, &request.from).await);
                 true
             }
-            Action::Rcpt(_) => {
-                let verdict = conn.check_recipient(ctx).await;
+            Action::Rcpt(rcpt) => {
+                let verdict = conn.check_recipient(ctx, &rcpt).await;
                 conn.recipients += u64::from(verdict.is_ok());
                 session.rcpt_result(verdict);
                 true
@@ -389,12 +389,19 @@ impl Connection {
         reply_for(refusal)
     }
 
-    /// When the contract counts recipients, a recipient past a cap is
-    /// deferred at RCPT (451 4.7.1) rather than failing the whole message.
-    async fn check_recipient(&self, ctx: &SessionContext) -> Result<(), Reply> {
+    /// A suppressed recipient is refused (550 5.1.1). When the contract
+    /// counts recipients, a recipient past a cap is deferred at RCPT
+    /// (451 4.7.1) rather than failing the whole message.
+    async fn check_recipient(&self, ctx: &SessionContext, rcpt: &str) -> Result<(), Reply> {
         let Some(login) = &self.login else {
             return Err(reply_for(&Refusal::AuthenticationRequired));
         };
+        if login.tenant.bounces.suppressed == SuppressedMail::Refuse {
+            ctx.intake
+                .check_suppressed(&login.tenant, rcpt)
+                .await
+                .map_err(|refusal| self.refused(ctx, &refusal))?;
+        }
         if ctx.intake.terms.unit != ferry_core::contract::Unit::Recipients {
             return Ok(());
         }

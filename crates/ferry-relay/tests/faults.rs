@@ -130,6 +130,7 @@ async fn killed_delivery_actors_lose_nothing_and_send_nothing_twice() {
         allocation: Default::default(),
         caps: Default::default(),
         sample_percent: 0,
+        bounces: Default::default(),
     };
     store.create_tenant(tenant).await.expect("tenant");
     let now = SystemClock.now_ms();

@@ -33,6 +33,13 @@
 //!   by when they were taken (ms), for reading by period and purging.
 //! - `P:alert:{id}`, with `P:alert_times` (by time raised) and `P:outbox`
 //!   (undelivered, by due time).
+//! - `P:ev:{tenant}`: the tenant's event log, a stream of records (field
+//!   `r`, JSON) whose ids start with the record's time (ms), so the stream
+//!   id is the cursor and a purge is `XTRIM MINID`; `P:event_tenants`: the
+//!   tenants that have one.
+//! - `P:sup:{tenant}`: the tenant's suppression list, recipient → entry
+//!   (JSON); `P:soft:{tenant}:{recipient}`: the times of its recent soft
+//!   bounces, expiring with the window.
 //!
 //! The scripts name keys they were not passed, so this is a backend for one
 //! Redis server (with or without replicas), not for Redis Cluster.
@@ -56,16 +63,18 @@ use ferry_core::audit::AuditEntry;
 use ferry_core::config::{RedisDurability, RedisStore as RedisConfig};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
+use ferry_core::event::EventRecord;
 use ferry_core::lockout::{FailureCount, Lockout, LockoutRules, SignInState, Subject};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::{self, OutcomeCount};
 use ferry_core::sample::Sample;
+use ferry_core::suppression::{self, Suppression};
 use ferry_core::token::ApiToken;
 use ferry_core::usage::{HourUsage, Scope, Usage};
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
 use ferry_store::{
-    Backlog, Directory, Ledger, Next, Queue, QueueEntry, Result, SampleQuery, Samples, SignIns, StoreError, decode,
-    encode,
+    Backlog, Changes, Directory, Events, Ledger, Next, Queue, QueueEntry, Result, SampleQuery, Samples, SignIns,
+    StoreError, Suppressions, decode, encode,
 };
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
@@ -97,6 +106,7 @@ struct Scripts {
     delete: Script,
     fail: Script,
     withdraw: Script,
+    append: Script,
 }
 
 /// How long a message waits for its replicas before it falls due anyway
@@ -112,6 +122,36 @@ pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 }
 
 impl RedisStore {
+    /// `changes` in the form the scripts' `log_changes` takes (log.lua).
+    fn changes_arg(&self, changes: &Changes) -> Vec<u8> {
+        if changes.is_empty() {
+            return Vec::new();
+        }
+        let events: Vec<_> = changes
+            .events
+            .iter()
+            .map(|e| {
+                let record = String::from_utf8(encode(e)).unwrap_or_default();
+                [
+                    self.keys.events(&e.tenant),
+                    e.tenant.clone(),
+                    e.at_ms.to_string(),
+                    record,
+                ]
+            })
+            .collect();
+        let suppress: Vec<_> = changes
+            .suppress
+            .iter()
+            .map(|s| {
+                let s = s.clone().normalised();
+                let entry = String::from_utf8(encode(&s)).unwrap_or_default();
+                [self.keys.suppressed(&s.tenant), s.recipient, entry]
+            })
+            .collect();
+        encode(&serde_json::json!({ "events": events, "suppress": suppress }))
+    }
+
     /// Connects (`store.redis`) and checks the server answers; warns when its persistence
     /// settings promise less than "synced before 250".
     pub async fn connect(c: &RedisConfig) -> Result<RedisStore> {
@@ -121,9 +161,9 @@ impl RedisStore {
             link: link.clone(),
             keys: Arc::new(Keys::new(&c.key_prefix)),
             scripts: Arc::new(Scripts {
-                enqueue: Script::new(include_str!("lua/enqueue.lua")),
+                enqueue: Script::new(concat!(include_str!("lua/log.lua"), include_str!("lua/enqueue.lua"))),
                 lease: Script::new(include_str!("lua/lease.lua")),
-                record: Script::new(include_str!("lua/record.lua")),
+                record: Script::new(concat!(include_str!("lua/log.lua"), include_str!("lua/record.lua"))),
                 put: Script::new(include_str!("lua/put.lua")),
                 rescore: Script::new(include_str!("lua/rescore.lua")),
                 alert: Script::new(include_str!("lua/alert.lua")),
@@ -133,6 +173,7 @@ impl RedisStore {
                 delete: Script::new(include_str!("lua/delete.lua")),
                 fail: Script::new(include_str!("lua/fail.lua")),
                 withdraw: Script::new(include_str!("lua/withdraw.lua")),
+                append: Script::new(concat!(include_str!("lua/log.lua"), include_str!("lua/append.lua"))),
             }),
             wait: (c.wait_replicas > 0).then_some((c.wait_replicas, c.wait_timeout_ms, c.durability)),
         };
@@ -503,18 +544,24 @@ impl Queue for RedisStore {
         } else {
             (message.received_ms, self.keys.enqueued.as_str())
         };
+        let accepted = EventRecord::accepted(&message).map(|e| encode(&e)).unwrap_or_default();
         let refused: usize = self
             .run(
                 self.scripts
                     .enqueue
                     .key(self.keys.message(id))
                     .key(&self.keys.due)
+                    .key(self.keys.events(&message.tenant))
+                    .key(&self.keys.event_tenants)
                     .arg(id)
                     .arg(due)
                     .arg(encode(&message))
                     .arg(message.content.as_slice())
                     .arg(plan.as_slice())
-                    .arg(channel),
+                    .arg(channel)
+                    .arg(accepted)
+                    .arg(&message.tenant)
+                    .arg(message.received_ms),
             )
             .await?;
         if let Some(cap) = refused.checked_sub(1).and_then(|i| metering.as_ref()?.caps.get(i)) {
@@ -585,7 +632,7 @@ impl Queue for RedisStore {
         Ok(moved.iter().filter_map(|id| QueueId::parse(id)).collect())
     }
 
-    async fn record(&self, message: &QueuedMessage, next: Next) -> Result<()> {
+    async fn record(&self, message: &QueuedMessage, next: Next, changes: &Changes) -> Result<()> {
         let id = message.id.as_str();
         let mut saved = message.clone();
         saved.content = Vec::new();
@@ -607,12 +654,14 @@ impl Queue for RedisStore {
             .key(&self.keys.due)
             .key(&self.keys.outcome_hours)
             .key(self.keys.outcomes(hour))
+            .key(&self.keys.event_tenants)
             .arg(id)
             .arg(mode)
             .arg(encode(&saved))
             .arg(due)
             .arg(hour)
-            .arg(message.lease.as_deref().unwrap_or(""));
+            .arg(message.lease.as_deref().unwrap_or(""))
+            .arg(self.changes_arg(changes));
         for count in &counts {
             invocation.arg(count.field()).arg(count.count);
         }
@@ -1098,5 +1147,134 @@ impl Samples for RedisStore {
         pipe.cmd("ZREM").arg(&self.keys.sample_times).arg(&ids).ignore();
         pipe.query_async::<()>(&mut self.conn()).await.map_err(unavailable)?;
         Ok(ids.len())
+    }
+}
+
+#[async_trait]
+impl Events for RedisStore {
+    async fn append_events(&self, changes: Changes) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.scripts.append.key(&self.keys.event_tenants);
+        invocation.arg(self.changes_arg(&changes));
+        self.run::<i64>(&invocation).await?;
+        self.replicated().await
+    }
+
+    async fn events(&self, tenant: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, EventRecord)>> {
+        let from = match after {
+            None => "-".to_string(),
+            Some(cursor) if is_stream_id(cursor) => format!("({cursor}"),
+            Some(cursor) => return Err(StoreError::Invalid(format!("cursor {cursor:?}"))),
+        };
+        let raw: Vec<(String, Vec<(String, Vec<u8>)>)> = self
+            .query(
+                redis::cmd("XRANGE")
+                    .arg(self.keys.events(tenant))
+                    .arg(from)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(limit),
+            )
+            .await?;
+        raw.into_iter()
+            .map(|(id, fields)| {
+                let record = fields
+                    .into_iter()
+                    .find(|(f, _)| f == "r")
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                Ok((id, decode(&record)?))
+            })
+            .collect()
+    }
+
+    async fn purge_events(&self, before_ms: u64) -> Result<usize> {
+        let tenants: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(&self.keys.event_tenants)).await?;
+        let mut removed = 0;
+        for tenant in tenants {
+            let n: usize = self
+                .query(
+                    redis::cmd("XTRIM")
+                        .arg(self.keys.events(&tenant))
+                        .arg("MINID")
+                        .arg(before_ms),
+                )
+                .await?;
+            removed += n;
+        }
+        Ok(removed)
+    }
+}
+
+/// A stream id as Redis gives them (`<ms>-<seq>`): what a cursor must be.
+fn is_stream_id(s: &str) -> bool {
+    s.split_once('-').is_some_and(|(ms, seq)| {
+        [ms, seq]
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+#[async_trait]
+impl Suppressions for RedisStore {
+    async fn suppression(&self, tenant: &str, recipient: &str, now_ms: u64) -> Result<Option<Suppression>> {
+        let found: Option<Suppression> = self
+            .record_of(&self.keys.suppressed(tenant), &suppression::normalise(recipient))
+            .await?;
+        Ok(found.filter(|s| s.in_force(now_ms)))
+    }
+
+    async fn suppressions(&self, tenant: &str, search: Option<&str>, limit: usize) -> Result<Vec<Suppression>> {
+        let search = search.map(suppression::normalise);
+        let raw: Vec<(String, Vec<u8>)> = self
+            .query(redis::cmd("HGETALL").arg(self.keys.suppressed(tenant)))
+            .await?;
+        let mut out = raw
+            .into_iter()
+            .filter(|(recipient, _)| search.as_deref().is_none_or(|s| recipient.contains(s)))
+            .map(|(_, entry)| decode::<Suppression>(&entry))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| a.recipient.cmp(&b.recipient));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn unsuppress(&self, tenant: &str, recipient: &str) -> Result<bool> {
+        let removed: usize = self
+            .query(
+                redis::cmd("HDEL")
+                    .arg(self.keys.suppressed(tenant))
+                    .arg(suppression::normalise(recipient)),
+            )
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn count_soft_bounces(
+        &self,
+        tenant: &str,
+        recipients: &[String],
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Result<Vec<u32>> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for recipient in recipients {
+            let key = self.keys.soft_bounces(tenant, &suppression::normalise(recipient));
+            let member = uuid::Uuid::now_v7().simple().to_string();
+            pipe.cmd("ZREMRANGEBYSCORE")
+                .arg(&key)
+                .arg("-inf")
+                .arg(now_ms.saturating_sub(window_ms))
+                .ignore();
+            pipe.cmd("ZADD").arg(&key).arg(now_ms).arg(member).ignore();
+            pipe.cmd("ZCARD").arg(&key);
+            pipe.cmd("PEXPIRE").arg(&key).arg(window_ms.max(1)).ignore();
+        }
+        pipe.query_async::<Vec<u32>>(&mut self.conn())
+            .await
+            .map_err(unavailable)
     }
 }

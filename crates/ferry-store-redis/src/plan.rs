@@ -31,6 +31,8 @@ pub(crate) struct Keys {
     pub sample_times: String,
     /// The pub/sub channel every enqueue is announced on.
     pub enqueued: String,
+    /// The tenants that have an event stream.
+    pub event_tenants: String,
 }
 
 impl Keys {
@@ -53,7 +55,23 @@ impl Keys {
             samples: key("samples"),
             sample_times: key("sample_times"),
             enqueued: key("enqueued"),
+            event_tenants: key("event_tenants"),
         }
+    }
+
+    /// A tenant's event stream.
+    pub fn events(&self, tenant: &str) -> String {
+        format!("{}:ev:{tenant}", self.prefix)
+    }
+
+    /// A tenant's suppression list: recipient → entry.
+    pub fn suppressed(&self, tenant: &str) -> String {
+        format!("{}:sup:{tenant}", self.prefix)
+    }
+
+    /// The times of one recipient's recent soft bounces.
+    pub fn soft_bounces(&self, tenant: &str, recipient: &str) -> String {
+        format!("{}:soft:{tenant}:{recipient}", self.prefix)
     }
 
     /// A failed sign-in counter (`ferry_core::lockout::Subject::key`).

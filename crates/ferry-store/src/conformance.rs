@@ -20,7 +20,9 @@ macro_rules! conformance_suite {
             deletes_and_the_audit_log,
             sign_in_failures_lock_out_by_rule,
             the_backlog_counts_what_is_due,
-            samples_are_kept_read_and_purged
+            samples_are_kept_read_and_purged,
+            events_are_logged_with_their_changes,
+            suppression_lists_per_tenant
         );
         $crate::conformance_suite!(@each $open, shared:
             concurrent_enqueues_all_land,
@@ -45,7 +47,12 @@ macro_rules! conformance_suite {
 
 use ferry_core::{AppLimits, Application, QueueId, QueuedMessage, RecipientOutcome, Tenant};
 
-use crate::{Next, Store, StoreError};
+use crate::{Changes, Next, Store, StoreError};
+
+/// A record that changes nothing beyond the message.
+fn none() -> Changes {
+    Changes::default()
+}
 
 pub fn tenant(name: &str) -> Tenant {
     Tenant {
@@ -58,6 +65,7 @@ pub fn tenant(name: &str) -> Tenant {
         allocation: Default::default(),
         caps: Default::default(),
         sample_percent: 0,
+        bounces: Default::default(),
     }
 }
 
@@ -174,9 +182,12 @@ pub async fn queue_lease_complete_and_expiry(store: &dyn Store) {
             reply: "250 ok".into(),
         },
     );
-    store.record(&progress, Next::Continue).await.expect("record progress");
     store
-        .record(&progress, Next::RetryAt(200_000))
+        .record(&progress, Next::Continue, &none())
+        .await
+        .expect("record progress");
+    store
+        .record(&progress, Next::RetryAt(200_000), &none())
         .await
         .expect("reschedule");
     assert!(store.lease(199_999, 60_000, 10).await.expect("lease").is_empty());
@@ -193,7 +204,7 @@ pub async fn queue_lease_complete_and_expiry(store: &dyn Store) {
         store.get(&m.id).await.expect("get").expect("present").content,
         m.content
     );
-    store.record(&latest[0], Next::Done).await.expect("done");
+    store.record(&latest[0], Next::Done, &none()).await.expect("done");
     assert!(store.get(&m.id).await.expect("get").is_none());
     assert_eq!(store.depth().await.expect("depth"), 0);
     assert!(store.list(10).await.expect("list").is_empty());
@@ -231,7 +242,7 @@ pub async fn records_are_fenced_by_the_lease(store: &dyn Store) {
         },
     );
     for next in [Next::Continue, Next::RetryAt(900_000), Next::Done] {
-        match store.record(&stale, next).await {
+        match store.record(&stale, next, &none()).await {
             Err(StoreError::LeaseLost(id)) => assert_eq!(id, m.id.as_str()),
             other => panic!("a record under a lost lease ({next:?}) must be refused: {other:?}"),
         }
@@ -254,10 +265,13 @@ pub async fn records_are_fenced_by_the_lease(store: &dyn Store) {
         },
     );
     store
-        .record(&progress, Next::Continue)
+        .record(&progress, Next::Continue, &none())
         .await
         .expect("the holder's progress");
-    store.record(&progress, Next::Done).await.expect("the holder's done");
+    store
+        .record(&progress, Next::Done, &none())
+        .await
+        .expect("the holder's done");
     assert!(store.get(&m.id).await.expect("get").is_none());
 }
 
@@ -283,7 +297,10 @@ pub async fn leases_renew_and_hand_back(store: &dyn Store) {
     let again = store.lease(21_000, 10_000, 10).await.expect("lease");
     assert_eq!(again.len(), 1, "a handed-back message is due at once");
     assert_eq!(again[0].attempts, 0, "handing back is not an attempt");
-    store.record(&again[0], Next::RetryAt(500_000)).await.expect("retry");
+    store
+        .record(&again[0], Next::RetryAt(500_000), &none())
+        .await
+        .expect("retry");
     assert!(
         store
             .extend_leases(&[(m.id.clone(), 31_000)], 600_000)
@@ -466,12 +483,12 @@ pub async fn outcomes_are_counted_once(store: &dyn Store) {
     m.recipients = vec!["a@example.net".into(), "b@example.net".into()];
     store.enqueue(m.clone(), None).await.expect("enqueue");
     store
-        .record(&m, Next::RetryAt(hour * HOUR_MS + 1))
+        .record(&m, Next::RetryAt(hour * HOUR_MS + 1), &none())
         .await
         .expect("deferred");
     // Saved again, as after a reply lost in a failover: counted once.
     store
-        .record(&m, Next::RetryAt(hour * HOUR_MS + 1))
+        .record(&m, Next::RetryAt(hour * HOUR_MS + 1), &none())
         .await
         .expect("deferred again");
     let stored = store.get(&m.id).await.expect("get").expect("still queued");
@@ -492,8 +509,11 @@ pub async fn outcomes_are_counted_once(store: &dyn Store) {
             remote: None,
         },
     );
-    store.record(&m, Next::Done).await.expect("done");
-    assert!(store.record(&m, Next::Done).await.is_err(), "the message is gone");
+    store.record(&m, Next::Done, &none()).await.expect("done");
+    assert!(
+        store.record(&m, Next::Done, &none()).await.is_err(),
+        "the message is gone"
+    );
     store
         .count_outcomes(vec![
             OutcomeCount::refusal("t", "a", "virus", hour * HOUR_MS),
@@ -701,4 +721,204 @@ pub async fn samples_are_kept_read_and_purged(store: &dyn Store) {
     assert_eq!(ids(store.samples(first).await.expect("read")), ["Q1"]);
     assert_eq!(store.purge_samples(25).await.expect("purge"), 2);
     assert_eq!(ids(store.samples(all).await.expect("read")), ["Q3"]);
+}
+
+fn event(tenant: &str, kind: ferry_core::event::EventKind, rcpt: &str, at_ms: u64) -> ferry_core::event::EventRecord {
+    ferry_core::event::EventRecord {
+        at_ms,
+        tenant: tenant.into(),
+        app: "a".into(),
+        queue_id: String::new(),
+        kind,
+        recipients: vec![rcpt.into()],
+        detail: Default::default(),
+    }
+}
+
+/// An enqueue logs `accepted`; a record logs the changes it is given,
+/// once however often it is saved, and none under a lost lease; a
+/// tenant's log reads by cursor, apart from other tenants', and purges
+/// by time.
+pub async fn events_are_logged_with_their_changes(store: &dyn Store) {
+    use ferry_core::event::EventKind;
+    let kinds = |records: &[(String, ferry_core::event::EventRecord)]| -> Vec<EventKind> {
+        records.iter().map(|(_, r)| r.kind).collect()
+    };
+    let mut m = message(b"x", 1_000);
+    m.recipients = vec!["a@example.net".into(), "b@example.net".into()];
+    store.enqueue(m.clone(), None).await.expect("enqueue");
+    let mut bounce = message(b"dsn", 1_000);
+    bounce.mail_from.clear();
+    store.enqueue(bounce, None).await.expect("enqueue a bounce");
+    let log = store.events("t", None, 10).await.expect("events");
+    assert_eq!(kinds(&log), [EventKind::Accepted], "the null sender's message has none");
+    assert_eq!(log[0].1.recipients, m.recipients);
+    assert_eq!(log[0].1.queue_id, m.id.as_str());
+
+    let leased = store.lease(2_000, 60_000, 10).await.expect("lease");
+    let mut walk = leased.into_iter().find(|l| l.id == m.id).expect("leased");
+    let deferred = Changes {
+        events: vec![event("t", EventKind::Deferred, "a@example.net", 2_000)],
+        suppress: Vec::new(),
+    };
+    walk.record_attempt(ferry_core::DeliveryAttempt {
+        at_ms: 2_000,
+        destination: "mx".into(),
+        address: None,
+        tls: None,
+        recipients: m.recipients.clone(),
+        reply: "451 4.7.1 later".into(),
+    });
+    // A stale holder of an earlier lease writes nothing.
+    let mut stale = walk.clone();
+    stale.lease = Some("not-the-lease".into());
+    assert!(matches!(
+        store.record(&stale, Next::RetryAt(9_000), &deferred).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    for _ in 0..2 {
+        // Saved twice, as after a reply lost in a failover: logged once.
+        store
+            .record(&walk, Next::RetryAt(9_000), &deferred)
+            .await
+            .expect("deferred");
+    }
+    let delivered = Changes {
+        events: vec![event("t", EventKind::Delivered, "a@example.net", 9_500)],
+        suppress: Vec::new(),
+    };
+    store.record(&walk, Next::Done, &delivered).await.expect("done");
+    assert!(store.record(&walk, Next::Done, &delivered).await.is_err(), "gone");
+    let log = store.events("t", None, 10).await.expect("events");
+    assert_eq!(
+        kinds(&log),
+        [EventKind::Accepted, EventKind::Deferred, EventKind::Delivered]
+    );
+    let after_first = store.events("t", Some(&log[0].0), 10).await.expect("by cursor");
+    assert_eq!(after_first, log[1..].to_vec(), "a cursor reads what came after it");
+    assert_eq!(store.events("t", Some(&log[0].0), 1).await.expect("limit").len(), 1);
+    assert!(
+        store
+            .events("t", Some(&log[2].0), 10)
+            .await
+            .expect("at the end")
+            .is_empty()
+    );
+    assert!(matches!(
+        store.events("t", Some("not a cursor"), 10).await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    let late = event("u", EventKind::Complained, "c@example.net", 5_000_000);
+    let entry = ferry_core::suppression::Suppression {
+        tenant: "u".into(),
+        recipient: "C@example.net".into(),
+        reason: ferry_core::suppression::Reason::Complaint,
+        at_ms: 5_000_000,
+        expires_ms: None,
+        source: "complained".into(),
+    };
+    store
+        .append_events(Changes {
+            events: vec![late.clone()],
+            suppress: vec![entry],
+        })
+        .await
+        .expect("append");
+    let other = store.events("u", None, 10).await.expect("events");
+    assert_eq!(other.len(), 1, "each tenant has its own log");
+    assert_eq!(other[0].1, late);
+    assert!(
+        store
+            .suppression("u", "c@example.net", 5_000_001)
+            .await
+            .expect("lookup")
+            .is_some(),
+        "appended with its suppression entry"
+    );
+    assert_eq!(store.purge_events(2_000_000).await.expect("purge"), 3);
+    assert!(store.events("t", None, 10).await.expect("events").is_empty());
+    assert_eq!(store.events("u", None, 10).await.expect("events").len(), 1);
+}
+
+/// Entries per tenant, looked up case-insensitively, lapsing when they
+/// expire, replaced by a later one, searched, removed; soft bounces
+/// counted within their window.
+pub async fn suppression_lists_per_tenant(store: &dyn Store) {
+    use ferry_core::suppression::{Reason, Suppression};
+    let entry = |tenant: &str, recipient: &str, expires_ms: Option<u64>| Suppression {
+        tenant: tenant.into(),
+        recipient: recipient.into(),
+        reason: Reason::HardBounce,
+        at_ms: 1_000,
+        expires_ms,
+        source: "bounced Q 5.1.1".into(),
+    };
+    let add = |entries: Vec<Suppression>| Changes {
+        events: Vec::new(),
+        suppress: entries,
+    };
+    store
+        .append_events(add(vec![
+            entry("t", "Jo@X.test", Some(10_000)),
+            entry("t", "ann@y.test", None),
+            entry("u", "jo@x.test", None),
+        ]))
+        .await
+        .expect("add");
+    let found = store.suppression("t", "JO@x.test", 5_000).await.expect("lookup");
+    assert_eq!(found.map(|s| s.recipient), Some("jo@x.test".to_string()));
+    assert!(
+        store
+            .suppression("t", "jo@x.test", 10_000)
+            .await
+            .expect("lookup")
+            .is_none(),
+        "lapsed"
+    );
+    assert!(
+        store
+            .suppression("v", "jo@x.test", 5_000)
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    let mut manual = entry("t", "jo@x.test", None);
+    manual.reason = Reason::Manual;
+    store.append_events(add(vec![manual])).await.expect("replace");
+    let listed = store.suppressions("t", None, 10).await.expect("list");
+    let names: Vec<(&str, Reason)> = listed.iter().map(|s| (s.recipient.as_str(), s.reason)).collect();
+    assert_eq!(
+        names,
+        [("ann@y.test", Reason::HardBounce), ("jo@x.test", Reason::Manual)]
+    );
+    assert_eq!(
+        store.suppressions("t", Some("X.TEST"), 10).await.expect("search").len(),
+        1
+    );
+    assert_eq!(store.suppressions("t", None, 1).await.expect("limit").len(), 1);
+    assert!(
+        store
+            .suppressions("t", Some("nobody"), 10)
+            .await
+            .expect("search")
+            .is_empty()
+    );
+    assert!(store.unsuppress("t", "Jo@x.test").await.expect("remove"));
+    assert!(!store.unsuppress("t", "jo@x.test").await.expect("remove again"));
+    assert!(
+        store
+            .suppression("u", "jo@x.test", 5_000)
+            .await
+            .expect("lookup")
+            .is_some(),
+        "other tenant's stays"
+    );
+
+    let rcpt = vec!["Soft@x.test".to_string()];
+    let mut counts = Vec::new();
+    for now in [1_000, 1_200, 1_600] {
+        counts.extend(store.count_soft_bounces("t", &rcpt, now, 500).await.expect("count"));
+    }
+    assert_eq!(counts, [1, 2, 2], "the bounce at 1000 left the window by 1600");
 }

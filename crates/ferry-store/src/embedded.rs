@@ -25,14 +25,16 @@ use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefi
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ledger::{self, ALERT_TIMES, ALERTS, COUNTERS};
-use crate::signins;
 use crate::{
-    Backlog, Directory, Ledger, Next, Queue, QueueEntry, Result, SampleQuery, Samples, SignIns, StoreError, decode,
-    encode,
+    Backlog, Changes, Directory, Events, Ledger, Next, Queue, QueueEntry, Result, SampleQuery, Samples, SignIns,
+    StoreError, Suppressions, decode, encode,
 };
+use crate::{log, signins};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
+use ferry_core::event::EventRecord;
 use ferry_core::metering::{Alert, Metering, Window};
+use ferry_core::suppression::Suppression;
 use ferry_core::usage::{HourUsage, Scope, Usage};
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -95,7 +97,19 @@ enum WriteOp {
         max: usize,
     },
     Complete(QueueId),
-    Record(Box<QueuedMessage>, Next),
+    Record(Box<QueuedMessage>, Next, Box<Changes>),
+    AppendEvents(Box<Changes>),
+    PurgeEvents(u64),
+    Unsuppress {
+        tenant: String,
+        recipient: String,
+    },
+    CountSoftBounces {
+        tenant: String,
+        recipients: Vec<String>,
+        now_ms: u64,
+        window_ms: u64,
+    },
     RetryNow(QueueId, u64),
     ExtendLeases {
         held: Vec<(QueueId, u64)>,
@@ -135,6 +149,8 @@ impl WriteOp {
                 | WriteOp::LiftLockouts { .. }
                 | WriteOp::PutSample(_)
                 | WriteOp::PurgeSamples(_)
+                | WriteOp::PurgeEvents(_)
+                | WriteOp::CountSoftBounces { .. }
         )
     }
 
@@ -169,6 +185,7 @@ enum Outcome {
     Extended(Vec<QueueId>),
     Lockouts(Vec<Lockout>),
     Removed(usize),
+    Counts(Vec<u32>),
 }
 
 struct Job {
@@ -239,6 +256,7 @@ impl EmbeddedStore {
             txn.open_table(AUDIT).map_err(backend)?;
             txn.open_table(SAMPLES).map_err(backend)?;
             ledger::create_tables(&txn)?;
+            log::create_tables(&txn)?;
             signins::create_tables(&txn)?;
             release_leases(&txn)?;
         }
@@ -393,6 +411,15 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
             if let Some(metering) = metering {
                 ledger::apply_metering(txn, metering)?;
             }
+            if let Some(accepted) = EventRecord::accepted(m) {
+                log::append(
+                    txn,
+                    &Changes {
+                        events: vec![accepted],
+                        suppress: Vec::new(),
+                    },
+                )?;
+            }
         }
         WriteOp::PutDkimKey(key) => {
             let name = format!("{}/{}", key.domain, key.selector);
@@ -491,7 +518,22 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
             })?;
             return Ok(Ok(Outcome::Removed(removed)));
         }
-        WriteOp::Record(message, next) => {
+        WriteOp::AppendEvents(changes) => log::append(txn, changes)?,
+        WriteOp::PurgeEvents(before_ms) => return log::purge(txn, *before_ms).map(|n| Ok(Outcome::Removed(n))),
+        WriteOp::Unsuppress { tenant, recipient } => {
+            let removed = log::unsuppress(txn, tenant, recipient)?;
+            return Ok(Ok(Outcome::Removed(usize::from(removed))));
+        }
+        WriteOp::CountSoftBounces {
+            tenant,
+            recipients,
+            now_ms,
+            window_ms,
+        } => {
+            let counts = log::count_soft_bounces(txn, tenant, recipients, *now_ms, *window_ms)?;
+            return Ok(Ok(Outcome::Counts(counts)));
+        }
+        WriteOp::Record(message, next, changes) => {
             let id = message.id.as_str();
             let mut envelopes = txn.open_table(ENVELOPES).map_err(backend)?;
             let Some(stored) = envelopes.get(id).map_err(backend)?.map(|v| v.value().to_vec()) else {
@@ -505,6 +547,7 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
                     drop(envelopes);
                     remove_message(txn, id)?;
                     ledger::add_outcomes(txn, &outcome::at_delivery(message, true))?;
+                    log::append(txn, changes)?;
                     return Ok(Ok(Outcome::Done));
                 }
                 Next::RetryAt(due_ms) => Some(*due_ms),
@@ -519,6 +562,7 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
             }
             envelopes.insert(id, encoded.as_slice()).map_err(backend)?;
             drop(envelopes);
+            log::append(txn, changes)?;
             if let Some(due_ms) = due_ms {
                 ledger::add_outcomes(txn, &outcome::at_delivery(message, false))?;
                 unschedule(txn, id)?;
@@ -871,10 +915,11 @@ impl Queue for EmbeddedStore {
             _ => Ok(Vec::new()),
         }
     }
-    async fn record(&self, message: &QueuedMessage, next: Next) -> Result<()> {
+    async fn record(&self, message: &QueuedMessage, next: Next, changes: &Changes) -> Result<()> {
         let mut state = message.clone();
         state.content = Vec::new();
-        done(self.write(WriteOp::Record(Box::new(state), next)).await)
+        let op = WriteOp::Record(Box::new(state), next, Box::new(changes.clone()));
+        done(self.write(op).await)
     }
     async fn get(&self, id: &QueueId) -> Result<Option<QueuedMessage>> {
         let id = id.clone();
@@ -1079,6 +1124,69 @@ impl Samples for EmbeddedStore {
         match self.write(WriteOp::PurgeSamples(before_ms)).await? {
             Outcome::Removed(n) => Ok(n),
             _ => Ok(0),
+        }
+    }
+}
+
+#[async_trait]
+impl Events for EmbeddedStore {
+    async fn append_events(&self, changes: Changes) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        done(self.write(WriteOp::AppendEvents(Box::new(changes))).await)
+    }
+    async fn events(&self, tenant: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, EventRecord)>> {
+        let (tenant, after) = (tenant.to_string(), after.map(str::to_string));
+        self.read(move |txn| log::events(txn, &tenant, after.as_deref(), limit))
+            .await
+    }
+    async fn purge_events(&self, before_ms: u64) -> Result<usize> {
+        match self.write(WriteOp::PurgeEvents(before_ms)).await? {
+            Outcome::Removed(n) => Ok(n),
+            _ => Ok(0),
+        }
+    }
+}
+
+#[async_trait]
+impl Suppressions for EmbeddedStore {
+    async fn suppression(&self, tenant: &str, recipient: &str, now_ms: u64) -> Result<Option<Suppression>> {
+        let (tenant, recipient) = (tenant.to_string(), recipient.to_string());
+        let found = self.read(move |txn| log::suppression(txn, &tenant, &recipient)).await?;
+        Ok(found.filter(|s| s.in_force(now_ms)))
+    }
+    async fn suppressions(&self, tenant: &str, search: Option<&str>, limit: usize) -> Result<Vec<Suppression>> {
+        let (tenant, search) = (tenant.to_string(), search.map(str::to_string));
+        self.read(move |txn| log::suppressions(txn, &tenant, search.as_deref(), limit))
+            .await
+    }
+    async fn unsuppress(&self, tenant: &str, recipient: &str) -> Result<bool> {
+        let op = WriteOp::Unsuppress {
+            tenant: tenant.to_string(),
+            recipient: recipient.to_string(),
+        };
+        match self.write(op).await? {
+            Outcome::Removed(n) => Ok(n > 0),
+            _ => Ok(false),
+        }
+    }
+    async fn count_soft_bounces(
+        &self,
+        tenant: &str,
+        recipients: &[String],
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Result<Vec<u32>> {
+        let op = WriteOp::CountSoftBounces {
+            tenant: tenant.to_string(),
+            recipients: recipients.to_vec(),
+            now_ms,
+            window_ms,
+        };
+        match self.write(op).await? {
+            Outcome::Counts(counts) => Ok(counts),
+            _ => Ok(Vec::new()),
         }
     }
 }

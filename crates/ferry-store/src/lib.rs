@@ -4,7 +4,8 @@
 //!
 //! Layout:
 //! - this file: the traits [`Directory`] and [`Queue`], and [`StoreError`].
-//! - [`embedded`]: the redb backend with group commit; `ledger`: its counters and alerts.
+//! - [`embedded`]: the redb backend with group commit; `ledger`: its counters
+//!   and alerts; `log`: its events and suppression lists.
 //! - [`conformance`] (feature `test-util`): the shared test suite.
 //!
 //! Atomic units are shaped to fit one Redis Cluster slot later: a message's
@@ -17,10 +18,12 @@ use async_trait::async_trait;
 use ferry_core::audit::AuditEntry;
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
+use ferry_core::event::EventRecord;
 use ferry_core::lockout::{Lockout, LockoutRules, SignInState};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::OutcomeCount;
 use ferry_core::sample::Sample;
+use ferry_core::suppression::Suppression;
 use ferry_core::token::ApiToken;
 use ferry_core::usage::{HourUsage, Scope, Usage};
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
@@ -29,6 +32,7 @@ use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
 pub mod conformance;
 pub mod embedded;
 mod ledger;
+mod log;
 mod signins;
 
 pub use embedded::EmbeddedStore;
@@ -60,6 +64,9 @@ pub enum StoreError {
     /// (it ran out and the message was leased again): nothing was written.
     #[error("the lease on message {0} is no longer held")]
     LeaseLost(String),
+    /// An argument the backend cannot use (a cursor it never gave out).
+    #[error("not a valid {0}")]
+    Invalid(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -138,7 +145,9 @@ pub struct QueueEntry {
 #[async_trait]
 pub trait Queue: Send + Sync {
     /// Stores envelope and content together and makes the message due now,
-    /// and in the same atomic operation applies `metering`: refuses with
+    /// with its `accepted` event (none for the null sender: the relay's
+    /// own bounces and alerts are not an application's mail), and in the
+    /// same atomic operation applies `metering`: refuses with
     /// [`StoreError::CapReached`] (writing nothing) when a hard cap would be
     /// passed, adds the counts, and raises each alert whose threshold the
     /// counts cross. Returns only once the write is durable (synced): the
@@ -154,7 +163,10 @@ pub trait Queue: Send + Sync {
     /// was recorded since) is left alone. Returns the ids moved. Need not
     /// be durable: a lost renewal only makes a message due sooner.
     async fn extend_leases(&self, held: &[(QueueId, u64)], until_ms: u64) -> Result<Vec<QueueId>>;
-    /// Durably saves the message's outcomes and history, then applies `next`.
+    /// Durably saves the message's outcomes and history, then applies
+    /// `next`, and in the same atomic step appends `changes`' events and
+    /// suppression entries (what the caller computed with
+    /// [`ferry_core::event::at_delivery`] since its last save).
     /// Fenced by the lease: when `message.lease` is set and is no longer the
     /// message's lease (it was leased again since), nothing is written and
     /// the answer is [`StoreError::LeaseLost`], checked in the same atomic
@@ -162,7 +174,7 @@ pub trait Queue: Send + Sync {
     /// Recipients recorded as delivered are never handed out as pending again.
     /// In the same atomic step it adds [`ferry_core::outcome::at_delivery`]'s
     /// counts (for `Done` and `RetryAt`), once: not for a message already gone.
-    async fn record(&self, message: &QueuedMessage, next: Next) -> Result<()>;
+    async fn record(&self, message: &QueuedMessage, next: Next, changes: &Changes) -> Result<()>;
     /// One message with its content.
     async fn get(&self, id: &QueueId) -> Result<Option<QueuedMessage>>;
     /// Up to `limit` messages in due order, without content.
@@ -208,6 +220,58 @@ pub trait Ledger: Send + Sync {
     async fn count_outcomes(&self, counts: Vec<OutcomeCount>) -> Result<()>;
     /// The outcome counts of every application in [from_hour, to_hour).
     async fn outcomes(&self, from_hour: u64, to_hour: u64) -> Result<Vec<OutcomeCount>>;
+}
+
+/// What a state change adds besides the message itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub events: Vec<EventRecord>,
+    /// Entries for tenants' suppression lists (added, or replacing one for
+    /// the same recipient).
+    pub suppress: Vec<Suppression>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.suppress.is_empty()
+    }
+}
+
+/// Each tenant's log of events (see `ferry_core::event`), read by cursor.
+/// A cursor is an opaque string, increasing within a tenant's log.
+#[async_trait]
+pub trait Events: Send + Sync {
+    /// Appends state changes that are not a queued message's (a later
+    /// bounce, a complaint, a recipient suppressed at `RCPT`), durably, with
+    /// their suppression entries in the same atomic step.
+    async fn append_events(&self, changes: Changes) -> Result<()>;
+    /// The tenant's records after `after` (from the oldest kept when
+    /// `None`), oldest first, at most `limit`, each with its cursor.
+    async fn events(&self, tenant: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, EventRecord)>>;
+    /// Removes the records made before `before_ms`; how many.
+    async fn purge_events(&self, before_ms: u64) -> Result<usize>;
+}
+
+/// Each tenant's suppression list (see `ferry_core::suppression`).
+#[async_trait]
+pub trait Suppressions: Send + Sync {
+    /// The entry for `recipient` (normalised) in force at `now_ms`.
+    async fn suppression(&self, tenant: &str, recipient: &str, now_ms: u64) -> Result<Option<Suppression>>;
+    /// The tenant's entries whose address contains `search` (all when
+    /// `None`), in address order, at most `limit`; lapsed ones included.
+    async fn suppressions(&self, tenant: &str, search: Option<&str>, limit: usize) -> Result<Vec<Suppression>>;
+    /// Removes an entry; whether there was one.
+    async fn unsuppress(&self, tenant: &str, recipient: &str) -> Result<bool>;
+    /// Counts one soft bounce for each recipient at `now_ms` and returns
+    /// each one's count within the last `window_ms` (this one included).
+    /// Need not be durable.
+    async fn count_soft_bounces(
+        &self,
+        tenant: &str,
+        recipients: &[String],
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Result<Vec<u32>>;
 }
 
 /// Which samples to read: all the conditions given hold.
@@ -275,8 +339,8 @@ pub trait SignIns: Send + Sync {
 }
 
 /// A complete backend.
-pub trait Store: Directory + Queue + Ledger + SignIns + Samples {}
-impl<T: Directory + Queue + Ledger + SignIns + Samples> Store for T {}
+pub trait Store: Directory + Queue + Ledger + SignIns + Samples + Events + Suppressions {}
+impl<T: Directory + Queue + Ledger + SignIns + Samples + Events + Suppressions> Store for T {}
 
 /// Whether `units` more would stay within every hard cap of the tenant and
 /// the application: the check at MAIL and RCPT (and in explain), before a

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::config::RouteKind;
-use ferry_core::{DeliveryAttempt, QueueId, QueuedMessage, RecipientOutcome, Route, dsn};
-use ferry_store::{Next, StoreError};
+use ferry_core::{DeliveryAttempt, QueueId, QueuedMessage, RecipientOutcome, Route, dsn, event, suppression};
+use ferry_store::{Changes, Next, StoreError};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use ractor::rpc::CallResult;
@@ -94,6 +94,8 @@ pub(super) async fn deliver(work: Arc<DeliveryWork>, mut message: QueuedMessage,
         .collect();
     let (mut attempted, mut hand_back) = (false, None);
     let mut tally = [0i64; OUTCOMES.len()];
+    // The outcomes in the store: each save logs the events since the last.
+    let mut saved = message.outcomes.clone();
     while let Some(answer) = answers.next().await {
         let result = match answer {
             GroupAnswer::Attempted(result) => result,
@@ -114,8 +116,8 @@ pub(super) async fn deliver(work: Arc<DeliveryWork>, mut message: QueuedMessage,
         // Answers are saved before anything else happens, so a recipient
         // that said 250 is never sent the message again; they are counted
         // once saved.
-        match work.record(&message, Next::Continue).await {
-            Ok(()) => {}
+        match work.record(&message, Next::Continue, &saved).await {
+            Ok(()) => saved.clone_from(&message.outcomes),
             Err(StoreError::LeaseLost(_)) => {
                 tracing::warn!(queue_id = %message.id, "lease lost while sending; the message's new holder saves the rest");
                 return;
@@ -136,7 +138,7 @@ pub(super) async fn deliver(work: Arc<DeliveryWork>, mut message: QueuedMessage,
     }
     match hand_back {
         Some(after) if !attempted => work.hand_back(&message.id, after).await,
-        _ => work.finish(message).await,
+        _ => work.finish(message, &saved).await,
     }
 }
 
@@ -257,7 +259,7 @@ impl DeliveryWork {
 
     /// All answered: DSN for failures, then done. Otherwise retry, or give
     /// up on the rest once the message is too old.
-    async fn finish(&self, mut message: QueuedMessage) {
+    async fn finish(&self, mut message: QueuedMessage, saved: &Outcomes) {
         let now = self.clock.now_ms();
         let pending = message.pending();
         if !pending.is_empty() {
@@ -265,7 +267,7 @@ impl DeliveryWork {
                 .retry
                 .next_attempt(message.attempts, message.received_ms, now, rand::random())
             {
-                Some(due) => return self.save(&message, Next::RetryAt(due)).await,
+                Some(due) => return self.save(&message, Next::RetryAt(due), saved).await,
                 None => expire(&mut message, &pending, now),
             }
         }
@@ -276,16 +278,16 @@ impl DeliveryWork {
             if let Err(e) = self.store.enqueue(bounce, None).await {
                 tracing::error!(queue_id = %message.id, error = %e, "cannot queue the bounce; will try again");
                 let due = now + self.retry.base_ms;
-                return self.save(&message, Next::RetryAt(due)).await;
+                return self.save(&message, Next::RetryAt(due), saved).await;
             }
             self.wakeup.notify_one();
         }
-        self.save(&message, Next::Done).await;
+        self.save(&message, Next::Done, saved).await;
     }
 
-    async fn save(&self, message: &QueuedMessage, next: Next) {
+    async fn save(&self, message: &QueuedMessage, next: Next, saved: &Outcomes) {
         log_outcome(message, next);
-        match self.record(message, next).await {
+        match self.record(message, next, saved).await {
             Ok(()) => {}
             Err(StoreError::LeaseLost(_)) => {
                 tracing::warn!(queue_id = %message.id, "lease lost; the message's new holder records its result");
@@ -311,11 +313,12 @@ impl DeliveryWork {
     /// twice. Saving the same result twice counts it once (the stores
     /// make it so); a message gone on a retry was removed by the try
     /// whose answer was lost.
-    async fn record(&self, message: &QueuedMessage, next: Next) -> Result<(), StoreError> {
+    async fn record(&self, message: &QueuedMessage, next: Next, saved: &Outcomes) -> Result<(), StoreError> {
         let give_up = tokio::time::Instant::now() + self.save_for;
         let mut retried = false;
+        let changes = self.changes(saved, message, next);
         loop {
-            match self.store.record(message, next).await {
+            match self.store.record(message, next, &changes).await {
                 Err(e @ (StoreError::Unavailable(_) | StoreError::Busy)) if tokio::time::Instant::now() < give_up => {
                     let why = e.to_string();
                     tracing::warn!(queue_id = %message.id, error = %why, "cannot save a delivery result yet; trying again");
@@ -326,6 +329,27 @@ impl DeliveryWork {
                 other => return other,
             }
         }
+    }
+}
+
+type Outcomes = BTreeMap<String, RecipientOutcome>;
+
+impl DeliveryWork {
+    /// The events a save logs (what changed since `saved`), and the
+    /// recipients its bounces put on the tenant's suppression list.
+    fn changes(&self, saved: &Outcomes, message: &QueuedMessage, next: Next) -> Changes {
+        let retry_at = match next {
+            Next::RetryAt(due) => Some(due),
+            Next::Done | Next::Continue => None,
+        };
+        let events = event::at_delivery(saved, message, retry_at);
+        let rule = self.suppression.soft_bounce_rule();
+        // A delivery-time bounce is never a soft one: those are retried.
+        let suppress = events
+            .iter()
+            .flat_map(|e| suppression::from_event(e, |_| 0, rule, self.suppression.expires_ms(e.at_ms)))
+            .collect();
+        Changes { events, suppress }
     }
 }
 

@@ -56,6 +56,8 @@ pub struct DeliveryWork {
     pub outbound: Arc<Outbound>,
     pub default_route: RouteKind,
     pub retry: RetrySchedule,
+    /// When a bounce puts its recipient on the tenant's suppression list.
+    pub suppression: ferry_core::config::SuppressionRules,
     pub hostname: String,
     /// Notified when this node queues a message (a bounce); also by other
     /// nodes' enqueues through the store.

@@ -4,7 +4,10 @@
 -- ARGV[1] id, ARGV[2] due ms, ARGV[3] envelope JSON, ARGV[4] content,
 -- ARGV[5] the plan as JSON, or "" for none (see `Plan` in plan.rs),
 -- ARGV[6] the channel that wakes delivery nodes, or "" when the message
--- is pending (due later) until its replicas confirm it.
+-- is pending (due later) until its replicas confirm it, ARGV[7] its
+-- `accepted` event ('' for none), logged to KEYS[3] (its tenant's stream)
+-- with KEYS[4] (the set of tenants with event streams), ARGV[8] the tenant,
+-- ARGV[9] the event's time.
 -- Returns 0 when spooled, or the 1-based index of the cap that refused it.
 local plan = nil
 if ARGV[5] ~= '' then plan = cjson.decode(ARGV[5]) end
@@ -20,6 +23,7 @@ if plan then
 end
 redis.call('HSET', KEYS[1], 'e', ARGV[3], 'b', ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if ARGV[7] ~= '' then log_event(KEYS[4], KEYS[3], ARGV[8], ARGV[9], ARGV[7]) end
 if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[1]) end
 if not plan then return 0 end
 

@@ -3,7 +3,9 @@
 -- outcome counts of ARGV[5]'s hour; ARGV[1] id, ARGV[2] "done" | "retry" |
 -- "continue", ARGV[3] envelope JSON, ARGV[4] the next due time (retry),
 -- ARGV[5] the hour, ARGV[6] the lease the result was made under ('' for
--- none), then pairs of outcome field and count to add.
+-- none), ARGV[7] the events and suppression entries it makes (see
+-- log.lua), then pairs of outcome field and count to add; KEYS[5] the set
+-- of tenants with event streams.
 -- Returns 1; 0 when the message is gone, -2 when ARGV[6] is no longer its
 -- lease (it was leased again since): then nothing is written or counted.
 -- The same record again (a retry after a reply lost in a failover) finds
@@ -11,8 +13,9 @@
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'l') ~= ARGV[6] then return -2 end
 if ARGV[2] ~= 'done' and redis.call('HGET', KEYS[1], 'e') == ARGV[3] then return 1 end
-if #ARGV >= 7 then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[5]) end
-for i = 7, #ARGV, 2 do
+if #ARGV >= 8 then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[5]) end
+log_changes(KEYS[5], ARGV[7])
+for i = 8, #ARGV, 2 do
   redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1])
 end
 if ARGV[2] == 'done' then
