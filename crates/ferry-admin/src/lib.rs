@@ -37,6 +37,7 @@ mod dashboard;
 mod directory;
 mod dkim;
 pub mod dkim_keys;
+mod events;
 mod explain;
 mod lockouts;
 mod openapi;
@@ -113,6 +114,8 @@ pub struct AdminState {
         (name = "audit", description = "The audit log: every change, who made it, before and after"),
         (name = "lockouts", description = "Authentication lockouts in force, and lifting them"),
         (name = "samples", description = "Message samples: a tenant's share of accepted messages and the headers of refused ones"),
+        (name = "events", description = "What happened to each recipient of each application's mail, read by cursor"),
+        (name = "suppressions", description = "Each tenant's suppressed recipients (bounced, complained, or added by hand) and its bounce settings"),
         (name = "cli", description = "The CLI's commands, run by the relay for a CLI that found it running")
     )
 )]
@@ -159,6 +162,10 @@ fn api() -> (Router<AdminState>, utoipa::openapi::OpenApi) {
         .routes(routes!(lockouts::list, lockouts::lift))
         .routes(routes!(samples::list))
         .routes(routes!(samples::set_share))
+        .routes(routes!(events::list_events))
+        .routes(routes!(events::list_suppressions, events::add_suppression))
+        .routes(routes!(events::remove_suppression))
+        .routes(routes!(events::set_bounces))
         .routes(routes!(commands::run))
         .split_for_parts();
     // After the routes: the conventions apply to every operation.

@@ -403,6 +403,43 @@ pub fn new_dkim_key(domain: &str, selector: &str, keys: &[DkimKeyRecord]) -> Res
     Ok(domain)
 }
 
+/// A tenant's bounce domain (see [`crate::tenant::Bounces`]), normalised:
+/// a domain name strictly under one of the tenant's domains, so the
+/// envelope-From under it stays SPF-aligned (relaxed) with the header
+/// From, and used by no other tenant, since the inbound listener finds the
+/// tenant by it.
+pub fn bounce_domain(domain: &str, tenant: &Tenant, tenants: &[Tenant]) -> Result<String, Invalid> {
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    if !domain.contains('.') || domain.split('.').any(|l| !valid_selector(l)) {
+        return Err(invalid(
+            "domain",
+            "invalid_domain",
+            format!("{domain:?} is not a domain name"),
+        ));
+    }
+    if !tenant.domains.iter().any(|d| domain.ends_with(&format!(".{d}"))) {
+        return Err(invalid(
+            "domain",
+            "bounce_domain_outside_tenant",
+            format!(
+                "{domain} must be a subdomain of one of the tenant's domains ({}), for SPF alignment",
+                tenant.domains.join(", ")
+            ),
+        ));
+    }
+    if let Some(other) = tenants
+        .iter()
+        .find(|t| t.name != tenant.name && t.bounces.domain.as_deref() == Some(domain.as_str()))
+    {
+        return Err(invalid(
+            "domain",
+            "bounce_domain_taken",
+            format!("{domain} is tenant {}'s bounce domain", other.name),
+        ));
+    }
+    Ok(domain)
+}
+
 /// Whether a new key starts active: only when its domain has no active key
 /// of the same algorithm (one active key per domain and algorithm).
 pub fn starts_active(key: &DkimKeyRecord, keys: &[DkimKeyRecord]) -> bool {
@@ -446,6 +483,48 @@ pub fn set_dkim_active(
         ..target.clone()
     });
     Ok(writes)
+}
+
+#[cfg(test)]
+mod bounce_domain_tests {
+    use super::*;
+
+    fn tenant(name: &str, domain: &str, bounces: Option<&str>) -> Tenant {
+        let mut t = super::tenant(
+            NewTenant {
+                name: name.into(),
+                domains: vec![domain.into()],
+                ..NewTenant::default()
+            },
+            1,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        t.bounces.domain = bounces.map(str::to_string);
+        t
+    }
+
+    #[test]
+    fn a_bounce_domain_is_under_the_tenants_domain_and_its_own() {
+        let hr = tenant("hr", "hr.example.edu", None);
+        let it = tenant("it", "it.example.edu", Some("bounces.it.example.edu"));
+        let all = [hr.clone(), it.clone()];
+        assert_eq!(
+            bounce_domain("Bounces.HR.example.edu.", &hr, &all),
+            Ok("bounces.hr.example.edu".to_string())
+        );
+        let code = |d: &str, t: &Tenant| bounce_domain(d, t, &all).map_err(|e| e.code);
+        assert_eq!(code("hr.example.edu", &hr), Err("bounce_domain_outside_tenant"));
+        assert_eq!(code("bounces.example.edu", &hr), Err("bounce_domain_outside_tenant"));
+        assert_eq!(code("evilhr.example.edu", &hr), Err("bounce_domain_outside_tenant"));
+        assert_eq!(code("bad domain.hr.example.edu", &hr), Err("invalid_domain"));
+        let mut it_again = it.clone();
+        it_again.name = "it2".into();
+        assert_eq!(code("bounces.it.example.edu", &it_again), Err("bounce_domain_taken"));
+        assert_eq!(
+            code("bounces.it.example.edu", &it),
+            Ok("bounces.it.example.edu".to_string())
+        );
+    }
 }
 
 #[cfg(test)]

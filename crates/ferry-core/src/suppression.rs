@@ -72,6 +72,11 @@ pub fn normalise(recipient: &str) -> String {
         .to_lowercase()
 }
 
+/// Whether `recipient` (normalised) is an address a list can hold.
+pub fn valid_recipient(recipient: &str) -> bool {
+    ferry_smtp::address::validate_mailbox(recipient).is_ok()
+}
+
 /// When soft bounces suppress: `count` of them for one recipient within
 /// `window_ms` (a full mailbox for days is as good as gone; one greylisting
 /// is not).
