@@ -81,6 +81,7 @@ pub fn bounce(original: &QueuedMessage, reporting_mta: &str, now_ms: u64) -> Opt
         history: Vec::new(),
         content: content.into_bytes(),
         lease: None,
+        return_paths: Vec::new(),
     })
 }
 
@@ -115,6 +116,7 @@ mod tests {
             history: vec![],
             content: b"From: a@b.test\r\nSubject: hi\r\n\r\nsecret body\r\n".to_vec(),
             lease: None,
+            return_paths: Vec::new(),
         };
         m.outcomes.insert(
             "ok@x.test".into(),

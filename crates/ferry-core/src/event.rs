@@ -300,6 +300,7 @@ mod tests {
             history: Vec::new(),
             content: Vec::new(),
             lease: None,
+            return_paths: Vec::new(),
         }
     }
 

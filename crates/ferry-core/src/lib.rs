@@ -13,6 +13,7 @@
 //! - [`retry`]: the retry schedule (exponential backoff, jitter, maximum age).
 //! - [`dsn`]: delivery status notifications (RFC 3464) for failed recipients.
 //! - [`event`]: what happened to each recipient, as the sending application sees it.
+//! - [`return_path`]: the signed per-recipient envelope-From (VERP) under a tenant's bounce domain.
 //! - [`suppression`]: the recipients a tenant's mail is no longer sent to, and why.
 //! - [`contract`]: the contract, contract years in their zone, prices in exact micro-units.
 //! - [`usage`]: what is counted, for which scope, in which hour.
@@ -40,6 +41,7 @@ pub mod outcome;
 pub mod policy;
 pub mod refusal;
 pub mod retry;
+pub mod return_path;
 pub mod sample;
 pub mod suppression;
 pub mod tenant;

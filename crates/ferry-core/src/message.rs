@@ -23,6 +23,14 @@ impl QueueId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// When the id was made (ms since the epoch): UUIDv7 starts with it.
+    pub fn time_ms(&self) -> u64 {
+        self.0
+            .get(..12)
+            .and_then(|t| u64::from_str_radix(t, 16).ok())
+            .unwrap_or(0)
+    }
 }
 
 impl std::fmt::Display for QueueId {
@@ -63,6 +71,11 @@ pub struct QueuedMessage {
     /// to another node cannot overwrite what that node records.
     #[serde(skip)]
     pub lease: Option<String>,
+    /// For a tenant with a bounce domain: each recipient's own
+    /// envelope-From (see [`crate::return_path`]), in `recipients`' order;
+    /// empty: `mail_from` for all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub return_paths: Vec<String>,
 }
 
 /// How many delivery attempts a message remembers.
@@ -109,6 +122,15 @@ impl QueuedMessage {
             .filter(|r| !self.outcomes.contains_key(*r))
             .cloned()
             .collect()
+    }
+
+    /// The envelope-From to send `rcpt` with.
+    pub fn return_path(&self, rcpt: &str) -> &str {
+        self.recipients
+            .iter()
+            .position(|r| r == rcpt)
+            .and_then(|i| self.return_paths.get(i))
+            .map_or(self.mail_from.as_str(), String::as_str)
     }
 
     pub fn failed(&self) -> Vec<(&String, &RecipientOutcome)> {

@@ -163,6 +163,7 @@ mod tests {
             history: Vec::new(),
             content: Vec::new(),
             lease: None,
+            return_paths: Vec::new(),
         };
         message.outcomes.insert(
             "x@a.example".into(),

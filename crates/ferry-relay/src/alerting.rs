@@ -186,6 +186,7 @@ impl AlertDispatcher {
             history: Vec::new(),
             content: content.into_bytes(),
             lease: None,
+            return_paths: Vec::new(),
         };
         if let Err(e) = self.store.enqueue(message, None).await {
             tracing::warn!(alert = %alert.id, error = %e, "cannot queue the alert e-mail");

@@ -180,6 +180,7 @@ impl MessageIntake {
             history: Vec::new(),
             content,
             lease: None,
+            return_paths: Vec::new(),
         };
         let started = std::time::Instant::now();
         let spooled = self

@@ -36,6 +36,7 @@ fn message(n: usize, now_ms: u64) -> QueuedMessage {
         history: Vec::new(),
         content: format!("From: app@faults.example.org\r\nTo: {rcpt}\r\nSubject: {n}\r\n\r\nHello.\r\n").into_bytes(),
         lease: None,
+        return_paths: Vec::new(),
     }
 }
 

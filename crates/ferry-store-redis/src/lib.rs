@@ -37,6 +37,10 @@
 //!   `r`, JSON) whose ids start with the record's time (ms), so the stream
 //!   id is the cursor and a purge is `XTRIM MINID`; `P:event_tenants`: the
 //!   tenants that have one.
+//! - `P:sent:{id}`: what a message with Ferry's return path went out as
+//!   (JSON), `P:sent_times`: those ids by time received, for purging;
+//!   `P:bounce_keys`: return-path keys by id, `P:bounce_key_newest` the
+//!   newest one's id.
 //! - `P:sup:{tenant}`: the tenant's suppression list, recipient → entry
 //!   (JSON); `P:soft:{tenant}:{recipient}`: the times of its recent soft
 //!   bounces, expiring with the window.
@@ -67,6 +71,7 @@ use ferry_core::event::EventRecord;
 use ferry_core::lockout::{FailureCount, Lockout, LockoutRules, SignInState, Subject};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::{self, OutcomeCount};
+use ferry_core::return_path::{BounceKey, Sent};
 use ferry_core::sample::Sample;
 use ferry_core::suppression::{self, Suppression};
 use ferry_core::token::ApiToken;
@@ -107,6 +112,7 @@ struct Scripts {
     fail: Script,
     withdraw: Script,
     append: Script,
+    bounce_key: Script,
 }
 
 /// How long a message waits for its replicas before it falls due anyway
@@ -174,6 +180,7 @@ impl RedisStore {
                 fail: Script::new(include_str!("lua/fail.lua")),
                 withdraw: Script::new(include_str!("lua/withdraw.lua")),
                 append: Script::new(concat!(include_str!("lua/log.lua"), include_str!("lua/append.lua"))),
+                bounce_key: Script::new(include_str!("lua/bounce_key.lua")),
             }),
             wait: (c.wait_replicas > 0).then_some((c.wait_replicas, c.wait_timeout_ms, c.durability)),
         };
@@ -492,6 +499,23 @@ impl Directory for RedisStore {
         let version: Option<u64> = self.query(redis::cmd("GET").arg(&self.keys.directory_version)).await?;
         Ok(version.unwrap_or(0))
     }
+    async fn add_bounce_key(&self, key: BounceKey, after: Option<char>) -> Result<bool> {
+        let mut invocation = self.scripts.bounce_key.key(&self.keys.bounce_keys);
+        invocation
+            .key(&self.keys.bounce_key_newest)
+            .key(&self.keys.directory_version)
+            .arg(key.id.to_string())
+            .arg(encode(&key))
+            .arg(after.map(String::from).unwrap_or_default());
+        let added: i64 = self.run(&invocation).await?;
+        self.replicated().await?;
+        Ok(added == 1)
+    }
+
+    async fn bounce_keys(&self) -> Result<Vec<BounceKey>> {
+        self.records(&self.keys.bounce_keys).await
+    }
+
     async fn dkim_keys(&self) -> Result<Vec<DkimKeyRecord>> {
         let mut all: Vec<DkimKeyRecord> = self.records(&self.keys.dkim).await?;
         all.sort_by(|a, b| (&a.domain, &a.selector).cmp(&(&b.domain, &b.selector)));
@@ -553,6 +577,8 @@ impl Queue for RedisStore {
                     .key(&self.keys.due)
                     .key(self.keys.events(&message.tenant))
                     .key(&self.keys.event_tenants)
+                    .key(self.keys.sent(id))
+                    .key(&self.keys.sent_times)
                     .arg(id)
                     .arg(due)
                     .arg(encode(&message))
@@ -561,7 +587,9 @@ impl Queue for RedisStore {
                     .arg(channel)
                     .arg(accepted)
                     .arg(&message.tenant)
-                    .arg(message.received_ms),
+                    .arg(message.received_ms)
+                    .arg(Sent::of(&message).map(|s| encode(&s)).unwrap_or_default())
+                    .arg(message.id.time_ms()),
             )
             .await?;
         if let Some(cap) = refused.checked_sub(1).and_then(|i| metering.as_ref()?.caps.get(i)) {
@@ -1190,7 +1218,22 @@ impl Events for RedisStore {
             .collect()
     }
 
+    async fn sent(&self, id: &QueueId) -> Result<Option<Sent>> {
+        let raw: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(self.keys.sent(id.as_str()))).await?;
+        raw.map(|bytes| decode(&bytes)).transpose()
+    }
+
     async fn purge_events(&self, before_ms: u64) -> Result<usize> {
+        let old: Vec<String> = self.scored_between(&self.keys.sent_times, 0, before_ms).await?;
+        for chunk in old.chunks(500) {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            pipe.cmd("DEL")
+                .arg(chunk.iter().map(|id| self.keys.sent(id)).collect::<Vec<_>>())
+                .ignore();
+            pipe.cmd("ZREM").arg(&self.keys.sent_times).arg(chunk).ignore();
+            pipe.query_async::<()>(&mut self.conn()).await.map_err(unavailable)?;
+        }
         let tenants: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(&self.keys.event_tenants)).await?;
         let mut removed = 0;
         for tenant in tenants {

@@ -33,6 +33,11 @@ pub(crate) struct Keys {
     pub enqueued: String,
     /// The tenants that have an event stream.
     pub event_tenants: String,
+    /// Ids of messages with a `Sent` record, by time received.
+    pub sent_times: String,
+    /// Return-path keys by id, and the newest one's id.
+    pub bounce_keys: String,
+    pub bounce_key_newest: String,
 }
 
 impl Keys {
@@ -56,12 +61,20 @@ impl Keys {
             sample_times: key("sample_times"),
             enqueued: key("enqueued"),
             event_tenants: key("event_tenants"),
+            sent_times: key("sent_times"),
+            bounce_keys: key("bounce_keys"),
+            bounce_key_newest: key("bounce_key_newest"),
         }
     }
 
     /// A tenant's event stream.
     pub fn events(&self, tenant: &str) -> String {
         format!("{}:ev:{tenant}", self.prefix)
+    }
+
+    /// What a message with Ferry's return path went out as.
+    pub fn sent(&self, id: &str) -> String {
+        format!("{}:sent:{id}", self.prefix)
     }
 
     /// A tenant's suppression list: recipient → entry.

@@ -22,7 +22,8 @@ macro_rules! conformance_suite {
             the_backlog_counts_what_is_due,
             samples_are_kept_read_and_purged,
             events_are_logged_with_their_changes,
-            suppression_lists_per_tenant
+            suppression_lists_per_tenant,
+            return_paths_and_their_keys
         );
         $crate::conformance_suite!(@each $open, shared:
             concurrent_enqueues_all_land,
@@ -104,6 +105,7 @@ pub fn message(content: &[u8], received_ms: u64) -> QueuedMessage {
         history: Vec::new(),
         content: content.to_vec(),
         lease: None,
+        return_paths: Vec::new(),
     }
 }
 
@@ -921,4 +923,54 @@ pub async fn suppression_lists_per_tenant(store: &dyn Store) {
         counts.extend(store.count_soft_bounces("t", &rcpt, now, 500).await.expect("count"));
     }
     assert_eq!(counts, [1, 2, 2], "the bounce at 1000 left the window by 1600");
+}
+
+/// Return-path keys are added only over the newest one expected (two
+/// nodes rotating at once make one key), and change the directory
+/// version; a message with return paths leaves a `Sent` record that
+/// outlives it until purged.
+pub async fn return_paths_and_their_keys(store: &dyn Store) {
+    use ferry_core::return_path::{BounceKey, Sent, current};
+    assert!(store.bounce_keys().await.expect("keys").is_empty());
+    let version = store.directory_version().await.expect("version");
+    let first = BounceKey::generate(&[], 1);
+    assert!(store.add_bounce_key(first.clone(), None).await.expect("add"));
+    let racer = BounceKey::generate(&[], 2);
+    assert!(
+        !store.add_bounce_key(racer, None).await.expect("race"),
+        "the other node was first"
+    );
+    let second = BounceKey::generate(std::slice::from_ref(&first), 3);
+    assert!(!store.add_bounce_key(second.clone(), Some('7')).await.expect("stale"));
+    assert!(
+        store
+            .add_bounce_key(second.clone(), Some(first.id))
+            .await
+            .expect("rotate")
+    );
+    let keys = store.bounce_keys().await.expect("keys");
+    assert_eq!(keys.len(), 2);
+    assert_eq!(current(&keys), Some(&second));
+    assert_ne!(store.directory_version().await.expect("version"), version);
+
+    let mut m = message(b"x", 1_000);
+    m.return_paths = vec!["b-x-0-0aa@b.example.test".into()];
+    store.enqueue(m.clone(), None).await.expect("enqueue");
+    let plain = message(b"y", 1_000);
+    store.enqueue(plain.clone(), None).await.expect("enqueue");
+    store.complete(&m.id).await.expect("complete");
+    assert_eq!(
+        store.sent(&m.id).await.expect("sent"),
+        Sent::of(&m),
+        "kept after it left the queue"
+    );
+    assert_eq!(store.sent(&plain.id).await.expect("sent"), None);
+    let now_ms = m.id.time_ms();
+    store.purge_events(now_ms.saturating_sub(60_000)).await.expect("purge");
+    assert!(
+        store.sent(&m.id).await.expect("sent").is_some(),
+        "received after the cut-off"
+    );
+    store.purge_events(now_ms + 60_000).await.expect("purge");
+    assert_eq!(store.sent(&m.id).await.expect("sent"), None);
 }

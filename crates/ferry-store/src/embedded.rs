@@ -34,6 +34,7 @@ use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::event::EventRecord;
 use ferry_core::metering::{Alert, Metering, Window};
+use ferry_core::return_path::{BounceKey, Sent};
 use ferry_core::suppression::Suppression;
 use ferry_core::usage::{HourUsage, Scope, Usage};
 
@@ -75,6 +76,7 @@ pub const WRITE_QUEUE_MAX: usize = 4 * MAX_BATCH;
 enum WriteOp {
     CreateTenant(Tenant),
     PutDkimKey(Box<DkimKeyRecord>),
+    AddBounceKey(Box<BounceKey>, Option<char>),
     PutToken(Box<ApiToken>),
     UpdateTenant(Tenant),
     CreateApp(Application),
@@ -174,6 +176,7 @@ impl WriteOp {
                 | WriteOp::DeleteApp(_)
                 | WriteOp::DeleteTenant(_)
                 | WriteOp::PutDkimKey(_)
+                | WriteOp::AddBounceKey(..)
         )
     }
 }
@@ -186,6 +189,8 @@ enum Outcome {
     Lockouts(Vec<Lockout>),
     Removed(usize),
     Counts(Vec<u32>),
+    /// A conditional write: whether it was made.
+    Applied(bool),
 }
 
 struct Job {
@@ -411,6 +416,9 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
             if let Some(metering) = metering {
                 ledger::apply_metering(txn, metering)?;
             }
+            if let Some(sent) = Sent::of(m) {
+                log::put_sent(txn, &sent)?;
+            }
             if let Some(accepted) = EventRecord::accepted(m) {
                 log::append(
                     txn,
@@ -420,6 +428,9 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
                     },
                 )?;
             }
+        }
+        WriteOp::AddBounceKey(key, after) => {
+            return log::add_bounce_key(txn, key, *after).map(|added| Ok(Outcome::Applied(added)));
         }
         WriteOp::PutDkimKey(key) => {
             let name = format!("{}/{}", key.domain, key.selector);
@@ -837,6 +848,15 @@ impl Directory for EmbeddedStore {
     async fn dkim_keys(&self) -> Result<Vec<DkimKeyRecord>> {
         self.read(|txn| list(txn, DKIM_KEYS)).await
     }
+    async fn add_bounce_key(&self, key: BounceKey, after: Option<char>) -> Result<bool> {
+        match self.write(WriteOp::AddBounceKey(Box::new(key), after)).await? {
+            Outcome::Applied(added) => Ok(added),
+            _ => Ok(false),
+        }
+    }
+    async fn bounce_keys(&self) -> Result<Vec<BounceKey>> {
+        self.read(|txn| list(txn, log::BOUNCE_KEYS)).await
+    }
     async fn update_tenant(&self, tenant: Tenant) -> Result<()> {
         done(self.write(WriteOp::UpdateTenant(tenant)).await)
     }
@@ -1140,6 +1160,10 @@ impl Events for EmbeddedStore {
         let (tenant, after) = (tenant.to_string(), after.map(str::to_string));
         self.read(move |txn| log::events(txn, &tenant, after.as_deref(), limit))
             .await
+    }
+    async fn sent(&self, id: &QueueId) -> Result<Option<Sent>> {
+        let id = id.to_string();
+        self.read(move |txn| log::sent(txn, &id)).await
     }
     async fn purge_events(&self, before_ms: u64) -> Result<usize> {
         match self.write(WriteOp::PurgeEvents(before_ms)).await? {

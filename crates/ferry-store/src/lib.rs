@@ -22,6 +22,7 @@ use ferry_core::event::EventRecord;
 use ferry_core::lockout::{Lockout, LockoutRules, SignInState};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::OutcomeCount;
+use ferry_core::return_path::{BounceKey, Sent};
 use ferry_core::sample::Sample;
 use ferry_core::suppression::Suppression;
 use ferry_core::token::ApiToken;
@@ -104,6 +105,11 @@ pub trait Directory: Send + Sync {
     /// Adds or replaces a DKIM key (by domain and selector).
     async fn put_dkim_key(&self, key: DkimKeyRecord) -> Result<()>;
     async fn dkim_keys(&self) -> Result<Vec<DkimKeyRecord>>;
+    /// Adds `key` as the newest return-path key, only if the newest now is
+    /// `after` (none: there is no key yet), so two nodes rotating at once
+    /// make one key, not two; false when another was first.
+    async fn add_bounce_key(&self, key: BounceKey, after: Option<char>) -> Result<bool>;
+    async fn bounce_keys(&self) -> Result<Vec<BounceKey>>;
     /// A number that changes whenever a tenant, an application or a DKIM
     /// key is written. Must be cheap (one read): every node polls it to
     /// learn that its copies of directory records are stale.
@@ -145,7 +151,7 @@ pub struct QueueEntry {
 #[async_trait]
 pub trait Queue: Send + Sync {
     /// Stores envelope and content together and makes the message due now,
-    /// with its `accepted` event (none for the null sender: the relay's
+    /// with its [`Sent`] record when it has return paths, its `accepted` event (none for the null sender: the relay's
     /// own bounces and alerts are not an application's mail), and in the
     /// same atomic operation applies `metering`: refuses with
     /// [`StoreError::CapReached`] (writing nothing) when a hard cap would be
@@ -248,8 +254,12 @@ pub trait Events: Send + Sync {
     /// The tenant's records after `after` (from the oldest kept when
     /// `None`), oldest first, at most `limit`, each with its cursor.
     async fn events(&self, tenant: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, EventRecord)>>;
-    /// Removes the records made before `before_ms`; how many.
+    /// Removes the records made before `before_ms`, and the [`Sent`]
+    /// records of messages received before then; how many records.
     async fn purge_events(&self, before_ms: u64) -> Result<usize>;
+    /// What a message sent with Ferry's return path went out as (written
+    /// with its enqueue when it has `return_paths`).
+    async fn sent(&self, id: &QueueId) -> Result<Option<Sent>>;
 }
 
 /// Each tenant's suppression list (see `ferry_core::suppression`).

@@ -6,6 +6,7 @@
 //! its age without a second index; purging is a range delete per tenant.
 
 use ferry_core::event::EventRecord;
+use ferry_core::return_path::{self, BounceKey, Sent};
 use ferry_core::suppression::{self, Suppression};
 use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 
@@ -18,6 +19,11 @@ pub(crate) const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::
 pub(crate) const SUPPRESSED: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("suppressed");
 /// (tenant, recipient) → the times of its recent soft bounces.
 pub(crate) const SOFT_BOUNCES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("soft_bounces");
+/// Queue id → what a message with Ferry's return path went out as; ids
+/// are time-ordered (UUIDv7), so a purge by time is a range delete.
+pub(crate) const SENT: TableDefinition<&str, &[u8]> = TableDefinition::new("sent");
+/// Return-path key id → the key.
+pub(crate) const BOUNCE_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("bounce_keys");
 /// The last sequence given out.
 const LAST: TableDefinition<&str, u64> = TableDefinition::new("event_sequence");
 
@@ -29,7 +35,38 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(SUPPRESSED).map_err(backend)?;
     txn.open_table(SOFT_BOUNCES).map_err(backend)?;
     txn.open_table(LAST).map_err(backend)?;
+    txn.open_table(SENT).map_err(backend)?;
+    txn.open_table(BOUNCE_KEYS).map_err(backend)?;
     Ok(())
+}
+
+pub(crate) fn put_sent(txn: &WriteTransaction, sent: &Sent) -> Result<()> {
+    txn.open_table(SENT)
+        .map_err(backend)?
+        .insert(sent.queue_id.as_str(), encode(sent).as_slice())
+        .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn sent(txn: &ReadTransaction, id: &str) -> Result<Option<Sent>> {
+    match txn.open_table(SENT).map_err(backend)?.get(id).map_err(backend)? {
+        Some(value) => Ok(Some(decode(value.value())?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn add_bounce_key(txn: &WriteTransaction, key: &BounceKey, after: Option<char>) -> Result<bool> {
+    let mut table = txn.open_table(BOUNCE_KEYS).map_err(backend)?;
+    let mut keys: Vec<BounceKey> = Vec::new();
+    for entry in table.iter().map_err(backend)? {
+        keys.push(decode(entry.map_err(backend)?.1.value())?);
+    }
+    if return_path::current(&keys).map(|k| k.id) != after {
+        return Ok(false);
+    }
+    let id = key.id.to_string();
+    table.insert(id.as_str(), encode(key).as_slice()).map_err(backend)?;
+    Ok(true)
 }
 
 /// Appends `changes` inside the caller's transaction.
@@ -102,6 +139,15 @@ pub(crate) fn purge(txn: &WriteTransaction, before_ms: u64) -> Result<usize> {
             removed += 1;
         }
         next = first_tenant(&table, &format!("{tenant}\0"))?;
+    }
+    // A queue id starts with its time in ms, 12 hex digits (`QueueId::time_ms`).
+    let cutoff_id = format!("{:012X}", before_ms.min(0xFFFF_FFFF_FFFF));
+    let mut sent = txn.open_table(SENT).map_err(backend)?;
+    for entry in sent
+        .extract_from_if(..cutoff_id.as_str(), |_, _| true)
+        .map_err(backend)?
+    {
+        entry.map_err(backend)?;
     }
     // Soft bounces older than any window worth keeping go with the events.
     let mut soft = txn.open_table(SOFT_BOUNCES).map_err(backend)?;

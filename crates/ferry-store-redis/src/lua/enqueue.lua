@@ -7,7 +7,8 @@
 -- is pending (due later) until its replicas confirm it, ARGV[7] its
 -- `accepted` event ('' for none), logged to KEYS[3] (its tenant's stream)
 -- with KEYS[4] (the set of tenants with event streams), ARGV[8] the tenant,
--- ARGV[9] the event's time.
+-- ARGV[9] the event's time, ARGV[10] its `Sent` record ('' for none),
+-- kept at KEYS[5] and indexed in KEYS[6] by ARGV[11], its id's time.
 -- Returns 0 when spooled, or the 1-based index of the cap that refused it.
 local plan = nil
 if ARGV[5] ~= '' then plan = cjson.decode(ARGV[5]) end
@@ -24,6 +25,10 @@ end
 redis.call('HSET', KEYS[1], 'e', ARGV[3], 'b', ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 if ARGV[7] ~= '' then log_event(KEYS[4], KEYS[3], ARGV[8], ARGV[9], ARGV[7]) end
+if ARGV[10] ~= '' then
+  redis.call('SET', KEYS[5], ARGV[10])
+  redis.call('ZADD', KEYS[6], ARGV[11], ARGV[1])
+end
 if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[1]) end
 if not plan then return 0 end
 
