@@ -46,6 +46,71 @@ pub enum Command {
     /// Admin API tokens: add (shown once), list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Each tenant's suppression list: recipients its mail is no longer sent to.
+    #[command(subcommand)]
+    Suppression(SuppressionCommand),
+    /// Each tenant's log of what happened to each recipient of each message.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuppressionCommand {
+    /// The tenant's entries in address order, lapsed ones included.
+    List {
+        #[arg(long)]
+        tenant: String,
+        /// Only addresses containing this text.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Stop sending the tenant's mail to a recipient: a manual entry,
+    /// replacing any other for the same address.
+    Add {
+        #[arg(long)]
+        tenant: String,
+        /// The address (kept in lower case).
+        recipient: String,
+        /// Lapse after this many days; default: never.
+        #[arg(long)]
+        expires_days: Option<u32>,
+        /// Why, kept in the entry's source.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Send the tenant's mail to a recipient again; fails if it was not on the list.
+    Remove {
+        #[arg(long)]
+        tenant: String,
+        recipient: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// The tenant's events, oldest first, one line per recipient, then
+    /// `next: <cursor>` to continue from with --after.
+    List {
+        #[arg(long)]
+        tenant: String,
+        /// Only this application's events.
+        #[arg(long)]
+        app: Option<String>,
+        /// Only events after this cursor (an earlier list's `next:`);
+        /// default: from the oldest kept.
+        #[arg(long)]
+        after: Option<String>,
+        /// Stop once this many events are read (the recipients of one state
+        /// change are never split, so the last may bring a few more).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]

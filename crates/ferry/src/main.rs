@@ -5,11 +5,13 @@
 mod cli;
 mod console;
 mod dkim;
+mod events;
 mod onboard;
 mod queue;
 mod remote;
 mod report;
 mod settings;
+mod suppression;
 mod telemetry;
 mod token;
 
@@ -170,6 +172,8 @@ pub async fn run_with_store(command: Command, store: &dyn Store, config: &Config
         Command::Tenant(c) => onboard::tenant(store, c).await,
         Command::App(c) => onboard::app(store, config, c).await,
         Command::Token(c) => token::run(store, c).await,
+        Command::Suppression(c) => suppression::run(store, c).await,
+        Command::Events(c) => events::run(store, c).await,
         Command::Serve(_) | Command::CheckConfig => Ok(()),
     }
 }
