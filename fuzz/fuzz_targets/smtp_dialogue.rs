@@ -4,12 +4,14 @@
 //! Input: `settings`, `cuts`, then `cuts % 8` read lengths, then the bytes
 //! the client sends. `settings`: bits 0-1 the TLS policy (3: implicit TLS,
 //! so AUTH works at once), bit 2 small limits, bits 3-5 refuse AUTH, MAIL,
-//! RCPT, bit 7 refuse messages. The read lengths are used in turn, over
+//! RCPT, bit 6 an inbound listener (mail without AUTH, which must never
+//! be offered or taken), bit 7 refuse messages. The read lengths are used in turn, over
 //! and over, until the input ends (none: one read of everything).
 //!
 //! Checked: no panic; every write is whole, well-formed replies (3-digit
 //! code, CRLF); a message is only handed over with CRLF line endings,
-//! within the size and recipient limits, on an authenticated session; and
+//! within the size and recipient limits, on an authenticated session (or
+//! an inbound one); and
 //! how the input was split changes nothing the client or the driver sees
 //! (the same replies, the same actions as one read of everything), unless
 //! STARTTLS or a PROXY v2 signature made the split matter by design
@@ -66,16 +68,17 @@ impl Dialogue {
             _ => TlsPolicy::Implicit,
         };
         let small = settings & 4 != 0;
+        let limits = AppLimits {
+            max_message_bytes: if small { 32 } else { 50_000 },
+            max_recipients: if small { 1 } else { 5 },
+            max_messages_per_session: if small { 1 } else { 10 },
+        };
         let cfg = SessionConfig {
             hostname: "relay.test".into(),
             max_message_bytes: if small { 64 } else { 100_000 },
             tls,
             max_errors: if small { 3 } else { 20 },
-        };
-        let limits = AppLimits {
-            max_message_bytes: if small { 32 } else { 50_000 },
-            max_recipients: if small { 1 } else { 5 },
-            max_messages_per_session: if small { 1 } else { 10 },
+            inbound: (settings & (1 << 6) != 0).then_some(limits),
         };
         Dialogue {
             session: Session::new(cfg),
@@ -89,6 +92,10 @@ impl Dialogue {
         let out = self.session.take_output();
         assert_replies(&out);
         self.seen.replies.extend_from_slice(&out);
+    }
+
+    fn inbound(&self) -> bool {
+        self.settings & (1 << 6) != 0
     }
 
     fn refuses(&self, bit: u8) -> bool {
@@ -145,6 +152,7 @@ impl Dialogue {
                 }
                 Action::Authenticate(credentials) => {
                     assert!(!credentials.username.is_empty());
+                    assert!(!self.inbound(), "AUTH taken on an inbound listener");
                     if self.refuses(3) {
                         self.session
                             .auth_refused(Reply::new(535, "5.7.8", "Authentication credentials invalid"));
@@ -153,7 +161,7 @@ impl Dialogue {
                     }
                 }
                 Action::Mail(_) => {
-                    assert!(self.session.username().is_some(), "MAIL judged before AUTH");
+                    assert!(self.inbound() || self.session.username().is_some(), "MAIL judged before AUTH");
                     let verdict = if self.refuses(4) {
                         Err(Reply::new(550, "5.7.1", "Sender not authorised"))
                     } else {
@@ -170,7 +178,7 @@ impl Dialogue {
                     self.session.rcpt_result(verdict);
                 }
                 Action::Message(envelope) => {
-                    assert!(self.session.username().is_some(), "message before AUTH");
+                    assert!(self.inbound() || self.session.username().is_some(), "message before AUTH");
                     assert!(!envelope.recipients.is_empty());
                     assert!(envelope.recipients.len() <= self.limits.max_recipients);
                     assert!(envelope.content.len() <= self.session.message_limit());

@@ -565,6 +565,7 @@ fn session_context(config: &Config, p: SessionParts) -> Result<SessionContext, S
             max_message_bytes: config.smtp.max_message_bytes,
             tls: TlsPolicy::Unavailable,
             max_errors: config.smtp.max_errors,
+            inbound: None,
         },
         tls: p.tls,
         tls_available: p.tls_available,

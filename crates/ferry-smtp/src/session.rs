@@ -36,6 +36,11 @@ pub struct SessionConfig {
     pub tls: TlsPolicy,
     /// Protocol errors tolerated before `421 4.7.0` (Postfix: smtpd_hard_error_limit).
     pub max_errors: u32,
+    /// An inbound listener (the reports coming back to Ferry's return
+    /// paths): mail from anyone without AUTH, which is never offered, with
+    /// STARTTLS optional, under these limits; every recipient is still the
+    /// driver's decision. `None`: mail only after AUTH.
+    pub inbound: Option<AppLimits>,
 }
 
 /// Per-application limits, set when AUTH succeeds.
@@ -536,12 +541,19 @@ impl Session {
 
     // ---- DATA and BDAT ----
 
-    /// The size limit of the next message: the relay's, or the signed-in application's when lower.
+    /// The size limit of the next message: the relay's, or the signed-in
+    /// application's (or the inbound listener's) when lower.
     pub fn message_limit(&self) -> usize {
-        match &self.auth {
-            Some((_, limits)) => limits.max_message_bytes.min(self.cfg.max_message_bytes),
+        match self.limits() {
+            Some(limits) => limits.max_message_bytes.min(self.cfg.max_message_bytes),
             None => self.cfg.max_message_bytes,
         }
+    }
+
+    /// The limits mail is taken under: the signed-in application's, or an
+    /// inbound listener's; none before AUTH elsewhere.
+    pub(crate) fn limits(&self) -> Option<&AppLimits> {
+        self.auth.as_ref().map(|(_, l)| l).or(self.cfg.inbound.as_ref())
     }
 
     fn data_command(&mut self, arg: &str) {

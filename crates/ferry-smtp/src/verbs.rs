@@ -28,8 +28,8 @@ pub(crate) fn ehlo(s: &mut Session, arg: &str, extended: bool) {
     if !s.tls && s.cfg.tls != TlsPolicy::Unavailable {
         lines.push("STARTTLS".into());
     }
-    // AUTH is never offered before TLS, on any port.
-    if s.tls && s.auth.is_none() {
+    // AUTH is never offered before TLS, on any port, nor on an inbound one.
+    if s.tls && s.auth.is_none() && s.cfg.inbound.is_none() {
         lines.push("AUTH PLAIN LOGIN".into());
     }
     s.multiline(250, &lines);
@@ -58,6 +58,13 @@ pub(crate) fn starttls(s: &mut Session, arg: &str) -> Option<Action> {
 }
 
 pub(crate) fn auth_allowed(s: &Session) -> Result<(), Reply> {
+    if s.cfg.inbound.is_some() {
+        return Err(Reply::new(
+            503,
+            "5.5.1",
+            "Authentication is not available on this service",
+        ));
+    }
     if !s.tls {
         return Err(Reply::new(
             538,
@@ -81,10 +88,10 @@ fn mail_allowed(s: &Session) -> Result<(), Reply> {
     if s.helo.is_none() {
         return Err(Reply::new(503, "5.5.1", "Send EHLO first"));
     }
-    if !s.tls && s.cfg.tls != TlsPolicy::Unavailable {
+    if !s.tls && s.cfg.tls != TlsPolicy::Unavailable && s.cfg.inbound.is_none() {
         return Err(Reply::new(530, "5.7.0", "Must issue a STARTTLS command first"));
     }
-    let Some((_, limits)) = &s.auth else {
+    let Some(limits) = s.limits() else {
         return Err(Reply::new(530, "5.7.0", "Authentication required"));
     };
     if s.txn.mail.is_some() {
@@ -164,7 +171,7 @@ pub(crate) fn rcpt(s: &mut Session, arg: &str) -> Option<Action> {
         return None;
     };
     let smtputf8 = mail.smtputf8;
-    let max = s.auth.as_ref().map_or(0, |(_, l)| l.max_recipients);
+    let max = s.limits().map_or(0, |l| l.max_recipients);
     if s.txn.recipients.len() >= max {
         // RFC 5321 §4.5.3.1.10: the excess gets 452 and the transaction
         // goes on with the recipients accepted; the client sends the rest in

@@ -28,6 +28,7 @@ impl Driver {
             max_message_bytes: 2000,
             tls,
             max_errors: 20,
+            inbound: None,
         };
         Driver {
             session: Session::new(cfg),
@@ -36,6 +37,20 @@ impl Driver {
             closed: false,
             tls_handshakes: 0,
         }
+    }
+
+    /// An inbound listener's session, TLS offered.
+    fn inbound() -> Self {
+        let mut d = Driver::new(TlsPolicy::Offered);
+        let cfg = SessionConfig {
+            hostname: "relay.test".into(),
+            max_message_bytes: 2000,
+            tls: TlsPolicy::Offered,
+            max_errors: 20,
+            inbound: Some(LIMITS),
+        };
+        d.session = Session::new(cfg);
+        d
     }
 
     /// An implicit-TLS session already authenticated as `app`.
@@ -141,6 +156,31 @@ fn refusals_before_tls_and_auth() {
         let lines = replies_of(TlsPolicy::Required, input);
         assert!(lines.last().unwrap().starts_with(expected), "{input:?} → {lines:?}");
     }
+}
+
+#[test]
+fn an_inbound_listener_takes_mail_without_auth_and_never_offers_it() {
+    let mut d = Driver::inbound();
+    let ehlo = d.send("EHLO mx.example.net\r\n").to_string();
+    assert!(ehlo.contains("STARTTLS"), "{ehlo}");
+    assert!(!ehlo.contains("AUTH"), "{ehlo}");
+    d.transcript.clear();
+    d.send("AUTH PLAIN AGFwcABzZWNyZXQ=\r\n");
+    assert!(d.transcript.starts_with("503 5.5.1"), "{}", d.transcript);
+    d.transcript.clear();
+    // No STARTTLS and no AUTH: the driver judges sender and recipients.
+    d.send("MAIL FROM:<app@example.test>\r\nRCPT TO:<b-x@bounces.example.test>\r\nDATA\r\n");
+    d.send("Subject: report\r\n\r\nbody\r\n.\r\n");
+    assert_eq!(d.codes(), ["250", "250", "354", "250"], "{}", d.transcript);
+    assert_eq!(d.messages.len(), 1);
+    assert_eq!(d.session.username(), None);
+    d.transcript.clear();
+    d.send("MAIL FROM:<>\r\n");
+    assert!(
+        d.transcript.starts_with("550"),
+        "the null sender reaches the policy: {}",
+        d.transcript
+    );
 }
 
 #[test]
