@@ -11,6 +11,7 @@ use ferry_core::metering;
 use ferry_core::outcome::OutcomeCount;
 use ferry_core::policy::{BulkSignals, check_bulk, check_header_from};
 use ferry_core::refusal::Refusal;
+use ferry_core::return_path::{self, BounceKey};
 use ferry_core::sample::{self as sample, Sample, Sampled};
 use ferry_core::usage::Usage;
 use ferry_core::{Application, Clock, QueueId, QueuedMessage, SuppressedMail, Tenant};
@@ -52,6 +53,8 @@ pub struct MessageIntake {
     pub scanners: Scanners,
     /// The signing keys in use, from the keyring.
     pub dkim: tokio::sync::watch::Receiver<Arc<DkimSigners>>,
+    /// The return-path keys in use, from the keyring.
+    pub bounce_keys: tokio::sync::watch::Receiver<Arc<Vec<BounceKey>>>,
     pub bulk_recipients: usize,
     /// Woken after each enqueue so delivery starts at once.
     pub delivery_wakeup: Arc<tokio::sync::Notify>,
@@ -165,6 +168,7 @@ impl MessageIntake {
             bytes: size as u64,
         };
         let plan = metering::plan(&self.terms, &self.alerts, tenant, app, usage, now);
+        let return_paths = self.return_paths(&id, tenant, recipients.len());
         let message = QueuedMessage {
             id: id.clone(),
             tenant: tenant.name.clone(),
@@ -180,7 +184,7 @@ impl MessageIntake {
             history: Vec::new(),
             content,
             lease: None,
-            return_paths: Vec::new(),
+            return_paths,
         };
         let started = std::time::Instant::now();
         let spooled = self
@@ -334,6 +338,24 @@ impl MessageIntake {
             self.clock.now_ms(),
         )
         .await
+    }
+
+    /// Each recipient's envelope-From under the tenant's bounce domain;
+    /// none without one (or, never expected, without a key: then the
+    /// application's own envelope-From, as before).
+    fn return_paths(&self, id: &QueueId, tenant: &Tenant, recipients: usize) -> Vec<String> {
+        let Some(domain) = &tenant.bounces.domain else {
+            return Vec::new();
+        };
+        let keys = self.bounce_keys.borrow().clone();
+        let Some(key) = return_path::current(&keys) else {
+            tracing::warn!(queue_id = %id, "no return-path key: sending with the application's envelope-From");
+            return Vec::new();
+        };
+        (0..recipients)
+            .map(|i| return_path::address(key, id, i, domain))
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default()
     }
 
     /// Whether `rcpt` is on the tenant's suppression list.

@@ -1,4 +1,5 @@
-//! The keyring: the TLS certificate and the DKIM keys, the settings that
+//! The keyring: the TLS certificate, the DKIM keys and the return-path
+//! keys (see `ferry_core::return_path`), the settings that
 //! change while the node runs. It looks at the certificate files and at the
 //! store's directory version every `server.reload_secs`, and publishes
 //! immutable snapshots on watch channels that sessions read without a round
@@ -18,6 +19,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use ferry_core::return_path::BounceKey;
+
 use crate::dkim::DkimSigners;
 use crate::tls;
 
@@ -31,6 +34,7 @@ pub struct KeyringArgs {
     pub every: Duration,
     pub tls: Arc<watch::Sender<Option<TlsAcceptor>>>,
     pub dkim: Arc<watch::Sender<Arc<DkimSigners>>>,
+    pub bounce_keys: Arc<watch::Sender<Arc<Vec<BounceKey>>>>,
     /// The files' bytes and the directory version the published snapshots were made from.
     pub loaded: Loaded,
 }
@@ -83,6 +87,20 @@ pub async fn load_dkim(store: &dyn Store, relay_domain: Option<String>) -> Resul
     Ok((signers, version))
 }
 
+/// The return-path keys, after making the first one if the store has
+/// none (every node may try at once; the store keeps one).
+pub async fn load_bounce_keys(store: &dyn Store, now_ms: u64) -> Result<Vec<BounceKey>, String> {
+    let keys = store.bounce_keys().await.map_err(|e| e.to_string())?;
+    if !keys.is_empty() {
+        return Ok(keys);
+    }
+    let first = BounceKey::generate(&[], now_ms);
+    if store.add_bounce_key(first, None).await.map_err(|e| e.to_string())? {
+        tracing::info!("made the first return-path key");
+    }
+    store.bounce_keys().await.map_err(|e| e.to_string())
+}
+
 impl KeyringArgs {
     async fn check_certificate(&mut self) {
         let Some((cert, key)) = &self.certificate else { return };
@@ -116,6 +134,12 @@ impl KeyringArgs {
         };
         if self.loaded.directory_version == Some(version) {
             return;
+        }
+        match self.store.bounce_keys().await {
+            Ok(keys) => {
+                self.bounce_keys.send_replace(Arc::new(keys));
+            }
+            Err(e) => tracing::warn!(error = %e, "the return-path keys do not load; keeping the ones in use"),
         }
         match load_dkim(self.store.as_ref(), self.relay_domain.clone()).await {
             Ok((signers, version)) => {

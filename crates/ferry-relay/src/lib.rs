@@ -239,6 +239,7 @@ impl Relay {
             draining: draining.clone(),
             metrics: node_metrics.clone(),
             dkim: keyring.dkim.subscribe(),
+            bounce_keys: keyring.bounce_keys.subscribe(),
         };
         let ctx = Arc::new(session_context(config, session_parts)?);
         let limits = Arc::new(SessionLimits::new(
@@ -421,6 +422,9 @@ async fn keyring_args(config: &Config, parts: &RelayParts) -> Result<KeyringArgs
         .await
         .map_err(StartError::Dkim)?;
     loaded.directory_version = Some(version);
+    let bounce_keys = keyring::load_bounce_keys(parts.store.as_ref(), parts.clock.now_ms())
+        .await
+        .map_err(StartError::Dkim)?;
     Ok(KeyringArgs {
         certificate: parts.certificate.clone(),
         store: parts.store.clone(),
@@ -428,6 +432,7 @@ async fn keyring_args(config: &Config, parts: &RelayParts) -> Result<KeyringArgs
         every: Duration::from_secs(config.server.reload_secs),
         tls: Arc::new(watch::channel(tls).0),
         dkim: Arc::new(watch::channel(Arc::new(signers)).0),
+        bounce_keys: Arc::new(watch::channel(Arc::new(bounce_keys)).0),
         loaded,
     })
 }
@@ -545,6 +550,7 @@ struct SessionParts {
     draining: watch::Receiver<bool>,
     metrics: Arc<metrics::Metrics>,
     dkim: watch::Receiver<Arc<dkim::DkimSigners>>,
+    bounce_keys: watch::Receiver<Arc<Vec<ferry_core::return_path::BounceKey>>>,
 }
 
 fn session_context(config: &Config, p: SessionParts) -> Result<SessionContext, StartError> {
@@ -598,6 +604,7 @@ fn session_context(config: &Config, p: SessionParts) -> Result<SessionContext, S
                 http: reqwest::Client::new(),
             },
             dkim: p.dkim,
+            bounce_keys: p.bounce_keys,
             bulk_recipients: config.hygiene.bulk_recipients,
             delivery_wakeup: p.wakeup,
         },

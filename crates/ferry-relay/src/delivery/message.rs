@@ -84,7 +84,7 @@ pub(super) async fn deliver(work: Arc<DeliveryWork>, mut message: QueuedMessage,
     };
     let route = work.route_of(&message.tenant).await;
     let shared = Arc::new(message.clone());
-    let mut answers: FuturesUnordered<_> = group(&message.pending(), &route)
+    let mut answers: FuturesUnordered<_> = group(&message, &route)
         .into_iter()
         .map(|(hop, rcpts)| {
             let span = crate::trace::group(&message.id, &hop, rcpts.len());
@@ -353,8 +353,20 @@ impl DeliveryWork {
     }
 }
 
-/// Pending recipients by next hop, in a stable order.
-fn group(pending: &[String], route: &Route) -> BTreeMap<NextHop, Vec<String>> {
+/// Pending recipients by next hop, in a stable order; with Ferry's
+/// return path, one recipient a group (each has its own envelope-From).
+fn group(message: &QueuedMessage, route: &Route) -> Vec<(NextHop, Vec<String>)> {
+    let by_hop = by_hop(&message.pending(), route);
+    if message.return_paths.is_empty() {
+        return by_hop.into_iter().collect();
+    }
+    by_hop
+        .into_iter()
+        .flat_map(|(hop, rcpts)| rcpts.into_iter().map(move |r| (hop.clone(), vec![r])))
+        .collect()
+}
+
+fn by_hop(pending: &[String], route: &Route) -> BTreeMap<NextHop, Vec<String>> {
     let mut groups: BTreeMap<NextHop, Vec<String>> = BTreeMap::new();
     for rcpt in pending {
         let hop = match route {
@@ -433,9 +445,25 @@ mod tests {
     #[test]
     fn groups_by_domain_for_mx_and_as_one_otherwise() {
         let rcpts = vec!["a@x.test".to_string(), "b@Y.test".into(), "c@x.test".into()];
-        let groups = group(&rcpts, &Route::Mx);
+        let groups = by_hop(&rcpts, &Route::Mx);
         assert_eq!(groups[&NextHop::Domain("x.test".into())], ["a@x.test", "c@x.test"]);
         assert_eq!(groups[&NextHop::Domain("y.test".into())], ["b@Y.test"]);
-        assert_eq!(group(&rcpts, &Route::Capture).len(), 1);
+        assert_eq!(by_hop(&rcpts, &Route::Capture).len(), 1);
+    }
+
+    #[test]
+    fn with_ferrys_return_path_each_recipient_is_a_transaction_of_its_own() {
+        let mut m: QueuedMessage = serde_json::from_value(serde_json::json!({
+            "id": "0192F2A1B2C3D4E5F60718293A4B5C6D", "tenant": "t", "app": "a",
+            "mail_from": "a@t.test", "recipients": ["a@x.test", "b@x.test"],
+            "received_ms": 1, "attempts": 0
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(group(&m, &Route::Mx).len(), 1);
+        m.return_paths = vec!["b-1@b.t.test".into(), "b-2@b.t.test".into()];
+        let groups = group(&m, &Route::Mx);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[1].1, ["b@x.test"]);
+        assert_eq!(m.return_path("b@x.test"), "b-2@b.t.test");
     }
 }

@@ -214,14 +214,12 @@ impl Outbound {
             };
             return (GroupResult::all(rcpts, answer, record), After::Reuse);
         }
+        // With Ferry's return path a group is one recipient, sent with its own.
+        let from = rcpts
+            .first()
+            .map_or(message.mail_from.as_str(), |r| message.return_path(r));
         let sent = conn
-            .send(
-                &message.mail_from,
-                rcpts,
-                &message.content,
-                message.eight_bit,
-                message.smtputf8,
-            )
+            .send(from, rcpts, &message.content, message.eight_bit, message.smtputf8)
             .await;
         match sent {
             Ok(replies) => {
