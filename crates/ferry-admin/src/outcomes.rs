@@ -1,7 +1,9 @@
 //! The per-application outcome report: for a period, each application's
 //! messages relayed (the ledger's count), refused by reason, and its
-//! recipients delivered, deferred and bounced (see `ferry_core::outcome`
-//! for the units). JSON or CSV; the same bytes from the CLI and the API.
+//! recipients delivered, deferred and bounced, and those that bounced
+//! later or complained (reports taken in by the inbound listener), with its
+//! complaint rate (see `ferry_core::outcome` for the units). JSON or CSV;
+//! the same bytes from the CLI and the API.
 
 use std::collections::BTreeMap;
 
@@ -22,11 +24,22 @@ pub struct AppOutcomes {
     pub delivered: u64,
     pub deferred: u64,
     pub bounced: u64,
+    /// Recipients bounced by a report that came back after delivery.
+    pub bounced_later: u64,
+    /// Recipients who complained (ARF).
+    pub complained: u64,
 }
 
 impl AppOutcomes {
     pub fn refused_total(&self) -> u64 {
         self.refused.values().sum()
+    }
+
+    /// Complaints per recipient delivered in the period, as mailbox
+    /// providers judge senders (Gmail's bulk-sender guideline: stay under
+    /// 0.1 %, never reach 0.3 %); none when nothing was delivered.
+    pub fn complaint_rate(&self) -> Option<f64> {
+        (self.delivered > 0).then(|| self.complained as f64 / self.delivered as f64)
     }
 }
 
@@ -57,6 +70,8 @@ pub async fn report(
             Outcome::Delivered => r.delivered += count.count,
             Outcome::Deferred => r.deferred += count.count,
             Outcome::Bounced => r.bounced += count.count,
+            Outcome::BouncedLater => r.bounced_later += count.count,
+            Outcome::Complained => r.complained += count.count,
             Outcome::Refused(reason) => *r.refused.entry(reason).or_default() += count.count,
         }
     }
@@ -79,6 +94,7 @@ pub fn json(rows: &[AppOutcomes], from_ms: u64, to_ms: u64) -> String {
         .map(|r| {
             let mut v = serde_json::json!(r);
             v["refused_total"] = serde_json::json!(r.refused_total());
+            v["complaint_rate"] = serde_json::json!(r.complaint_rate());
             v
         })
         .collect();
@@ -109,6 +125,8 @@ pub fn csv(rows: &[AppOutcomes], from_ms: u64, to_ms: u64) -> String {
         line("delivered", "", r.delivered);
         line("deferred", "", r.deferred);
         line("bounced", "", r.bounced);
+        line("bounced_later", "", r.bounced_later);
+        line("complained", "", r.complained);
     }
     out
 }

@@ -293,6 +293,11 @@ pub struct Listen {
     /// so it is safe only where balancers cannot reach it (the chart's
     /// NetworkPolicy admits only the namespaces it names).
     pub direct_submission: Option<SocketAddr>,
+    /// Port 25 for the reports coming back to tenants' bounce domains (their
+    /// MX points here): mail from anyone without AUTH, only to Ferry's own
+    /// return paths, never relayed. Started by `serve --role inbound` (or
+    /// `all`). Off by default.
+    pub inbound: Option<SocketAddr>,
     /// Load balancers (CIDRs) whose connections start with a PROXY protocol
     /// v1 or v2 header naming the client. From these the header is required;
     /// from anywhere else it is refused. Empty: PROXY protocol is off.
@@ -309,6 +314,7 @@ impl Default for Listen {
             submission: Some(([127, 0, 0, 1], 2587).into()),
             submissions: Some(([127, 0, 0, 1], 2465).into()),
             direct_submission: None,
+            inbound: None,
             proxy_protocol_from: Vec::new(),
             proxy_header_timeout_secs: 5,
         }

@@ -33,6 +33,7 @@ pub mod directory;
 pub mod dkim;
 pub mod dsn;
 pub mod event;
+pub mod feedback;
 pub mod lockout;
 pub mod message;
 pub mod metering;

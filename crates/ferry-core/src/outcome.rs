@@ -22,6 +22,11 @@ pub enum Outcome {
     Delivered,
     Deferred,
     Bounced,
+    /// Bounced by a report that came back after the receiving server had
+    /// said 250 (see `ferry_relay::inbound`), counted when it came.
+    BouncedLater,
+    /// Reported as unwanted by its recipient (an ARF complaint).
+    Complained,
     /// Refused, with the refusal's reason label (`auth_failed`, `virus`, ...).
     Refused(String),
 }
@@ -34,6 +39,8 @@ impl Outcome {
             "delivered" => Some(Outcome::Delivered),
             "deferred" => Some(Outcome::Deferred),
             "bounced" => Some(Outcome::Bounced),
+            "bounced_later" => Some(Outcome::BouncedLater),
+            "complained" => Some(Outcome::Complained),
             _ => key
                 .strip_prefix("refused.")
                 .filter(|reason| !reason.is_empty())
@@ -48,6 +55,8 @@ impl fmt::Display for Outcome {
             Outcome::Delivered => f.write_str("delivered"),
             Outcome::Deferred => f.write_str("deferred"),
             Outcome::Bounced => f.write_str("bounced"),
+            Outcome::BouncedLater => f.write_str("bounced_later"),
+            Outcome::Complained => f.write_str("complained"),
             Outcome::Refused(reason) => write!(f, "refused.{reason}"),
         }
     }

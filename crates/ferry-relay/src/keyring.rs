@@ -30,6 +30,7 @@ pub struct KeyringArgs {
     /// (certificate chain, private key) PEM files; None without TLS.
     pub certificate: Option<(PathBuf, PathBuf)>,
     pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn ferry_core::Clock>,
     pub relay_domain: Option<String>,
     pub every: Duration,
     pub tls: Arc<watch::Sender<Option<TlsAcceptor>>>,
@@ -57,7 +58,17 @@ impl Actor for Keyring {
     type State = KeyringArgs;
     type Arguments = KeyringArgs;
 
+    /// Started after the store's writer and before the listeners: the
+    /// first return-path key is made here, before any session needs it.
     async fn pre_start(&self, myself: ActorRef<Check>, args: KeyringArgs) -> Result<KeyringArgs, ActorProcessingErr> {
+        if args.bounce_keys.borrow().is_empty() {
+            match first_bounce_key(args.store.as_ref(), args.now_ms()).await {
+                Ok(keys) => {
+                    args.bounce_keys.send_replace(Arc::new(keys));
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot make the first return-path key; trying at the next look"),
+            }
+        }
         myself.send_after(args.every, || Check);
         Ok(args)
     }
@@ -89,11 +100,7 @@ pub async fn load_dkim(store: &dyn Store, relay_domain: Option<String>) -> Resul
 
 /// The return-path keys, after making the first one if the store has
 /// none (every node may try at once; the store keeps one).
-pub async fn load_bounce_keys(store: &dyn Store, now_ms: u64) -> Result<Vec<BounceKey>, String> {
-    let keys = store.bounce_keys().await.map_err(|e| e.to_string())?;
-    if !keys.is_empty() {
-        return Ok(keys);
-    }
+async fn first_bounce_key(store: &dyn Store, now_ms: u64) -> Result<Vec<BounceKey>, String> {
     let first = BounceKey::generate(&[], now_ms);
     if store.add_bounce_key(first, None).await.map_err(|e| e.to_string())? {
         tracing::info!("made the first return-path key");
@@ -102,6 +109,10 @@ pub async fn load_bounce_keys(store: &dyn Store, now_ms: u64) -> Result<Vec<Boun
 }
 
 impl KeyringArgs {
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
     async fn check_certificate(&mut self) {
         let Some((cert, key)) = &self.certificate else { return };
         let files = match tls::read_pem(cert, key) {
@@ -135,7 +146,11 @@ impl KeyringArgs {
         if self.loaded.directory_version == Some(version) {
             return;
         }
-        match self.store.bounce_keys().await {
+        let keys = match self.store.bounce_keys().await {
+            Ok(keys) if keys.is_empty() => first_bounce_key(self.store.as_ref(), self.now_ms()).await,
+            other => other.map_err(|e| e.to_string()),
+        };
+        match keys {
             Ok(keys) => {
                 self.bounce_keys.send_replace(Arc::new(keys));
             }

@@ -37,6 +37,7 @@ mod delivery;
 pub mod directory;
 pub mod dkim;
 pub mod greeting;
+pub mod inbound;
 pub mod intake;
 pub mod keyring;
 pub mod listener;
@@ -143,6 +144,8 @@ pub struct Roles {
     pub ingress: bool,
     /// Delivery workers draining the shared queue.
     pub delivery: bool,
+    /// The inbound listener for reports (`listen.inbound`).
+    pub inbound: bool,
 }
 
 /// What the relay is started with besides its configuration.
@@ -180,7 +183,7 @@ impl Relay {
     /// starts the node's actor tree.
     pub async fn start(config: &Config, parts: RelayParts) -> Result<Relay, StartError> {
         let roles = parts.roles;
-        let bound = if roles.ingress { bind(config).await? } else { Vec::new() };
+        let bound = bind(config, roles).await?;
         let admin_listener = match config.admin.listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -422,12 +425,16 @@ async fn keyring_args(config: &Config, parts: &RelayParts) -> Result<KeyringArgs
         .await
         .map_err(StartError::Dkim)?;
     loaded.directory_version = Some(version);
-    let bounce_keys = keyring::load_bounce_keys(parts.store.as_ref(), parts.clock.now_ms())
+    // Made by the keyring once the store's writer runs, if there is none.
+    let bounce_keys = parts
+        .store
+        .bounce_keys()
         .await
-        .map_err(StartError::Dkim)?;
+        .map_err(|e| StartError::Dkim(e.to_string()))?;
     Ok(KeyringArgs {
         certificate: parts.certificate.clone(),
         store: parts.store.clone(),
+        clock: parts.clock.clone(),
         relay_domain: config.dkim.relay_domain.clone(),
         every: Duration::from_secs(config.server.reload_secs),
         tls: Arc::new(watch::channel(tls).0),
@@ -460,15 +467,17 @@ fn alert_dispatcher(
     }
 }
 
-async fn bind(config: &Config) -> Result<Vec<(ListenerKind, TcpListener, SocketAddr)>, StartError> {
+async fn bind(config: &Config, roles: Roles) -> Result<Vec<(ListenerKind, TcpListener, SocketAddr)>, StartError> {
     let mut bound = Vec::new();
-    for (kind, addr) in [
-        (ListenerKind::Smtp, config.listen.smtp),
-        (ListenerKind::Submission, config.listen.submission),
-        (ListenerKind::Submissions, config.listen.submissions),
-        (ListenerKind::DirectSubmission, config.listen.direct_submission),
+    let l = &config.listen;
+    for (kind, addr, role) in [
+        (ListenerKind::Smtp, l.smtp, roles.ingress),
+        (ListenerKind::Submission, l.submission, roles.ingress),
+        (ListenerKind::Submissions, l.submissions, roles.ingress),
+        (ListenerKind::DirectSubmission, l.direct_submission, roles.ingress),
+        (ListenerKind::Inbound, l.inbound, roles.inbound),
     ] {
-        let Some(addr) = addr else { continue };
+        let Some(addr) = addr.filter(|_| role) else { continue };
         let fail = |source| StartError::Bind {
             kind: kind.name(),
             addr,
@@ -591,6 +600,15 @@ fn session_context(config: &Config, p: SessionParts) -> Result<SessionContext, S
                 .transpose()
                 .map_err(StartError::Directory)?,
         ),
+        reports: inbound::Reports {
+            store: p.store.clone(),
+            clock: p.clock.clone(),
+            bounce_keys: p.bounce_keys.clone(),
+            suppression: config.suppression.clone(),
+            hostname: config.server.hostname.clone(),
+            counted: p.metrics.reports.clone(),
+            delivery_wakeup: p.wakeup.clone(),
+        },
         intake: MessageIntake {
             side: intake::SideWriters::start(p.store.clone(), &p.metrics),
             store: p.store,

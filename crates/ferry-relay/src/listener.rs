@@ -29,6 +29,9 @@ pub enum ListenerKind {
     /// Port 587 style for clients inside the network, never behind a
     /// balancer: a PROXY header is never read, from any address.
     DirectSubmission,
+    /// Port 25 for reports to tenants' bounce domains: no AUTH, only
+    /// Ferry's own return paths (see [`crate::inbound`]).
+    Inbound,
 }
 
 impl ListenerKind {
@@ -38,6 +41,7 @@ impl ListenerKind {
             ListenerKind::Submission => "submission",
             ListenerKind::Submissions => "submissions",
             ListenerKind::DirectSubmission => "direct_submission",
+            ListenerKind::Inbound => "inbound",
         }
     }
 
@@ -49,7 +53,7 @@ impl ListenerKind {
     pub fn tls_policy(self, tls_available: bool) -> TlsPolicy {
         match (self, tls_available) {
             (_, false) => TlsPolicy::Unavailable,
-            (ListenerKind::Smtp, true) => TlsPolicy::Offered,
+            (ListenerKind::Smtp | ListenerKind::Inbound, true) => TlsPolicy::Offered,
             (ListenerKind::Submission | ListenerKind::DirectSubmission, true) => TlsPolicy::Required,
             (ListenerKind::Submissions, true) => TlsPolicy::Implicit,
         }
@@ -199,6 +203,7 @@ impl Actor for Listener {
         let socket = args.socket.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let config = SessionConfig {
             tls: args.kind.tls_policy(args.ctx.tls_available),
+            inbound: (args.kind == ListenerKind::Inbound).then_some(crate::inbound::LIMITS),
             ..args.ctx.smtp.clone()
         };
         myself.cast(Accept)?;

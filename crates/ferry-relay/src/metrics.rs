@@ -19,6 +19,8 @@ pub struct Metrics {
     pub scans: IntCounterVec,
     pub scanner_failures: IntCounterVec,
     pub auth_lockouts: IntCounterVec,
+    /// Reports at the inbound listener, by kind and result.
+    pub reports: IntCounterVec,
     pub sessions: IntGauge,
     pub destinations: IntGauge,
     /// Spooling a message (the durable write before 250).
@@ -120,6 +122,12 @@ impl Metrics {
                 "ferry_auth_lockouts_total",
                 "Sign-in lockouts started by this node, by rule: pair (username at one address), username (across addresses), address (across usernames)",
                 &["kind"],
+            ),
+            reports: counter(
+                &registry,
+                "ferry_reports_total",
+                "Reports at the inbound listener: kind dsn, arf, guessed, other (not a report) or unknown (not about mail Ferry sent); result taken or refused",
+                &["kind", "result"],
             ),
             sessions,
             destinations,

@@ -39,6 +39,8 @@ pub struct SessionContext {
     pub tls_available: bool,
     pub auth: Authenticator,
     pub intake: MessageIntake,
+    /// What the inbound listener takes in.
+    pub reports: crate::inbound::Reports,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
     /// Load balancers whose connections start with a PROXY header.
@@ -207,15 +209,28 @@ impl Connection {
                 conn.authenticate(ctx, session, credentials).await;
                 true
             }
+            // Reports come from anyone, the null sender above all.
+            Action::Mail(_) if session.is_inbound() => {
+                session.mail_result(Ok(()));
+                true
+            }
             Action::Mail(request) => {
                 conn.recipients = 0;
                 session.mail_result(conn.check_sender(ctx, &request.from).await);
+                true
+            }
+            Action::Rcpt(rcpt) if session.is_inbound() => {
+                session.rcpt_result(ctx.reports.check_recipient(&rcpt).await);
                 true
             }
             Action::Rcpt(rcpt) => {
                 let verdict = conn.check_recipient(ctx, &rcpt).await;
                 conn.recipients += u64::from(verdict.is_ok());
                 session.rcpt_result(verdict);
+                true
+            }
+            Action::Message(envelope) if session.is_inbound() => {
+                session.message_result(ctx.reports.take(envelope).await);
                 true
             }
             Action::Message(envelope) => {

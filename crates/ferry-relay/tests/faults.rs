@@ -110,6 +110,7 @@ async fn killed_delivery_actors_lose_nothing_and_send_nothing_twice() {
         roles: Roles {
             ingress: false,
             delivery: true,
+            inbound: false,
         },
         commands: None,
     };

@@ -195,6 +195,11 @@ impl Session {
         self.tls
     }
 
+    /// An inbound listener's session (see [`SessionConfig::inbound`]).
+    pub fn is_inbound(&self) -> bool {
+        self.cfg.inbound.is_some()
+    }
+
     /// The authenticated username, if any.
     pub fn username(&self) -> Option<&str> {
         self.auth.as_ref().map(|(u, _)| u.as_str())

@@ -89,6 +89,8 @@ pub struct Ferry {
     pub submissions: Option<SocketAddr>,
     /// `listen.direct_submission`, when set.
     pub direct_submission: Option<SocketAddr>,
+    /// `listen.inbound`, when set.
+    pub inbound: Option<SocketAddr>,
     /// The admin HTTP endpoint, when `admin.listen` is set.
     pub admin: Option<SocketAddr>,
     /// The demo application's password.
@@ -122,6 +124,7 @@ impl Ferry {
             submission: None,
             submissions: None,
             direct_submission: None,
+            inbound: None,
             admin: None,
             password: String::new(),
             settings: Vec::new(),
@@ -277,6 +280,7 @@ impl Ferry {
                 "submission" => self.submission = Some(addr),
                 "admin" => self.admin = Some(addr),
                 "direct_submission" => self.direct_submission = Some(addr),
+                "inbound" => self.inbound = Some(addr),
                 _ => self.submissions = Some(addr),
             }
         }

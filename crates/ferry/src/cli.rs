@@ -287,6 +287,9 @@ pub enum Role {
     Ingress,
     /// Delivery workers only: drain the shared queue.
     Delivery,
+    /// The inbound listener only (`listen.inbound`): take in the bounces
+    /// and complaints that come back to tenants' bounce domains.
+    Inbound,
 }
 
 #[derive(Debug, Args)]

@@ -180,10 +180,11 @@ pub async fn run_with_store(command: Command, store: &dyn Store, config: &Config
 
 async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     let roles = Roles {
-        ingress: role != Role::Delivery,
-        delivery: role != Role::Ingress,
+        ingress: matches!(role, Role::All | Role::Ingress),
+        delivery: matches!(role, Role::All | Role::Delivery),
+        inbound: matches!(role, Role::All | Role::Inbound),
     };
-    let certificate = if roles.ingress {
+    let certificate = if roles.ingress || roles.inbound {
         Some(certificate_files(&config)?)
     } else {
         None
