@@ -7,13 +7,14 @@
 //! message to it is refused at RCPT, and the DSN is forwarded to the
 //! application's own envelope-From. An ARF complaint through the
 //! feedback-loop address does the same as a complaint; forged reports and
-//! relay attempts are refused.
+//! relay attempts are refused. The application's webhook, down at first,
+//! gets every event once, signed, in order for each recipient.
 
 use std::process::Command;
 use std::time::Duration;
 
 use ferry_testkit::client::Smtp;
-use ferry_testkit::servers::{Dns, Sink, SinkOptions, free_port};
+use ferry_testkit::servers::{Dns, Sink, SinkOptions, WebhookReceiver, free_port};
 use ferry_testkit::{DOMAIN, Ferry, SENDER, TENANT, USER, wait_for};
 use serde_json::{Value, json};
 
@@ -209,6 +210,15 @@ fn a_later_bounce_and_a_complaint_suppress_the_recipient_and_reach_the_applicati
     );
     assert_eq!(status, 200, "{tenant}");
     assert_eq!(tenant["bounces"]["domain"], BOUNCES);
+    let hook = WebhookReceiver::start("app-webhook-secret-1", 2);
+    let (status, created) = w.api(
+        "PUT",
+        &format!("/v1/apps/{USER}/webhook"),
+        Some(json!({"url": hook.url, "secret": "app-webhook-secret-1"})),
+    );
+    assert_eq!(status, 200, "{created}");
+    let (_, shown) = w.api("GET", &format!("/v1/apps/{USER}"), None);
+    assert_eq!(shown["events_webhook"]["secret"], "********", "{shown}");
     // The directory reload reaches the sessions before the next sign-in.
     let replies = w.send(&["gone@dest.test", "annoyed@dest.test"], "payslip");
     assert!(replies.last().is_some_and(|r| r.starts_with("250")), "{replies:?}");
@@ -337,4 +347,33 @@ fn a_later_bounce_and_a_complaint_suppress_the_recipient_and_reach_the_applicati
     assert_eq!(row["complained"], 1, "{row}");
     assert_eq!(row["refused"]["suppressed"], 2, "{row}");
     assert!(w.ferry.metric("ferry_reports_total{kind=\"dsn\",result=\"taken\"}") >= 1.0);
+
+    // The webhook: two 503s first, then every event once, in order.
+    let taken = wait_for("the webhook to take the complaint", Duration::from_secs(60), || {
+        let taken: Vec<Value> = hook
+            .requests()
+            .into_iter()
+            .filter(|r| r["status"] == 200)
+            .flat_map(|r| r["alert"]["events"].as_array().cloned().unwrap_or_default())
+            .collect();
+        taken.iter().any(|e| e["kind"] == "complained").then_some(taken)
+    });
+    let requests = hook.requests();
+    assert!(requests.iter().all(|r| r["signature_ok"] == true), "{requests:?}");
+    assert_eq!(requests.iter().filter(|r| r["status"] == 503).count(), 2);
+    let mut ids: Vec<&str> = taken.iter().filter_map(|e| e["id"].as_str()).collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "every event once");
+    let of = |rcpt: &str| -> Vec<String> {
+        taken
+            .iter()
+            .filter(|e| e["recipient"] == rcpt)
+            .filter_map(|e| e["kind"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(of("gone@dest.test"), ["accepted", "delivered", "bounced"]);
+    assert_eq!(of("annoyed@dest.test"), ["accepted", "delivered", "complained"]);
+    assert!(w.ferry.metric("ferry_webhook_posts_total{result=\"failed\"}") >= 2.0);
 }

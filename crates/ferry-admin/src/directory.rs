@@ -23,10 +23,12 @@ use crate::secrets::new_password_off_runtime;
 /// A tenant as shown: a smart host's password never leaves the store.
 pub fn public_tenant(tenant: &Tenant) -> Value {
     let mut v = json!(tenant);
-    if let Some(password) = v.pointer_mut("/route/password")
-        && !password.is_null()
-    {
-        *password = json!("********");
+    for secret in ["/route/password", "/events_webhook/secret"] {
+        if let Some(value) = v.pointer_mut(secret)
+            && !value.is_null()
+        {
+            *value = json!("********");
+        }
     }
     v
 }
@@ -39,6 +41,9 @@ pub fn public_app(app: &Application) -> Value {
         let until = app.previous_password.as_ref().map(|p| p.valid_until_ms);
         obj.insert("previous_password_valid_until_ms".into(), json!(until));
         obj.remove("previous_password");
+    }
+    if let Some(secret) = v.pointer_mut("/events_webhook/secret") {
+        *secret = json!("********");
     }
     v
 }

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use ferry_core::event::{Event, EventKind};
+use ferry_core::event::{Event, EventKind, EventsWebhook};
 use ferry_core::suppression::{self, Reason, Suppression};
 use ferry_core::token::Role;
 use ferry_core::{SuppressedMail, Tenant, onboarding};
@@ -271,4 +271,136 @@ pub async fn set_bounces(
         t.bounces.suppressed = body.suppressed;
     })
     .await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookBody {
+    /// Where the events are POSTed: `https://` (or `http://`).
+    pub url: String,
+    /// The key that signs each body (`X-Ferry-Signature: sha256=<hex>`); made for you when left out, and shown once.
+    pub secret: Option<String>,
+}
+
+/// The webhook as registered, its secret shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookCreated {
+    pub url: String,
+    pub secret: String,
+}
+
+fn webhook(body: WebhookBody, now_ms: u64) -> Result<EventsWebhook, Problem> {
+    let url = body.url.trim().to_string();
+    let parsed = url.parse::<axum::http::Uri>().ok();
+    let web = parsed
+        .as_ref()
+        .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+    if !web {
+        return Err(Problem::invalid("invalid_url", "url", "an http:// or https:// URL"));
+    }
+    let secret = match body.secret {
+        Some(s) if s.len() < 16 => {
+            return Err(Problem::invalid("weak_secret", "secret", "at least 16 characters"));
+        }
+        Some(s) => s,
+        None => {
+            let bytes: [u8; 24] = rand::random();
+            hex::encode(bytes)
+        }
+    };
+    Ok(EventsWebhook {
+        url,
+        secret,
+        created_ms: now_ms,
+    })
+}
+
+#[utoipa::path(put, path = "/v1/apps/{name}/webhook", operation_id = "set_application_webhook", tag = "events",
+    params(("name" = String, Path, description = "The application's username")), request_body = WebhookBody,
+    responses((status = 200, description = "Registered: the application's events are POSTed there (admin; a tenant-admin for its own applications)", body = WebhookCreated)))]
+pub async fn set_app_webhook(
+    caller: Caller,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<WebhookCreated>, Problem> {
+    let body: WebhookBody = parse_body(body)?;
+    let app = crate::directory::visible_app(&caller, &state, &name).await?;
+    let hook = webhook(body, state.clock.now_ms())?;
+    let created = WebhookCreated {
+        url: hook.url.clone(),
+        secret: hook.secret.clone(),
+    };
+    crate::directory::save(&caller, &state, app, "app.webhook", |app| {
+        app.events_webhook = Some(hook);
+        Ok(())
+    })
+    .await?;
+    Ok(Json(created))
+}
+
+#[utoipa::path(delete, path = "/v1/apps/{name}/webhook", operation_id = "remove_application_webhook", tag = "events",
+    params(("name" = String, Path, description = "The application's username")),
+    responses((status = 204, description = "Removed: no more events are POSTed for the application")))]
+pub async fn remove_app_webhook(
+    caller: Caller,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Problem> {
+    let app = crate::directory::visible_app(&caller, &state, &name).await?;
+    if app.events_webhook.is_none() {
+        return Err(Problem::not_found(format!("webhook of application {name}")));
+    }
+    crate::directory::save(&caller, &state, app, "app.webhook.remove", |app| {
+        app.events_webhook = None;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(put, path = "/v1/tenants/{name}/webhook", operation_id = "set_tenant_webhook", tag = "events",
+    params(("name" = String, Path, description = "The tenant")), request_body = WebhookBody,
+    responses((status = 200, description = "Registered: all the tenant's applications' events are POSTed there (admin; a tenant-admin for its own)", body = WebhookCreated)))]
+pub async fn set_tenant_webhook(
+    caller: Caller,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<WebhookCreated>, Problem> {
+    let body: WebhookBody = parse_body(body)?;
+    caller.require(&[Role::Admin, Role::TenantAdmin])?;
+    let tenant = visible_tenant(&caller, &state, &name).await?;
+    let hook = webhook(body, state.clock.now_ms())?;
+    let created = WebhookCreated {
+        url: hook.url.clone(),
+        secret: hook.secret.clone(),
+    };
+    crate::directory::save(&caller, &state, tenant, "tenant.webhook", |t| {
+        t.events_webhook = Some(hook);
+        Ok(())
+    })
+    .await?;
+    Ok(Json(created))
+}
+
+#[utoipa::path(delete, path = "/v1/tenants/{name}/webhook", operation_id = "remove_tenant_webhook", tag = "events",
+    params(("name" = String, Path, description = "The tenant")),
+    responses((status = 204, description = "Removed")))]
+pub async fn remove_tenant_webhook(
+    caller: Caller,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Problem> {
+    caller.require(&[Role::Admin, Role::TenantAdmin])?;
+    let tenant = visible_tenant(&caller, &state, &name).await?;
+    if tenant.events_webhook.is_none() {
+        return Err(Problem::not_found(format!("webhook of tenant {name}")));
+    }
+    crate::directory::save(&caller, &state, tenant, "tenant.webhook.remove", |t| {
+        t.events_webhook = None;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

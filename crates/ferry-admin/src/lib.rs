@@ -166,6 +166,8 @@ fn api() -> (Router<AdminState>, utoipa::openapi::OpenApi) {
         .routes(routes!(events::list_suppressions, events::add_suppression))
         .routes(routes!(events::remove_suppression))
         .routes(routes!(events::set_bounces))
+        .routes(routes!(events::set_app_webhook, events::remove_app_webhook))
+        .routes(routes!(events::set_tenant_webhook, events::remove_tenant_webhook))
         .routes(routes!(commands::run))
         .split_for_parts();
     // After the routes: the conventions apply to every operation.

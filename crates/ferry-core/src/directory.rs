@@ -247,6 +247,7 @@ pub fn application(
         bulk_rules: true,
         previous_password: None,
         directory_dn: None,
+        events_webhook: None,
     });
     Application {
         tenant,
@@ -254,6 +255,7 @@ pub fn application(
         header_from: Vec::new(),
         allowed_networks: config.allowed_networks.clone(),
         directory_dn: Some(dn.to_string()),
+        events_webhook: None,
         password_hash: String::new(),
         previous_password: None,
         ..base

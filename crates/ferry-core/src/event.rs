@@ -168,6 +168,36 @@ impl EventRecord {
     }
 }
 
+/// Where a tenant's or an application's events are POSTed, in batches,
+/// each body signed with `secret` (`X-Ferry-Signature: sha256=<hex>`, as
+/// the charge-back alerts are) and carrying the time it was sent.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsWebhook {
+    pub url: String,
+    pub secret: String,
+    pub created_ms: u64,
+}
+
+impl std::fmt::Debug for EventsWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventsWebhook")
+            .field("url", &self.url)
+            .field("created_ms", &self.created_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How far a webhook receiver has got through its tenant's log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiverState {
+    /// The last record it took (answered 2xx for); from the oldest kept when none.
+    pub cursor: Option<String>,
+    /// Failed tries in a row since the last success.
+    pub failures: u32,
+    /// No try before this (backoff after failures).
+    pub next_try_ms: u64,
+}
+
 /// The state changes a delivery record makes: recipients with a final
 /// answer that `before` (the outcomes saved last) did not have, and, when
 /// the message waits for another try at `retry_at`, every recipient still

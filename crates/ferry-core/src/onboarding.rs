@@ -77,6 +77,7 @@ pub fn tenant(new: NewTenant, now_ms: u64) -> Result<Tenant, Invalid> {
         caps: Default::default(),
         sample_percent: 0,
         bounces: Default::default(),
+        events_webhook: None,
     })
 }
 
@@ -137,6 +138,7 @@ pub fn application(
         bulk_rules: new.bulk_rules,
         previous_password: None,
         directory_dn: None,
+        events_webhook: None,
     })
 }
 
@@ -505,8 +507,8 @@ mod bounce_domain_tests {
 
     #[test]
     fn a_bounce_domain_is_under_the_tenants_domain_and_its_own() {
-        let hr = tenant("hr", "hr.example.edu", None);
-        let it = tenant("it", "it.example.edu", Some("bounces.it.example.edu"));
+        let hr = tenant("hr-dept", "hr.example.edu", None);
+        let it = tenant("it-dept", "it.example.edu", Some("bounces.it.example.edu"));
         let all = [hr.clone(), it.clone()];
         assert_eq!(
             bounce_domain("Bounces.HR.example.edu.", &hr, &all),
@@ -518,7 +520,7 @@ mod bounce_domain_tests {
         assert_eq!(code("evilhr.example.edu", &hr), Err("bounce_domain_outside_tenant"));
         assert_eq!(code("bad domain.hr.example.edu", &hr), Err("invalid_domain"));
         let mut it_again = it.clone();
-        it_again.name = "it2".into();
+        it_again.name = "it-dept-2".into();
         assert_eq!(code("bounces.it.example.edu", &it_again), Err("bounce_domain_taken"));
         assert_eq!(
             code("bounces.it.example.edu", &it),

@@ -160,6 +160,7 @@ mod tests {
             bulk_rules: true,
             previous_password: None,
             directory_dn: None,
+            events_webhook: None,
         }
     }
 
@@ -175,6 +176,7 @@ mod tests {
             caps: Default::default(),
             sample_percent: 0,
             bounces: Default::default(),
+            events_webhook: None,
         }
     }
 

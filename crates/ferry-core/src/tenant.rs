@@ -34,6 +34,9 @@ pub struct Tenant {
     /// Its return path, reports and suppression list.
     #[serde(default)]
     pub bounces: Bounces,
+    /// Where all its applications' events are POSTed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_webhook: Option<crate::event::EventsWebhook>,
 }
 
 /// What becomes of bounces and complaints about a tenant's mail (see
@@ -187,6 +190,9 @@ pub struct Application {
     /// directory checks it at each sign-in.
     #[serde(default)]
     pub directory_dn: Option<String>,
+    /// Where this application's events are POSTed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_webhook: Option<crate::event::EventsWebhook>,
 }
 
 /// A rotated-away password and when it stops working.
@@ -235,6 +241,7 @@ pub(crate) mod tests_support {
             caps: Caps::default(),
             sample_percent: 0,
             bounces: Default::default(),
+            events_webhook: None,
         }
     }
 
@@ -255,6 +262,7 @@ pub(crate) mod tests_support {
             bulk_rules: true,
             previous_password: None,
             directory_dn: None,
+            events_webhook: None,
         }
     }
 }
@@ -275,6 +283,7 @@ mod tests {
             caps: Caps::default(),
             sample_percent: 0,
             bounces: Default::default(),
+            events_webhook: None,
         }
     }
 

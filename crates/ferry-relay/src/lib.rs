@@ -53,6 +53,7 @@ mod stream;
 pub mod supervisor;
 pub mod tls;
 pub mod trace;
+pub mod webhooks;
 mod writer;
 
 use std::net::SocketAddr;
@@ -221,6 +222,15 @@ impl Relay {
                 alerting::Dispatcher,
                 Arc::new(dispatcher),
             ));
+            let senders = webhooks::EventWebhooks {
+                store: parts.store.clone(),
+                clock: parts.clock.clone(),
+                http: reqwest::Client::new(),
+                holder: ferry_core::QueueId::generate().to_string(),
+                posts: node_metrics.webhook_posts.clone(),
+                events: node_metrics.webhook_events.clone(),
+            };
+            children.push(child("event webhooks", PATIENT, webhooks::Sender, Arc::new(senders)));
             let retention = retention::Retention {
                 store: parts.store.clone(),
                 clock: parts.clock.clone(),

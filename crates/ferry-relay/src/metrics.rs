@@ -21,6 +21,9 @@ pub struct Metrics {
     pub auth_lockouts: IntCounterVec,
     /// Reports at the inbound listener, by kind and result.
     pub reports: IntCounterVec,
+    /// Event webhook POSTs by result, and the events receivers took.
+    pub webhook_posts: IntCounterVec,
+    pub webhook_events: prometheus::IntCounter,
     pub sessions: IntGauge,
     pub destinations: IntGauge,
     /// Spooling a message (the durable write before 250).
@@ -129,6 +132,21 @@ impl Metrics {
                 "Reports at the inbound listener: kind dsn, arf, guessed, other (not a report) or unknown (not about mail Ferry sent); result taken or refused",
                 &["kind", "result"],
             ),
+            webhook_posts: counter(
+                &registry,
+                "ferry_webhook_posts_total",
+                "Batches of events POSTed to tenants' and applications' webhooks, by result (ok, failed)",
+                &["result"],
+            ),
+            webhook_events: {
+                let c = prometheus::IntCounter::new(
+                    "ferry_webhook_events_total",
+                    "Events taken (answered 2xx) by tenants' and applications' webhooks",
+                )
+                .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+                let _ = registry.register(Box::new(c.clone()));
+                c
+            },
             sessions,
             destinations,
             store_write: {

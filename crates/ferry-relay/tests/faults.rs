@@ -133,6 +133,7 @@ async fn killed_delivery_actors_lose_nothing_and_send_nothing_twice() {
         caps: Default::default(),
         sample_percent: 0,
         bounces: Default::default(),
+        events_webhook: None,
     };
     store.create_tenant(tenant).await.expect("tenant");
     let now = SystemClock.now_ms();

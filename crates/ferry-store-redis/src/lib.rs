@@ -41,6 +41,8 @@
 //!   (JSON), `P:sent_times`: those ids by time received, for purging;
 //!   `P:bounce_keys`: return-path keys by id, `P:bounce_key_newest` the
 //!   newest one's id.
+//! - `P:recv:{receiver}`: a webhook receiver's state (`s`, JSON), holder
+//!   (`h`) and hold's end (`u`, ms).
 //! - `P:sup:{tenant}`: the tenant's suppression list, recipient → entry
 //!   (JSON); `P:soft:{tenant}:{recipient}`: the times of its recent soft
 //!   bounces, expiring with the window.
@@ -67,7 +69,7 @@ use ferry_core::audit::AuditEntry;
 use ferry_core::config::{RedisDurability, RedisStore as RedisConfig};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
-use ferry_core::event::EventRecord;
+use ferry_core::event::{EventRecord, ReceiverState};
 use ferry_core::lockout::{FailureCount, Lockout, LockoutRules, SignInState, Subject};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::{self, OutcomeCount};
@@ -113,6 +115,7 @@ struct Scripts {
     withdraw: Script,
     append: Script,
     bounce_key: Script,
+    receiver: Script,
 }
 
 /// How long a message waits for its replicas before it falls due anyway
@@ -181,6 +184,7 @@ impl RedisStore {
                 withdraw: Script::new(include_str!("lua/withdraw.lua")),
                 append: Script::new(concat!(include_str!("lua/log.lua"), include_str!("lua/append.lua"))),
                 bounce_key: Script::new(include_str!("lua/bounce_key.lua")),
+                receiver: Script::new(include_str!("lua/receiver.lua")),
             }),
             wait: (c.wait_replicas > 0).then_some((c.wait_replicas, c.wait_timeout_ms, c.durability)),
         };
@@ -1216,6 +1220,34 @@ impl Events for RedisStore {
                 Ok((id, decode(&record)?))
             })
             .collect()
+    }
+
+    async fn hold_receiver(
+        &self,
+        receiver: &str,
+        holder: &str,
+        now_ms: u64,
+        hold_ms: u64,
+    ) -> Result<Option<ReceiverState>> {
+        let mut invocation = self.scripts.receiver.key(self.keys.receiver(receiver));
+        invocation
+            .arg("hold")
+            .arg(holder)
+            .arg(now_ms)
+            .arg(now_ms.saturating_add(hold_ms));
+        let state: Option<Vec<u8>> = self.run(&invocation).await?;
+        match state {
+            None => Ok(None),
+            Some(bytes) if bytes.is_empty() => Ok(Some(ReceiverState::default())),
+            Some(bytes) => decode(&bytes).map(Some),
+        }
+    }
+
+    async fn save_receiver(&self, receiver: &str, holder: &str, state: &ReceiverState) -> Result<bool> {
+        let mut invocation = self.scripts.receiver.key(self.keys.receiver(receiver));
+        invocation.arg("save").arg(holder).arg(encode(state));
+        let saved: i64 = self.run(&invocation).await?;
+        Ok(saved == 1)
     }
 
     async fn sent(&self, id: &QueueId) -> Result<Option<Sent>> {

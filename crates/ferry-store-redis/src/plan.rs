@@ -72,6 +72,11 @@ impl Keys {
         format!("{}:ev:{tenant}", self.prefix)
     }
 
+    /// A webhook receiver's hold and state.
+    pub fn receiver(&self, name: &str) -> String {
+        format!("{}:recv:{name}", self.prefix)
+    }
+
     /// What a message with Ferry's return path went out as.
     pub fn sent(&self, id: &str) -> String {
         format!("{}:sent:{id}", self.prefix)

@@ -23,7 +23,8 @@ macro_rules! conformance_suite {
             samples_are_kept_read_and_purged,
             events_are_logged_with_their_changes,
             suppression_lists_per_tenant,
-            return_paths_and_their_keys
+            return_paths_and_their_keys,
+            webhook_receivers_are_held_by_one_node
         );
         $crate::conformance_suite!(@each $open, shared:
             concurrent_enqueues_all_land,
@@ -67,6 +68,7 @@ pub fn tenant(name: &str) -> Tenant {
         caps: Default::default(),
         sample_percent: 0,
         bounces: Default::default(),
+        events_webhook: None,
     }
 }
 
@@ -87,6 +89,7 @@ pub fn app(username: &str, tenant: &str) -> Application {
         bulk_rules: true,
         previous_password: None,
         directory_dn: None,
+        events_webhook: None,
     }
 }
 
@@ -973,4 +976,43 @@ pub async fn return_paths_and_their_keys(store: &dyn Store) {
     );
     store.purge_events(now_ms + 60_000).await.expect("purge");
     assert_eq!(store.sent(&m.id).await.expect("sent"), None);
+}
+
+/// A webhook receiver is held by one node at a time: another takes it only
+/// once the hold ran out, and only the holder saves its progress.
+pub async fn webhook_receivers_are_held_by_one_node(store: &dyn Store) {
+    use ferry_core::event::ReceiverState;
+    let fresh = store.hold_receiver("app:x", "n1", 1_000, 500).await.expect("hold");
+    assert_eq!(fresh, Some(ReceiverState::default()));
+    assert_eq!(
+        store.hold_receiver("app:x", "n2", 1_200, 500).await.expect("hold"),
+        None
+    );
+    let progress = ReceiverState {
+        cursor: Some("5".into()),
+        failures: 2,
+        next_try_ms: 1_300,
+    };
+    assert!(
+        !store.save_receiver("app:x", "n2", &progress).await.expect("save"),
+        "not its holder"
+    );
+    assert!(store.save_receiver("app:x", "n1", &progress).await.expect("save"));
+    assert_eq!(
+        store.hold_receiver("app:x", "n1", 1_400, 500).await.expect("renew"),
+        Some(progress.clone())
+    );
+    assert_eq!(
+        store.hold_receiver("app:y", "n2", 1_400, 500).await.expect("other"),
+        Some(ReceiverState::default())
+    );
+    assert_eq!(
+        store.hold_receiver("app:x", "n2", 2_000, 500).await.expect("take over"),
+        Some(progress.clone()),
+        "the hold ran out at 1900"
+    );
+    assert!(
+        !store.save_receiver("app:x", "n1", &progress).await.expect("save"),
+        "no longer its holder"
+    );
 }

@@ -32,7 +32,7 @@ use crate::{
 use crate::{log, signins};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
-use ferry_core::event::EventRecord;
+use ferry_core::event::{EventRecord, ReceiverState};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::return_path::{BounceKey, Sent};
 use ferry_core::suppression::Suppression;
@@ -101,6 +101,17 @@ enum WriteOp {
     Complete(QueueId),
     Record(Box<QueuedMessage>, Next, Box<Changes>),
     AppendEvents(Box<Changes>),
+    HoldReceiver {
+        receiver: String,
+        holder: String,
+        now_ms: u64,
+        hold_ms: u64,
+    },
+    SaveReceiver {
+        receiver: String,
+        holder: String,
+        state: Box<ReceiverState>,
+    },
     PurgeEvents(u64),
     Unsuppress {
         tenant: String,
@@ -153,6 +164,9 @@ impl WriteOp {
                 | WriteOp::PurgeSamples(_)
                 | WriteOp::PurgeEvents(_)
                 | WriteOp::CountSoftBounces { .. }
+                // Lost, a webhook's hold or progress only sends some events again.
+                | WriteOp::HoldReceiver { .. }
+                | WriteOp::SaveReceiver { .. }
         )
     }
 
@@ -191,6 +205,7 @@ enum Outcome {
     Counts(Vec<u32>),
     /// A conditional write: whether it was made.
     Applied(bool),
+    Receiver(Option<ReceiverState>),
 }
 
 struct Job {
@@ -530,6 +545,22 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
             return Ok(Ok(Outcome::Removed(removed)));
         }
         WriteOp::AppendEvents(changes) => log::append(txn, changes)?,
+        WriteOp::HoldReceiver {
+            receiver,
+            holder,
+            now_ms,
+            hold_ms,
+        } => {
+            let held = log::hold_receiver(txn, receiver, holder, *now_ms, *hold_ms)?;
+            return Ok(Ok(Outcome::Receiver(held)));
+        }
+        WriteOp::SaveReceiver {
+            receiver,
+            holder,
+            state,
+        } => {
+            return log::save_receiver(txn, receiver, holder, state).map(|saved| Ok(Outcome::Applied(saved)));
+        }
         WriteOp::PurgeEvents(before_ms) => return log::purge(txn, *before_ms).map(|n| Ok(Outcome::Removed(n))),
         WriteOp::Unsuppress { tenant, recipient } => {
             let removed = log::unsuppress(txn, tenant, recipient)?;
@@ -1160,6 +1191,35 @@ impl Events for EmbeddedStore {
         let (tenant, after) = (tenant.to_string(), after.map(str::to_string));
         self.read(move |txn| log::events(txn, &tenant, after.as_deref(), limit))
             .await
+    }
+    async fn hold_receiver(
+        &self,
+        receiver: &str,
+        holder: &str,
+        now_ms: u64,
+        hold_ms: u64,
+    ) -> Result<Option<ReceiverState>> {
+        let op = WriteOp::HoldReceiver {
+            receiver: receiver.to_string(),
+            holder: holder.to_string(),
+            now_ms,
+            hold_ms,
+        };
+        match self.write(op).await? {
+            Outcome::Receiver(state) => Ok(state),
+            _ => Ok(None),
+        }
+    }
+    async fn save_receiver(&self, receiver: &str, holder: &str, state: &ReceiverState) -> Result<bool> {
+        let op = WriteOp::SaveReceiver {
+            receiver: receiver.to_string(),
+            holder: holder.to_string(),
+            state: Box::new(state.clone()),
+        };
+        match self.write(op).await? {
+            Outcome::Applied(saved) => Ok(saved),
+            _ => Ok(false),
+        }
     }
     async fn sent(&self, id: &QueueId) -> Result<Option<Sent>> {
         let id = id.to_string();

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use ferry_core::audit::AuditEntry;
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
-use ferry_core::event::EventRecord;
+use ferry_core::event::{EventRecord, ReceiverState};
 use ferry_core::lockout::{Lockout, LockoutRules, SignInState};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::OutcomeCount;
@@ -260,6 +260,19 @@ pub trait Events: Send + Sync {
     /// What a message sent with Ferry's return path went out as (written
     /// with its enqueue when it has `return_paths`).
     async fn sent(&self, id: &QueueId) -> Result<Option<Sent>>;
+    /// Takes the sending of `receiver`'s events for `holder` until
+    /// `now_ms + hold_ms` (or keeps it, for the holder it already is), unless
+    /// another holder's hold still runs; its state. One node at a time
+    /// sends to a webhook, so its events go out in order.
+    async fn hold_receiver(
+        &self,
+        receiver: &str,
+        holder: &str,
+        now_ms: u64,
+        hold_ms: u64,
+    ) -> Result<Option<ReceiverState>>;
+    /// Saves a receiver's state, only while `holder` holds it; whether it did.
+    async fn save_receiver(&self, receiver: &str, holder: &str, state: &ReceiverState) -> Result<bool>;
 }
 
 /// Each tenant's suppression list (see `ferry_core::suppression`).

@@ -5,7 +5,7 @@
 //! when that is not larger, so it increases within the store and tells
 //! its age without a second index; purging is a range delete per tenant.
 
-use ferry_core::event::EventRecord;
+use ferry_core::event::{EventRecord, ReceiverState};
 use ferry_core::return_path::{self, BounceKey, Sent};
 use ferry_core::suppression::{self, Suppression};
 use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
@@ -24,6 +24,8 @@ pub(crate) const SOFT_BOUNCES: TableDefinition<(&str, &str), &[u8]> = TableDefin
 pub(crate) const SENT: TableDefinition<&str, &[u8]> = TableDefinition::new("sent");
 /// Return-path key id → the key.
 pub(crate) const BOUNCE_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("bounce_keys");
+/// Webhook receiver → its state, holder and hold's end.
+pub(crate) const RECEIVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("receivers");
 /// The last sequence given out.
 const LAST: TableDefinition<&str, u64> = TableDefinition::new("event_sequence");
 
@@ -37,7 +39,57 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(LAST).map_err(backend)?;
     txn.open_table(SENT).map_err(backend)?;
     txn.open_table(BOUNCE_KEYS).map_err(backend)?;
+    txn.open_table(RECEIVERS).map_err(backend)?;
     Ok(())
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Receiver {
+    state: ReceiverState,
+    holder: String,
+    until_ms: u64,
+}
+
+fn receiver(txn: &WriteTransaction, name: &str) -> Result<Receiver> {
+    match txn.open_table(RECEIVERS).map_err(backend)?.get(name).map_err(backend)? {
+        Some(value) => decode(value.value()),
+        None => Ok(Receiver::default()),
+    }
+}
+
+fn put_receiver(txn: &WriteTransaction, name: &str, r: &Receiver) -> Result<()> {
+    txn.open_table(RECEIVERS)
+        .map_err(backend)?
+        .insert(name, encode(r).as_slice())
+        .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn hold_receiver(
+    txn: &WriteTransaction,
+    name: &str,
+    holder: &str,
+    now_ms: u64,
+    hold_ms: u64,
+) -> Result<Option<ReceiverState>> {
+    let mut r = receiver(txn, name)?;
+    if r.holder != holder && r.until_ms > now_ms {
+        return Ok(None);
+    }
+    r.holder = holder.to_string();
+    r.until_ms = now_ms.saturating_add(hold_ms);
+    put_receiver(txn, name, &r)?;
+    Ok(Some(r.state))
+}
+
+pub(crate) fn save_receiver(txn: &WriteTransaction, name: &str, holder: &str, state: &ReceiverState) -> Result<bool> {
+    let mut r = receiver(txn, name)?;
+    if r.holder != holder {
+        return Ok(false);
+    }
+    r.state = state.clone();
+    put_receiver(txn, name, &r)?;
+    Ok(true)
 }
 
 pub(crate) fn put_sent(txn: &WriteTransaction, sent: &Sent) -> Result<()> {
