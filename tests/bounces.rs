@@ -8,27 +8,33 @@
 //! application's own envelope-From. An ARF complaint through the
 //! feedback-loop address does the same as a complaint; forged reports and
 //! relay attempts are refused. The application's webhook, down at first,
-//! gets every event once, signed, in order for each recipient.
+//! gets every event once, signed, in order for each recipient. Run on the
+//! embedded store (one process), and on Redis with two ingress nodes, a
+//! delivery node and the inbound role on a node of its own.
 
 use std::process::Command;
 use std::time::Duration;
 
 use ferry_testkit::client::Smtp;
-use ferry_testkit::servers::{Dns, Sink, SinkOptions, WebhookReceiver, free_port};
+use ferry_testkit::servers::{Dns, Redis, Sink, SinkOptions, WebhookReceiver, free_port};
 use ferry_testkit::{DOMAIN, Ferry, SENDER, TENANT, USER, wait_for};
 use serde_json::{Value, json};
 
 const BOUNCES: &str = "bounces.acme.test";
 
 struct World {
-    ferry: Ferry,
+    /// The first takes the API calls; one process, or ingress, ingress,
+    /// delivery and inbound nodes around Redis.
+    nodes: Vec<Ferry>,
+    password: String,
     sink: Sink,
     token: String,
     _dns: Dns,
+    _redis: Option<Redis>,
 }
 
 impl World {
-    fn start() -> World {
+    fn start(cluster: bool) -> World {
         let dns = Dns::start(
             &[
                 "--mx-host=dest.test,mx.dest.test,10",
@@ -41,34 +47,78 @@ impl World {
         let port = free_port(&["127.0.0.2"]);
         let sink = Sink::start(&[format!("127.0.0.2:{port}")], SinkOptions::default());
         let (resolver, port) = (dns.address(), port.to_string());
-        let mut ferry = Ferry::prepare(&[
+        let redis = cluster.then(Redis::start);
+        let url = redis.as_ref().map(Redis::url).unwrap_or_default();
+        let mut settings = vec![
             ("admin.listen", "127.0.0.1:0"),
             ("listen.inbound", "127.0.0.1:0"),
             ("delivery.default_route", "mx"),
             ("delivery.resolver", &resolver),
             ("delivery.port", &port),
-        ]);
-        let token = ferry.add_token(&["--name", "ops", "--role", "admin"]);
-        ferry.launch();
+        ];
+        if cluster {
+            settings.extend([("store.backend", "redis"), ("store.redis.url", url.as_str())]);
+        }
+        let mut first = Ferry::prepare(&settings);
+        let token = first.add_token(&["--name", "ops", "--role", "admin"]);
+        let password = first.password.clone();
+        let nodes = if cluster {
+            first.launch_as("ingress");
+            let mut nodes = vec![first];
+            for role in ["ingress", "delivery", "inbound"] {
+                let mut node = Ferry::node(&settings);
+                node.launch_as(role);
+                nodes.push(node);
+            }
+            nodes
+        } else {
+            first.launch();
+            vec![first]
+        };
         World {
-            ferry,
+            nodes,
+            password,
             sink,
             token,
             _dns: dns,
+            _redis: redis,
         }
+    }
+
+    fn api_node(&self) -> &Ferry {
+        &self.nodes[0]
+    }
+
+    /// Each message through the next node that takes submissions.
+    fn submission_node(&self, turn: usize) -> &Ferry {
+        let takers: Vec<&Ferry> = self.nodes.iter().filter(|n| n.submission.is_some()).collect();
+        takers[turn % takers.len()]
+    }
+
+    fn inbound_node(&self) -> &Ferry {
+        self.nodes
+            .iter()
+            .find(|n| n.inbound.is_some())
+            .expect("an inbound node")
+    }
+
+    /// The sum of a metric over every node.
+    fn metric(&self, series: &str) -> f64 {
+        self.nodes.iter().map(|n| n.metric(series)).sum()
     }
 
     fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let body = body.map(|b| b.to_string());
-        let (status, value, _) = self.ferry.api(method, path, Some(&self.token), body.as_deref());
+        let (status, value, _) = self.api_node().api(method, path, Some(&self.token), body.as_deref());
         (status, value)
     }
 
     /// One message from the demo application; the RCPT replies, and the
     /// final reply when a recipient was taken.
-    fn send(&self, rcpts: &[&str], subject: &str) -> Vec<String> {
-        let mut smtp = Smtp::submission(self.ferry.submission.expect("submission"), &self.ferry.pki.ca_der);
-        assert!(smtp.auth_plain(USER, &self.ferry.password).starts_with("235"));
+    fn send(&self, turn: usize, rcpts: &[&str], subject: &str) -> Vec<String> {
+        let node = self.submission_node(turn);
+        let mut smtp = Smtp::submission(node.submission.expect("submission"), &node.pki.ca_der);
+        assert!(smtp.auth_plain(USER, &self.password).starts_with("235"));
         let mut replies = vec![smtp.cmd(&format!("MAIL FROM:<{SENDER}>"))];
         for rcpt in rcpts {
             replies.push(smtp.cmd(&format!("RCPT TO:<{rcpt}>")));
@@ -86,8 +136,9 @@ impl World {
 
     /// A report to the inbound listener from smtplib (`tests/clients/report_send.py`).
     fn report(&self, content: &str, rcpts: &[&str]) -> Value {
-        let inbound = self.ferry.inbound.expect("inbound listener");
-        let file = self.ferry.dir.path().join("report.eml");
+        let node = self.inbound_node();
+        let inbound = node.inbound.expect("inbound listener");
+        let file = node.dir.path().join("report.eml");
         std::fs::write(&file, content.replace('\n', "\r\n")).expect("write report");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/report_send.py");
         let out = Command::new("python3")
@@ -202,7 +253,15 @@ fn return_path_of(sink: &Sink, rcpt: &str) -> String {
 
 #[test]
 fn a_later_bounce_and_a_complaint_suppress_the_recipient_and_reach_the_application() {
-    let w = World::start();
+    reports_come_back(&World::start(false));
+}
+
+#[test]
+fn on_redis_with_two_ingress_nodes_and_the_inbound_role_apart() {
+    reports_come_back(&World::start(true));
+}
+
+fn reports_come_back(w: &World) {
     let (status, tenant) = w.api(
         "PUT",
         &format!("/v1/tenants/{TENANT}/bounces"),
@@ -220,7 +279,7 @@ fn a_later_bounce_and_a_complaint_suppress_the_recipient_and_reach_the_applicati
     let (_, shown) = w.api("GET", &format!("/v1/apps/{USER}"), None);
     assert_eq!(shown["events_webhook"]["secret"], "********", "{shown}");
     // The directory reload reaches the sessions before the next sign-in.
-    let replies = w.send(&["gone@dest.test", "annoyed@dest.test"], "payslip");
+    let replies = w.send(0, &["gone@dest.test", "annoyed@dest.test"], "payslip");
     assert!(replies.last().is_some_and(|r| r.starts_with("250")), "{replies:?}");
 
     // Each recipient went out with its own signed return path.
@@ -271,7 +330,7 @@ fn a_later_bounce_and_a_complaint_suppress_the_recipient_and_reach_the_applicati
         .cloned()
         .unwrap_or_else(|| panic!("gone@dest.test not suppressed: {list}"));
     assert_eq!(entry["reason"], "hard_bounce");
-    let replies = w.send(&["gone@dest.test"], "again");
+    let replies = w.send(1, &["gone@dest.test"], "again");
     assert!(
         replies[1].starts_with("550 5.1.1") && replies[1].contains("suppressed since"),
         "{replies:?}"
@@ -295,7 +354,7 @@ fn a_later_bounce_and_a_complaint_suppress_the_recipient_and_reach_the_applicati
     );
     let complained = w.wait_event("complained", "annoyed@dest.test");
     assert_eq!(complained["feedback_type"], "abuse");
-    let replies = w.send(&["annoyed@dest.test"], "more news");
+    let replies = w.send(2, &["annoyed@dest.test"], "more news");
     assert!(replies[1].starts_with("550 5.1.1"), "{replies:?}");
 
     // Forged: a bad MAC, an unknown domain, a stranger, a relay attempt.
@@ -324,6 +383,24 @@ fn a_later_bounce_and_a_complaint_suppress_the_recipient_and_reach_the_applicati
         );
     }
     assert!(refused.get("data").is_none(), "nothing was taken: {refused}");
+    // The open-relay tricks of the relay scanners, at the inbound listener.
+    let tricks = [
+        format!("victim%dest.test@{BOUNCES}"),
+        format!("@{BOUNCES}:victim@dest.test"),
+        format!("\"victim@dest.test\"@{BOUNCES}"),
+        format!("victim@dest.test@{BOUNCES}"),
+        format!("dest.test!victim@{BOUNCES}"),
+        format!("{gone_rp}@dest.test"),
+        "victim@[127.0.0.2]".to_string(),
+    ];
+    let tricks: Vec<&str> = tricks.iter().map(String::as_str).collect();
+    let relayed = w.report(&dsn(&gone_rp, "victim@dest.test"), &tricks);
+    for rcpt in &tricks {
+        assert!(
+            relayed["rcpt"][rcpt].as_str().is_some_and(|r| r.starts_with('5')),
+            "{rcpt}: {relayed}"
+        );
+    }
     // A report to the feedback-loop address about mail Ferry never sent.
     let stray = w.report(
         &arf("someone@elsewhere.test", "x@dest.test"),
@@ -346,7 +423,7 @@ fn a_later_bounce_and_a_complaint_suppress_the_recipient_and_reach_the_applicati
     assert_eq!(row["bounced_later"], 1, "{row}");
     assert_eq!(row["complained"], 1, "{row}");
     assert_eq!(row["refused"]["suppressed"], 2, "{row}");
-    assert!(w.ferry.metric("ferry_reports_total{kind=\"dsn\",result=\"taken\"}") >= 1.0);
+    assert!(w.metric("ferry_reports_total{kind=\"dsn\",result=\"taken\"}") >= 1.0);
 
     // The webhook: two 503s first, then every event once, in order.
     let taken = wait_for("the webhook to take the complaint", Duration::from_secs(60), || {
@@ -375,5 +452,5 @@ fn a_later_bounce_and_a_complaint_suppress_the_recipient_and_reach_the_applicati
     };
     assert_eq!(of("gone@dest.test"), ["accepted", "delivered", "bounced"]);
     assert_eq!(of("annoyed@dest.test"), ["accepted", "delivered", "complained"]);
-    assert!(w.ferry.metric("ferry_webhook_posts_total{result=\"failed\"}") >= 2.0);
+    assert!(w.metric("ferry_webhook_posts_total{result=\"failed\"}") >= 2.0);
 }
