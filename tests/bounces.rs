@@ -41,6 +41,11 @@ impl World {
                 "--host-record=mx.dest.test,127.0.0.2",
                 // The application's own domain, where forwarded reports go.
                 "--mx-host=acme.test,mx.dest.test,10",
+                // The bounce domain: its MX is the inbound listener, its SPF the relay.
+                "--mx-host=bounces.acme.test,inbound.relay.test,10",
+                "--host-record=inbound.relay.test,127.0.0.1",
+                "--txt-record=bounces.acme.test,v=spf1 ip4:127.0.0.1 -all",
+                "--host-record=nomx.acme.test,127.0.0.1",
             ]
             .map(String::from),
         );
@@ -51,6 +56,7 @@ impl World {
         let url = redis.as_ref().map(Redis::url).unwrap_or_default();
         let mut settings = vec![
             ("admin.listen", "127.0.0.1:0"),
+            ("spf.relay_addresses", "127.0.0.1"),
             ("listen.inbound", "127.0.0.1:0"),
             ("delivery.default_route", "mx"),
             ("delivery.resolver", &resolver),
@@ -336,6 +342,22 @@ fn reports_come_back(w: &World) {
         "{replies:?}"
     );
 
+    // Explain says the same, and what the envelope-From will be.
+    let explain = |rcpt: &str| {
+        let question = json!({"source": "127.0.0.1", "envelope_from": SENDER, "recipients": [rcpt]});
+        w.api("POST", &format!("/v1/apps/{USER}/explain"), Some(question)).1
+    };
+    let refused = explain("gone@dest.test");
+    assert_eq!(refused["reason"], "suppressed", "{refused}");
+    let passed = explain("new@dest.test");
+    assert_eq!(passed["verdict"], "pass", "{passed}");
+    assert!(
+        passed["envelope_from_sent"]
+            .as_str()
+            .is_some_and(|e| e.ends_with(&format!("@{BOUNCES}"))),
+        "{passed}"
+    );
+
     // The DSN is forwarded to the application's own envelope-From.
     let forwarded = w.sink.wait_for_rcpt(SENDER, 1);
     assert_eq!(forwarded[0]["mail_from"], "<>", "forwarded from the null sender");
@@ -453,4 +475,34 @@ fn reports_come_back(w: &World) {
     assert_eq!(of("gone@dest.test"), ["accepted", "delivered", "bounced"]);
     assert_eq!(of("annoyed@dest.test"), ["accepted", "delivered", "complained"]);
     assert!(w.metric("ferry_webhook_posts_total{result=\"failed\"}") >= 2.0);
+}
+
+#[test]
+fn the_cli_sets_a_bounce_domain_and_checks_its_mx_and_spf() {
+    let w = World::start(false);
+    let cli = |args: &[&str]| w.api_node().cli(args);
+    let set = cli(&["tenant", "bounces", TENANT, "--domain", BOUNCES, "--forward"]);
+    let out = String::from_utf8_lossy(&set.stdout).to_string() + &String::from_utf8_lossy(&set.stderr);
+    assert!(set.status.success(), "{out}");
+    assert!(
+        out.contains(&format!("mx {BOUNCES}: inbound.relay.test (127.0.0.1)")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("spf {BOUNCES} for 127.0.0.1: pass")), "{out}");
+    assert!(cli(&["tenant", "check-bounces", TENANT]).status.success());
+
+    let outside = cli(&["tenant", "bounces", TENANT, "--domain", "bounces.other.test"]);
+    assert!(!outside.status.success());
+    assert!(String::from_utf8_lossy(&outside.stderr).contains("subdomain of one of the tenant's domains"));
+
+    let nomx = cli(&["tenant", "bounces", TENANT, "--domain", "nomx.acme.test"]);
+    assert!(nomx.status.success(), "set, with a warning");
+    assert!(String::from_utf8_lossy(&nomx.stderr).contains("no MX record"));
+    let check = cli(&["tenant", "check-bounces", TENANT]);
+    assert!(!check.status.success());
+    let why = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        why.contains("no MX record") && why.contains("does not authorise"),
+        "{why}"
+    );
 }

@@ -83,7 +83,7 @@ pub fn changes_something(args: &[String]) -> bool {
         .collect();
     !matches!(
         words.as_slice(),
-        [] | [_] | ["report", ..] | [_, "list" | "show" | "check-spf"]
+        [] | [_] | ["report", ..] | [_, "list" | "show" | "check-spf" | "check-bounces"]
     )
 }
 

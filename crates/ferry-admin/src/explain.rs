@@ -69,6 +69,15 @@ pub async fn explain(
         if q.recipients.len() > app.limits.max_recipients {
             return Err(("rcpt", Refusal::TooManyRecipients(app.limits.max_recipients)));
         }
+        if tenant.bounces.suppressed == ferry_core::SuppressedMail::Refuse {
+            for rcpt in &q.recipients {
+                match state.store.suppression(&tenant.name, rcpt, now).await {
+                    Ok(Some(entry)) => return Err(("rcpt", Refusal::Suppressed(Box::new(entry)))),
+                    Ok(None) => {}
+                    Err(e) => return Err(("rcpt", Refusal::StoreUnavailable(e.to_string()))),
+                }
+            }
+        }
         let units = q.recipients.len() as u64;
         ferry_store::cap_room(state.store.as_ref(), &state.terms, tenant, &app, units, now)
             .await
@@ -78,10 +87,20 @@ pub async fn explain(
         Ok::<(), (&str, Refusal)>(())
     }
     .await;
+    // What the receiving servers see as the envelope-From.
+    let (sent_as, why) = match tenant.as_ref().and_then(|t| t.bounces.domain.as_deref()) {
+        Some(domain) => (
+            format!("b-<queue id>-<recipient>-<signature>@{domain}"),
+            "Ferry's own return path, one for each recipient, so bounces and complaints come back to its inbound listener",
+        ),
+        None => (q.envelope_from.clone(), "the application's own, as sent"),
+    };
     Ok(Json(match verdict {
         Ok(()) => json!({
             "verdict": "pass",
             "detail": "the relay would accept this message (content checks — bulk rules, virus, spam — depend on the message itself)",
+            "envelope_from_sent": sent_as,
+            "envelope_from_why": why,
         }),
         Err((stage, refusal)) => {
             let reply = refusal.reply();

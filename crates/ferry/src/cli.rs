@@ -279,6 +279,25 @@ pub enum QueueCommand {
     Delete { id: String },
 }
 
+#[derive(Debug, Args)]
+pub struct BouncesArgs {
+    pub name: String,
+    /// A subdomain of one of the tenant's domains whose MX is Ferry's
+    /// inbound listener (`bounces.hr.example.edu`).
+    #[arg(long, conflicts_with = "no_domain")]
+    pub domain: Option<String>,
+    /// Stop using a bounce domain: the applications' own envelope-From again.
+    #[arg(long)]
+    pub no_domain: bool,
+    /// Forward each report taken in to the application's own envelope-From.
+    #[arg(long)]
+    pub forward: bool,
+    /// Accept and drop mail for suppressed recipients (a `suppressed`
+    /// event) instead of refusing it at RCPT.
+    #[arg(long)]
+    pub drop_suppressed: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
     /// Sessions and delivery in one process (the single-machine default).
@@ -336,6 +355,13 @@ pub enum TenantCommand {
     },
     /// Choose where a tenant's mail goes.
     Route(Box<RouteArgs>),
+    /// Give a tenant a bounce domain (Ferry's own return path), and choose
+    /// what happens to reports and to mail for suppressed recipients; the
+    /// domain's MX and SPF are checked.
+    Bounces(BouncesArgs),
+    /// Check a tenant's bounce domain: an MX (pointing at the inbound
+    /// listener) and an SPF record that authorises the relay.
+    CheckBounces { name: String },
     /// Set the tenant's share of the contract (in the contract's unit).
     Allocate {
         name: String,

@@ -2,6 +2,7 @@
 //! handling and the wiring of store, relay and routes. The only crate that
 //! uses `anyhow`.
 
+mod bounces;
 mod cli;
 mod console;
 mod dkim;
@@ -169,7 +170,7 @@ pub async fn run_with_store(command: Command, store: &dyn Store, config: &Config
         Command::Queue(c) => queue::run(store, c).await,
         Command::Report(c) => report::run(store, config, c).await,
         Command::Dkim(c) => dkim::run(store, c).await,
-        Command::Tenant(c) => onboard::tenant(store, c).await,
+        Command::Tenant(c) => onboard::tenant(store, config, c).await,
         Command::App(c) => onboard::app(store, config, c).await,
         Command::Token(c) => token::run(store, c).await,
         Command::Suppression(c) => suppression::run(store, c).await,

@@ -20,8 +20,10 @@ fn print(output: Output, text: String, value: serde_json::Value) {
     }
 }
 
-pub async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result<()> {
+pub async fn tenant(store: &dyn Store, config: &Config, command: TenantCommand) -> anyhow::Result<()> {
     match command {
+        TenantCommand::Bounces(args) => crate::bounces::set(store, config, args).await?,
+        TenantCommand::CheckBounces { name } => crate::bounces::check(store, config, &name).await?,
         TenantCommand::Add {
             name,
             domains,
@@ -108,7 +110,10 @@ pub async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result
 }
 
 /// (domain, relay address, SPF result) for each sender domain and address.
-async fn spf_results(config: &Config, senders: &[String]) -> anyhow::Result<Vec<(String, std::net::IpAddr, String)>> {
+pub(crate) async fn spf_results(
+    config: &Config,
+    senders: &[String],
+) -> anyhow::Result<Vec<(String, std::net::IpAddr, String)>> {
     if config.spf.relay_addresses.is_empty() {
         bail!("spf.relay_addresses is empty: name the relay's outbound addresses to check SPF against");
     }
@@ -132,7 +137,7 @@ async fn spf_results(config: &Config, senders: &[String]) -> anyhow::Result<Vec<
     Ok(out)
 }
 
-fn print_spf(results: &[(String, std::net::IpAddr, String)]) {
+pub(crate) fn print_spf(results: &[(String, std::net::IpAddr, String)]) {
     for (domain, ip, result) in results {
         say!("spf {domain} for {ip}: {result}");
     }
