@@ -115,8 +115,14 @@ def as_finance(browser, args, summary):
     for row in outcomes["applications"]:
         tr = p.page.locator(f'#apps tr[data-app="{row["app"]}"] td.num')
         shown = [tr.nth(i).get_attribute("data-value") for i in range(tr.count())]
-        wanted = [str(row[k]) for k in ("relayed", "refused_total", "delivered", "deferred", "bounced")]
-        check(shown == wanted, f"{row['app']}: {shown} vs {wanted}")
+        keys = ("relayed", "refused_total", "delivered", "deferred", "bounced", "bounced_later", "complained")
+        wanted = [str(row[k]) for k in keys]
+        check(shown[:-1] == wanted, f"{row['app']}: {shown} vs {wanted}")
+        # The complaint rate: a fraction the page shows as a percentage.
+        rate = row["complaint_rate"]
+        shown_rate = shown[-1]
+        check((rate is None and shown_rate == "") or (rate is not None and float(shown_rate) == rate),
+              f"{row['app']}: complaint rate {shown_rate!r} vs {rate!r}")
     summary["apps"] = len(outcomes["applications"])
     downloads(p, args, period, None)
     # One tenant chosen: the chart is its own, the download its row only.

@@ -258,8 +258,12 @@ function showApps(rows) {
     el("td", {}, Object.entries(r.refused).map(([k, v]) => `${k.replaceAll("_", " ")}: ${count(v)}`).join(", ") || "none"),
     num(r.delivered),
     num(r.deferred),
-    num(r.bounced)));
-  if (!body.length) body.push(el("tr", {}, el("td", { colspan: 8 }, "No application sent or was refused in the period.")));
+    num(r.bounced),
+    num(r.bounced_later),
+    num(r.complained),
+    // Complaints per recipient delivered: mailbox providers act at 0.3 %.
+    num(r.complaint_rate ?? "", r.complaint_rate == null ? "–" : `${(r.complaint_rate * 100).toFixed(2)} %`)));
+  if (!body.length) body.push(el("tr", {}, el("td", { colspan: 11 }, "No application sent or was refused in the period.")));
   $("apps").tBodies[0].replaceChildren(...body);
 }
 
