@@ -85,3 +85,17 @@ if ! "$k8s_venv/bin/python" -c "import helm_python, kubernetes_validate, yamllin
     # shellcheck disable=SC2086
     "$k8s_venv/bin/pip" install --quiet --disable-pip-version-check $k8s_pins
 fi
+
+# openapi-python-client generates a Python client from the admin API's
+# OpenAPI document during the test run (tests/api_client.rs), which then
+# drives the API through that client alone. The generated package needs
+# httpx and attrs (the generator's own dependencies) and python-dateutil
+# for date-time fields. One virtualenv, pinned (0.29 needs Python 3.11+);
+# the tests find the generator at $FERRY_OPENAPI_PYTHON_CLIENT or here.
+oc_venv="$tools/openapi-client"
+oc_version=0.29.1
+if ! "$oc_venv/bin/openapi-python-client" --version 2>/dev/null | grep -qF "version: $oc_version" \
+    || ! "$oc_venv/bin/python" -c 'import httpx, attrs, dateutil' 2>/dev/null; then
+    python3 -m venv "$oc_venv"
+    "$oc_venv/bin/pip" install --quiet --disable-pip-version-check "openapi-python-client==$oc_version" "python-dateutil==2.9.0.post0"
+fi
