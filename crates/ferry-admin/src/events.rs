@@ -315,6 +315,62 @@ fn webhook(body: WebhookBody, now_ms: u64) -> Result<EventsWebhook, Problem> {
     })
 }
 
+/// A record a webhook hangs on: a tenant or an application.
+trait WithWebhook: crate::directory::Record {
+    fn webhook(&mut self) -> &mut Option<EventsWebhook>;
+}
+
+impl WithWebhook for ferry_core::Application {
+    fn webhook(&mut self) -> &mut Option<EventsWebhook> {
+        &mut self.events_webhook
+    }
+}
+
+impl WithWebhook for Tenant {
+    fn webhook(&mut self) -> &mut Option<EventsWebhook> {
+        &mut self.events_webhook
+    }
+}
+
+/// Registers `body`'s webhook on the record (replacing one), in the audit log.
+async fn register<R: WithWebhook>(
+    caller: &Caller,
+    state: &AdminState,
+    record: R,
+    action: &str,
+    body: WebhookBody,
+) -> Result<Json<WebhookCreated>, Problem> {
+    let hook = webhook(body, state.clock.now_ms())?;
+    let created = WebhookCreated {
+        url: hook.url.clone(),
+        secret: hook.secret.clone(),
+    };
+    crate::directory::save(caller, state, record, action, |r| {
+        *r.webhook() = Some(hook);
+        Ok(())
+    })
+    .await?;
+    Ok(Json(created))
+}
+
+/// Removes the record's webhook, in the audit log.
+async fn unregister<R: WithWebhook>(
+    caller: &Caller,
+    state: &AdminState,
+    mut record: R,
+    action: &str,
+) -> Result<StatusCode, Problem> {
+    if record.webhook().is_none() {
+        return Err(Problem::not_found(format!("webhook of {}", record.name())));
+    }
+    crate::directory::save(caller, state, record, action, |r| {
+        *r.webhook() = None;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(put, path = "/v1/apps/{name}/webhook", operation_id = "set_application_webhook", tag = "events",
     params(("name" = String, Path, description = "The application's username")), request_body = WebhookBody,
     responses((status = 200, description = "Registered: the application's events are POSTed there (admin; a tenant-admin for its own applications)", body = WebhookCreated)))]
@@ -326,17 +382,7 @@ pub async fn set_app_webhook(
 ) -> Result<Json<WebhookCreated>, Problem> {
     let body: WebhookBody = parse_body(body)?;
     let app = crate::directory::visible_app(&caller, &state, &name).await?;
-    let hook = webhook(body, state.clock.now_ms())?;
-    let created = WebhookCreated {
-        url: hook.url.clone(),
-        secret: hook.secret.clone(),
-    };
-    crate::directory::save(&caller, &state, app, "app.webhook", |app| {
-        app.events_webhook = Some(hook);
-        Ok(())
-    })
-    .await?;
-    Ok(Json(created))
+    register(&caller, &state, app, "app.webhook", body).await
 }
 
 #[utoipa::path(delete, path = "/v1/apps/{name}/webhook", operation_id = "remove_application_webhook", tag = "events",
@@ -348,15 +394,7 @@ pub async fn remove_app_webhook(
     Path(name): Path<String>,
 ) -> Result<StatusCode, Problem> {
     let app = crate::directory::visible_app(&caller, &state, &name).await?;
-    if app.events_webhook.is_none() {
-        return Err(Problem::not_found(format!("webhook of application {name}")));
-    }
-    crate::directory::save(&caller, &state, app, "app.webhook.remove", |app| {
-        app.events_webhook = None;
-        Ok(())
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    unregister(&caller, &state, app, "app.webhook.remove").await
 }
 
 #[utoipa::path(put, path = "/v1/tenants/{name}/webhook", operation_id = "set_tenant_webhook", tag = "events",
@@ -371,17 +409,7 @@ pub async fn set_tenant_webhook(
     let body: WebhookBody = parse_body(body)?;
     caller.require(&[Role::Admin, Role::TenantAdmin])?;
     let tenant = visible_tenant(&caller, &state, &name).await?;
-    let hook = webhook(body, state.clock.now_ms())?;
-    let created = WebhookCreated {
-        url: hook.url.clone(),
-        secret: hook.secret.clone(),
-    };
-    crate::directory::save(&caller, &state, tenant, "tenant.webhook", |t| {
-        t.events_webhook = Some(hook);
-        Ok(())
-    })
-    .await?;
-    Ok(Json(created))
+    register(&caller, &state, tenant, "tenant.webhook", body).await
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{name}/webhook", operation_id = "remove_tenant_webhook", tag = "events",
@@ -394,13 +422,5 @@ pub async fn remove_tenant_webhook(
 ) -> Result<StatusCode, Problem> {
     caller.require(&[Role::Admin, Role::TenantAdmin])?;
     let tenant = visible_tenant(&caller, &state, &name).await?;
-    if tenant.events_webhook.is_none() {
-        return Err(Problem::not_found(format!("webhook of tenant {name}")));
-    }
-    crate::directory::save(&caller, &state, tenant, "tenant.webhook.remove", |t| {
-        t.events_webhook = None;
-        Ok(())
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    unregister(&caller, &state, tenant, "tenant.webhook.remove").await
 }

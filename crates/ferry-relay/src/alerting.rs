@@ -13,7 +13,6 @@ use ferry_core::usage::Scope;
 use ferry_core::{QueueId, QueuedMessage};
 use ferry_store::Store;
 use hmac::{Hmac, Mac};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sha2::Sha256;
 
 use crate::metrics::Metrics;
@@ -49,32 +48,13 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// The dispatcher as an actor of the node's tree: one look at the outbox
-/// per `Tick`, the next one scheduled when it ends (so a slow webhook never
-/// stacks up looks). A stop lets the look in progress finish.
-#[derive(Clone)]
-pub struct Dispatcher;
-
-pub struct Tick;
-
-impl Actor for Dispatcher {
-    type Msg = Tick;
-    type State = Arc<AlertDispatcher>;
-    type Arguments = Arc<AlertDispatcher>;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Tick>,
-        args: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        myself.cast(Tick)?;
-        Ok(args)
+impl crate::periodic::Round for AlertDispatcher {
+    fn every(&self) -> Duration {
+        POLL
     }
 
-    async fn handle(&self, myself: ActorRef<Tick>, _: Tick, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        state.look().await;
-        myself.send_after(POLL, || Tick);
-        Ok(())
+    async fn round(&self) {
+        self.look().await;
     }
 }
 

@@ -7,15 +7,18 @@
 //! ```text
 //! node supervisor (supervisor)        restarts its children with backoff within a budget;
 //! │                                   past it the node is failed: unready, drains, exits 1
-//! ├─ keyring (keyring)                TLS certificate and DKIM keys, published as snapshots
+//! ├─ keyring (keyring)                TLS certificate, DKIM and return-path keys, published as snapshots
 //! ├─ store writer (writer)            the embedded store's one committing thread
 //! ├─ delivery supervisor (delivery)   leases (renewed), hands back, routes groups
 //! │  └─ destination actor, one per next hop: its connections, limits, backoff;
 //! │     started on first use, stopped when idle, never restarted (the next
 //! │     message for it starts a new one; its groups go back to the queue)
 //! ├─ alert dispatcher (alerting)      the outbox: log, metric, webhook, e-mail
-//! ├─ retention keeper (retention)     removes message samples past their retention
-//! └─ listener, one per port (listener) accepts, admits within the caps
+//! ├─ event webhooks (webhooks)        each receiver's events, in order, from its cursor
+//! ├─ retention keeper (retention)     removes samples and events past their retention
+//! │  (these three: rounds of a `periodic::Periodic` actor)
+//! └─ listener, one per port (listener) accepts, admits within the caps;
+//!    the inbound listener's sessions take reports (inbound)
 //!    └─ session actor, one per connection (session): never restarted; a
 //!       panic answers 421 4.3.0 and touches nothing else
 //! ```
@@ -43,6 +46,7 @@ pub mod keyring;
 pub mod listener;
 pub mod metrics;
 pub mod outbound;
+mod periodic;
 pub mod proxy;
 pub mod retention;
 pub mod scan;
@@ -219,7 +223,7 @@ impl Relay {
             children.push(child(
                 "alert dispatcher",
                 PATIENT,
-                alerting::Dispatcher,
+                periodic::Periodic::<alerting::AlertDispatcher>::new(),
                 Arc::new(dispatcher),
             ));
             let senders = webhooks::EventWebhooks {
@@ -230,7 +234,12 @@ impl Relay {
                 posts: node_metrics.webhook_posts.clone(),
                 events: node_metrics.webhook_events.clone(),
             };
-            children.push(child("event webhooks", PATIENT, webhooks::Sender, Arc::new(senders)));
+            children.push(child(
+                "event webhooks",
+                PATIENT,
+                periodic::Periodic::<webhooks::EventWebhooks>::new(),
+                Arc::new(senders),
+            ));
             let retention = retention::Retention {
                 store: parts.store.clone(),
                 clock: parts.clock.clone(),
@@ -239,7 +248,7 @@ impl Relay {
             children.push(child(
                 "retention keeper",
                 PATIENT,
-                retention::Keeper,
+                periodic::Periodic::<retention::Retention>::new(),
                 Arc::new(retention),
             ));
         }

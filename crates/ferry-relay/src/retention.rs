@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use ferry_core::Clock;
 use ferry_store::Store;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 const EVERY: Duration = Duration::from_secs(3600);
 
@@ -34,36 +33,15 @@ impl Retention {
     }
 }
 
-#[derive(Clone)]
-pub struct Keeper;
-
-pub struct Pass;
-
-impl Actor for Keeper {
-    type Msg = Pass;
-    type State = Arc<Retention>;
-    type Arguments = Arc<Retention>;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Pass>,
-        args: Arc<Retention>,
-    ) -> Result<Arc<Retention>, ActorProcessingErr> {
-        myself.cast(Pass)?;
-        Ok(args)
+impl crate::periodic::Round for Retention {
+    fn every(&self) -> Duration {
+        EVERY
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Pass>,
-        _: Pass,
-        state: &mut Arc<Retention>,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Err(e) = state.purge().await {
+    async fn round(&self) {
+        if let Err(e) = self.purge().await {
             tracing::warn!(error = %e, "cannot remove expired samples and events; trying again in an hour");
         }
-        myself.send_after(EVERY, || Pass);
-        Ok(())
     }
 }
 

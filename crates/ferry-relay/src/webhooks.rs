@@ -15,7 +15,6 @@ use ferry_core::Clock;
 use ferry_core::event::{Event, EventsWebhook, ReceiverState};
 use ferry_store::{Store, StoreError};
 use futures_util::future::join_all;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::alerting::signature;
 
@@ -54,29 +53,13 @@ struct Receiver {
     hook: EventsWebhook,
 }
 
-#[derive(Clone)]
-pub struct Sender;
-
-pub struct Look;
-
-impl Actor for Sender {
-    type Msg = Look;
-    type State = Arc<EventWebhooks>;
-    type Arguments = Arc<EventWebhooks>;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Look>,
-        args: Arc<EventWebhooks>,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        myself.cast(Look)?;
-        Ok(args)
+impl crate::periodic::Round for EventWebhooks {
+    fn every(&self) -> Duration {
+        TICK
     }
 
-    async fn handle(&self, myself: ActorRef<Look>, _: Look, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        state.look().await;
-        myself.send_after(TICK, || Look);
-        Ok(())
+    async fn round(&self) {
+        self.look().await;
     }
 }
 
