@@ -4,11 +4,13 @@
 //! against their published schemas, values the schema or the templates
 //! refuse, each balancer kind, KEDA's replica table, `helm package`, `k8s/`
 //! equal to the rendering), then held to the real binary: every rendered
-//! `ferry.toml` passes `ferry check-config`, the ingress and delivery roles
-//! started with the default rendering answer on the ports and probe paths
-//! the pods name and drain within the pods' grace period, and behind a
-//! PROXY balancer the in-cluster submission listener greets a pod without a
-//! header while the balancer's listener still refuses one.
+//! `ferry.toml` (and inbound pods' `inbound.toml`) passes `ferry
+//! check-config`, the ingress and delivery roles started with the default
+//! rendering, and the inbound role with the defaults plus `inbound.enabled`,
+//! answer on the ports and probe paths the pods name and drain within the
+//! pods' grace period, and behind a PROXY balancer the in-cluster submission
+//! listener greets a pod without a header while the balancer's listener
+//! still refuses one.
 
 use std::process::Command;
 use std::time::Duration;
@@ -63,6 +65,56 @@ fn direct_submission_behind_a_proxy_balancer(config: &Value) {
         "the balancer's listener needs its header"
     );
     assert!(ferry.stop().success());
+}
+
+/// The inbound MX's rendering (the defaults and `inbound.enabled`), started
+/// as its pods start it: `serve --role inbound` on `inbound.toml` opens only
+/// the inbound listener, which greets anyone, offers STARTTLS and never
+/// AUTH; the probes answer and the pod drains within its grace.
+fn inbound_role_as_its_pods_run_it(inbound: &Value, redis_url: &str) {
+    assert_eq!(inbound["enabled"], true, "{inbound}");
+    let config = inbound["config"].as_str().expect("inbound.toml");
+    let pod = &inbound["pods"]["inbound"];
+    assert_eq!(pod["init"], serde_json::json!([]), "inbound pods import nothing: {pod}");
+    let port = pod["ports"]["inbound"].as_u64().expect("the pods' inbound port");
+    assert!(
+        config.contains(&format!("inbound = \"0.0.0.0:{port}\"")),
+        "listen.inbound on the pods' port {port}:\n{config}"
+    );
+    assert!(
+        !config.contains("submission") && !config.contains("smtp ="),
+        "no submission listener in inbound.toml:\n{config}"
+    );
+    assert_eq!(
+        inbound["service"]["type"], "LoadBalancer",
+        "the MX is reached from the Internet: {inbound}"
+    );
+    let mut ferry = node_on(config, redis_url);
+    ferry.set(&[("listen.inbound", "127.0.0.1:0")]);
+    ferry.launch_as("inbound");
+    for path in ["liveness", "readiness", "startup"] {
+        let path = pod[path].as_str().expect("probe path");
+        let (status, body) = ferry.admin_get(path);
+        assert_eq!(status, 200, "inbound {path}: {body}");
+    }
+    assert!(
+        ferry.smtp.is_none() && ferry.submission.is_none() && ferry.submissions.is_none(),
+        "an inbound pod opens no submission listener"
+    );
+    let (mut mta, greeting) = Smtp::connect(ferry.inbound.expect("the inbound listener"));
+    assert!(greeting.starts_with("220"), "inbound: {greeting}");
+    let ehlo = mta.cmd("EHLO mta.example.net");
+    assert!(
+        ehlo.starts_with("250") && ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"),
+        "STARTTLS offered, AUTH never: {ehlo}"
+    );
+    assert_eq!(mta.cmd("QUIT").get(..3), Some("221"));
+    let grace = pod["termination_grace"].as_u64().expect("grace") - pod["pre_stop"].as_u64().unwrap_or(0);
+    let status = ferry.stop_within(Duration::from_secs(grace));
+    assert!(
+        status.success(),
+        "inbound drained and exited 0 within {grace} s: {status}"
+    );
 }
 
 /// A node on the rendered configuration; only what a laptop cannot give as
@@ -153,13 +205,39 @@ fn the_chart_renders_validates_and_runs_the_binary_it_deploys() {
                     "{name}: {volumes}"
                 );
             }
+            if role == "inbound" {
+                let volumes = pod["volumes"].to_string();
+                assert!(!volumes.contains("dkim"), "{name}: {volumes}");
+                assert_eq!(pod["init"], serde_json::json!([]), "{name}: {pod}");
+            }
         }
     }
     direct_submission_behind_a_proxy_balancer(&summary["balancers"]["aws-nlb"]["config"]);
 
+    // The inbound MX is off by default: nothing of it is rendered.
+    assert_eq!(
+        cases["default"]["inbound"]["enabled"], false,
+        "{}",
+        cases["default"]["inbound"]
+    );
+    assert!(cases["default"]["inbound_config"].is_null());
+    assert!(cases["default"]["pods"].get("inbound").is_none());
+
     // Every rendered configuration is one Ferry accepts.
-    for (name, case) in cases {
-        let config = case["config"].as_str().expect("config");
+    let configs = cases.iter().flat_map(|(name, case)| {
+        [
+            ("ferry.toml", &case["config"]),
+            ("inbound.toml", &case["inbound_config"]),
+        ]
+        .into_iter()
+        .filter_map(move |(file, config)| Some((format!("{name} {file}"), config.as_str()?, case)))
+    });
+    let inbound = (
+        "inbound inbound.toml".to_string(),
+        summary["inbound"]["config"].as_str().expect("inbound.toml"),
+        &summary["inbound"],
+    );
+    for (name, config, case) in configs.chain([inbound]) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("ferry.toml");
         std::fs::write(&path, config).expect("write");
@@ -182,7 +260,7 @@ fn the_chart_renders_validates_and_runs_the_binary_it_deploys() {
         let out = check.output().expect("ferry check-config");
         assert!(
             out.status.success(),
-            "{name}: ferry check-config refused the rendered ferry.toml:\n{config}\n{}",
+            "{name}: ferry check-config refused the rendered configuration:\n{config}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -234,4 +312,5 @@ fn the_chart_renders_validates_and_runs_the_binary_it_deploys() {
             "{role} drained and exited 0 within {grace} s: {status}"
         );
     }
+    inbound_role_as_its_pods_run_it(&summary["inbound"], &redis_url);
 }

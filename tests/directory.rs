@@ -220,3 +220,21 @@ fn admin_token(ferry: &Ferry) -> String {
     // The relay is running: the CLI asks it.
     ferry.add_token(&["--name", "directory test", "--role", "admin"])
 }
+
+/// The directory's CA is read only where applications sign in: a delivery
+/// node (the chart does not mount the CA on it) starts without the file.
+#[test]
+fn a_delivery_node_needs_no_directory_ca() {
+    let mut ferry = Ferry::node(&[]);
+    let section = format!(
+        "\n[auth.directory]\nurl = \"ldaps://127.0.0.1:1\"\nca_file = \"{}\"\n\
+         bind_dn = \"{SERVICE_DN}\"\nbind_password = \"{SERVICE_PASSWORD}\"\n\
+         base_dn = \"ou=people,{SUFFIX}\"\ntenant = \"physics\"\n",
+        ferry.dir.path().join("not-mounted-ca.pem").display()
+    );
+    let mut config = std::fs::read_to_string(ferry.config_path()).expect("config");
+    config.push_str(&section);
+    std::fs::write(ferry.config_path(), config).expect("config");
+    ferry.launch_as("delivery");
+    assert!(ferry.submission.is_none(), "a delivery node does not listen");
+}

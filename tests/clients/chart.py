@@ -12,7 +12,13 @@ binds Helm's Go SDK) and the Kubernetes schemas (kubernetes-validate):
   `config` the chart owns, min above max), are refused with a message naming
   the value;
 - each balancer kind renders the Service annotations, traffic policy,
-  PROXY trust and NetworkPolicy it needs;
+  PROXY trust and NetworkPolicy it needs, for the SMTP Service and the
+  inbound MX's alike;
+- the inbound MX (inbound.enabled): its own Deployment running `serve
+  --role inbound` on its own inbound.toml (listen.inbound, no submission
+  listener), HPA, PDB and spread, a Service mapping 25 to it, port 25 in the
+  NetworkPolicy's SMTP rule; in single mode the one pod opens it; off by
+  default, and then none of it is rendered;
 - the KEDA ScaledObject asks for a bounded number of replicas (a table from
   KEDA's and the HPA's documented formulas);
 - the CRD objects hold to their published schemas, and misspelt fields fail;
@@ -29,6 +35,7 @@ import json
 import pathlib
 import sys
 import tempfile
+import tomllib
 
 import crds
 import helm_python as helm
@@ -59,6 +66,7 @@ BAD_VALUES = [
     ({"proxyProtocol": {"balancer": "haproxy", "from": ["everyone"]}}, "from"),
     ({"keda": {"enabled": True}, "mode": "single"}, "mode"),
     ({"alerts": {"webhookUrl": "https://finance.example.org/ferry"}}, "webhookSecret"),
+    ({"inbound": {"service": {"type": "External"}}}, "inbound"),
 ]
 
 _KEDA_OK = {"keda": {"enabled": True, "prometheusServer": "http://prometheus:9090"}, "serviceMonitor": {"enabled": True}}
@@ -84,7 +92,19 @@ BAD_RENDERS = [
     ({"keda": {"enabled": True, "prometheusServer": "http://prometheus:9090"}}, "serviceMonitor.enabled"),
     ({"keda": {"enabled": True}, "serviceMonitor": {"enabled": True}}, "keda.prometheusServer"),
     (dict(_KEDA_OK, keda=dict(_KEDA_OK["keda"], fallbackReplicas=50)), "keda.fallbackReplicas"),
+    ({"proxyProtocol": {"balancer": "gcp"}, "inbound": {"enabled": True, "service": {"externalTrafficPolicy": "Cluster"}}},
+     "inbound.service.externalTrafficPolicy"),
+    ({"proxyProtocol": {"balancer": "aws-nlb", "from": ["10.0.0.0/16"]},
+      "inbound": {"enabled": True, "service": {"type": "NodePort"}}}, "inbound.service.type"),
+    ({"inbound": {"enabled": True, "autoscaling": {"minReplicas": 5, "maxReplicas": 3}}},
+     "inbound.autoscaling.minReplicas"),
 ]
+
+# The inbound MX on top of the defaults: the rendering tests/chart.rs starts
+# as `serve --role inbound`. With a certificate (STARTTLS on the MX too), and
+# DKIM keys and an admin token, which only the ingress pods import.
+INBOUND = {**BALANCER_NONE, "inbound": {"enabled": True}, "tls": {"existingSecret": "relay-tls"},
+           "dkim": {"existingSecret": "ferry-dkim"}, "adminToken": {"existingSecret": "ferry-admin"}}
 
 # Each balancer kind: the values that choose it, and what it must render.
 BALANCERS = {
@@ -193,28 +213,36 @@ def render_fails(chart, values):
 
 
 def check_balancers(chart):
-    """Each balancer kind renders what it needs; returns what each rendered."""
+    """Each balancer kind renders what it needs, on the SMTP Service and the
+    inbound MX's (enabled here) alike; returns what each rendered."""
     seen = {}
     for kind, want in BALANCERS.items():
-        values = {"proxyProtocol": {"balancer": kind, "from": want.get("from", [])}}
+        values = {"proxyProtocol": {"balancer": kind, "from": want.get("from", [])},
+                  "inbound": {"enabled": True, "service": want.get("service", {})}}
         if "service" in want:
             values["service"] = want["service"]
         docs = documents(chart.render(values, name="ferry", namespace="mail", is_install=True))
         for path, doc in docs:
             validate(path, doc)
-        smtp = find(docs, "Service", "-smtp")[0]
-        annotations = smtp["metadata"].get("annotations", {})
-        for key, value in want["annotations"].items():
-            check(annotations.get(key) == value, f"{kind}: the Service lacks {key}: {value}: {annotations}")
-        if not want["annotations"]:
-            check(not annotations, f"{kind}: no balancer annotations expected: {annotations}")
-        etp = smtp["spec"].get("externalTrafficPolicy")
-        check(etp == want["etp"], f"{kind}: externalTrafficPolicy {etp}, want {want['etp']}")
-        config = find(docs, "ConfigMap")[0]["data"]["ferry.toml"]
-        trusted = "proxy_protocol_from" in config
-        check(trusted == want["proxy"], f"{kind}: PROXY trust in ferry.toml is {trusted}:\n{config}")
+        for service in ("smtp", "inbound"):
+            (svc,) = find(docs, "Service", f"-{service}")
+            annotations = svc["metadata"].get("annotations", {})
+            for key, value in want["annotations"].items():
+                check(annotations.get(key) == value,
+                      f"{kind}: the {service} Service lacks {key}: {value}: {annotations}")
+            if not want["annotations"]:
+                check(not annotations, f"{kind}: no balancer annotations expected on {service}: {annotations}")
+            etp = svc["spec"].get("externalTrafficPolicy")
+            check(etp == want["etp"], f"{kind}: {service} externalTrafficPolicy {etp}, want {want['etp']}")
+        data = find(docs, "ConfigMap")[0]["data"]
+        config = data["ferry.toml"]
+        for key in ("ferry.toml", "inbound.toml"):
+            trusted = "proxy_protocol_from" in tomllib.loads(data[key])["listen"]
+            check(trusted == want["proxy"], f"{kind}: PROXY trust in {key} is {trusted}:\n{data[key]}")
         policy = find(docs, "NetworkPolicy")[0]["spec"]["ingress"]
         smtp_rule = next(r for r in policy if {"port": "smtp", "protocol": "TCP"} in r["ports"])
+        check({"port": "inbound", "protocol": "TCP"} in smtp_rule["ports"],
+              f"{kind}: the inbound MX is admitted as SMTP is: {smtp_rule}")
         if want["proxy"]:
             blocks = [p["ipBlock"] for p in smtp_rule.get("from", [])]
             expected = [b if isinstance(b, dict) else {"cidr": b} for b in want["from"]]
@@ -232,6 +260,103 @@ def check_balancers(chart):
         seen[kind] = {"annotations": annotations, "externalTrafficPolicy": etp, "proxy": trusted,
                       "smtp_from": [p["ipBlock"] for p in smtp_rule.get("from", [])], "config": config}
     return seen
+
+
+INBOUND_PORT = {"port": "inbound", "protocol": "TCP"}
+SUBMISSION_LISTENERS = ("smtp", "submission", "submissions", "direct_submission")
+
+
+def check_inbound(docs, values):
+    """The inbound MX as `values` ask for it (inbound.enabled), or nothing of
+    it: a Deployment running `serve --role inbound` on inbound.toml (only
+    listen.inbound, on the pods' inbound port), its HPA, PDB and spread, a
+    Service mapping 25 to that port behind the SMTP Service's balancer rules,
+    and the port in the NetworkPolicy's SMTP rule (the same sources). In
+    single mode the one pod opens the listener from ferry.toml. Returns what
+    it found."""
+    enabled = values.get("inbound", {}).get("enabled", False)
+    single = values.get("mode") == "single"
+    objects = sorted(f"{d['kind']}/{d['metadata']['name']}" for _, d in docs
+                     if d["metadata"]["name"].endswith("-inbound"))
+    data = find(docs, "ConfigMap")[0]["data"]
+    listen = tomllib.loads(data["ferry.toml"])["listen"]
+    policies = find(docs, "NetworkPolicy")
+    smtp_rule = next((r for p in policies for r in p["spec"]["ingress"]
+                      if {"port": "smtp", "protocol": "TCP"} in r["ports"]), None)
+    pods = {d["spec"]["template"]["spec"]["containers"][0]["args"][-1]: d for d in find(docs, "Deployment")}
+    container_ports = {role: {p["name"]: p["containerPort"]
+                              for p in d["spec"]["template"]["spec"]["containers"][0]["ports"]}
+                       for role, d in pods.items()}
+    if not enabled:
+        check(not objects, f"inbound is off, yet: {objects}")
+        check("inbound.toml" not in data and "inbound" not in listen, f"inbound is off, yet listened for: {listen}")
+        check(smtp_rule is None or INBOUND_PORT not in smtp_rule["ports"], f"inbound is off, yet admitted: {smtp_rule}")
+        check(all("inbound" not in p for p in container_ports.values()), f"inbound is off, yet a port: {container_ports}")
+        return {"enabled": False}
+    role = "all" if single else "inbound"
+    port = container_ports[role].get("inbound")
+    check(port is not None, f"the {role} pod has no inbound port: {container_ports}")
+    (svc,) = find(docs, "Service", "-inbound")
+    (smtp,) = find(docs, "Service", "-smtp")
+    check(svc["spec"]["ports"] == [{"name": "inbound", "port": 25, "targetPort": "inbound", "protocol": "TCP"}],
+          f"the inbound Service maps 25 to the pods' inbound port: {svc['spec']['ports']}")
+    check(svc["spec"]["selector"].get("app.kubernetes.io/component") == role, f"the inbound Service selects {role}")
+    if svc["spec"]["type"] == smtp["spec"]["type"]:
+        check(svc["spec"].get("externalTrafficPolicy") == smtp["spec"].get("externalTrafficPolicy"),
+              f"the inbound Service's traffic policy is SMTP's: {svc['spec']} {smtp['spec']}")
+    # What the balancer adds to the SMTP Service, it adds to the inbound MX's.
+    own = values.get("service", {}).get("annotations", {})
+    balancers = {k: v for k, v in smtp["metadata"].get("annotations", {}).items() if k not in own}
+    annotations = svc["metadata"].get("annotations", {})
+    check(balancers.items() <= annotations.items(),
+          f"the inbound Service lacks the balancer's {balancers}: {annotations}")
+    if smtp_rule is not None:
+        check(INBOUND_PORT in smtp_rule["ports"], f"the NetworkPolicy's SMTP rule lacks the inbound MX: {smtp_rule}")
+    facts = {"enabled": True, "objects": objects, "service": {"type": svc["spec"]["type"], "annotations": annotations,
+             "externalTrafficPolicy": svc["spec"].get("externalTrafficPolicy")}, "pod_port": port}
+    if single:
+        check(listen.get("inbound") == f"0.0.0.0:{port}", f"the single node listens for reports on {port}: {listen}")
+        check("inbound.toml" not in data and not find(docs, "Deployment", "-inbound"), "single mode: one pod, one file")
+        return facts
+    inbound = tomllib.loads(data["inbound.toml"])["listen"]
+    check(inbound.get("inbound") == f"0.0.0.0:{port}", f"inbound.toml listens on the pods' port {port}: {inbound}")
+    check(not any(k in inbound for k in SUBMISSION_LISTENERS), f"inbound.toml opens submission listeners: {inbound}")
+    check("inbound" not in listen, f"ingress and delivery listen for reports: {listen}")
+    check(inbound.get("proxy_protocol_from") == listen.get("proxy_protocol_from"), "the same PROXY trust as SMTP")
+    dep = pods["inbound"]
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    check(c["args"] == ["serve", "--role", "inbound"], c["args"])
+    check(set(container_ports["inbound"]) == {"inbound", "admin"}, f"inbound pods open the MX only: {container_ports}")
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "config")
+    check(mount["subPath"] == "inbound.toml", f"inbound pods read inbound.toml: {mount}")
+    check(not pod.get("initContainers"), "inbound pods import no DKIM keys or tokens")
+    volumes = {r: {v["name"] for v in d["spec"]["template"]["spec"]["volumes"]} for r, d in pods.items()}
+    check("dkim" not in volumes["inbound"], f"inbound pods mount no DKIM keys: {volumes['inbound']}")
+    check(("tls" in volumes["ingress"]) == ("tls" in volumes["inbound"]),
+          f"the MX's STARTTLS has the certificate: {volumes}")
+    checksums = {r: d["spec"]["template"]["metadata"]["annotations"]["checksum/config"] for r, d in pods.items()}
+    check(checksums["inbound"] != checksums["ingress"] == checksums["delivery"], f"each file rolls its pods: {checksums}")
+    selector = {"app.kubernetes.io/name": "ferry", "app.kubernetes.io/instance": "ferry",
+                "app.kubernetes.io/component": "inbound"}
+    check(dep["spec"]["selector"]["matchLabels"] == selector, dep["spec"]["selector"])
+    spread = values.get("inbound", {}).get("topologySpreadConstraints")
+    if not spread:
+        check([t["topologyKey"] for t in pod["topologySpreadConstraints"]]
+              == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+              and all(t["labelSelector"]["matchLabels"] == selector for t in pod["topologySpreadConstraints"]),
+              f"inbound pods spread over zones and nodes: {pod['topologySpreadConstraints']}")
+    (pdb,) = find(docs, "PodDisruptionBudget", "-inbound")
+    check(pdb["spec"]["selector"]["matchLabels"] == selector, pdb["spec"])
+    autoscaling = values.get("inbound", {}).get("autoscaling", {}).get("enabled", True)
+    hpa = find(docs, "HorizontalPodAutoscaler", "-inbound")
+    check(len(hpa) == int(autoscaling), f"an HPA for inbound iff inbound.autoscaling.enabled: {hpa}")
+    if hpa:
+        check(hpa[0]["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"], hpa[0]["spec"])
+        facts["hpa_metrics"] = sorted(m["type"] for m in hpa[0]["spec"]["metrics"])
+    check(not [d for d in find(docs, "ScaledObject") if d["spec"]["scaleTargetRef"]["name"].endswith("-inbound")],
+          "no KEDA for inbound")
+    return facts
 
 
 def keda_replicas(scaled, due, oldest_seconds):
@@ -259,6 +384,21 @@ def keda_replicas(scaled, due, oldest_seconds):
     value = eval(query, {"__builtins__": {}}, {"ceil": math.ceil})  # noqa: S307 (digits and operators only)
     asked = math.ceil(float(value) / float(meta["threshold"]))
     return max(spec["minReplicaCount"], min(spec["maxReplicaCount"], asked))
+
+
+def inbound_rendering(chart):
+    """The defaults with the inbound MX on (INBOUND), checked like a case:
+    its inbound.toml and what its pods promise, for tests/chart.rs to start."""
+    chart.validate_schema(INBOUND)
+    rendered = chart.render(INBOUND, name="ferry", namespace="mail", is_install=True)
+    docs = documents(rendered)
+    for path, doc in docs:
+        validate(path, doc)
+    lint_yaml(manifest(rendered), "the inbound rendering")
+    facts = check_inbound(docs, INBOUND)
+    check(facts.get("hpa_metrics") == ["Resource"], f"the inbound HPA scales on CPU by default: {facts}")
+    data = find(docs, "ConfigMap")[0]["data"]
+    return {**facts, "config": data["inbound.toml"], "pods": pod_facts(docs)}
 
 
 def keda_table(docs):
@@ -381,8 +521,9 @@ def main():
             crd_docs.setdefault(doc["kind"], doc)
         hpa_metrics = sorted({m["type"] for h in find(docs, "HorizontalPodAutoscaler") for m in h["spec"]["metrics"]})
         lint_yaml(manifest(rendered), f"the {name} rendering")
-        config = next(d for _, d in docs if d["kind"] == "ConfigMap")["data"]["ferry.toml"]
-        summary["cases"][name] = {"kinds": kinds, "config": config, "pods": pod_facts(docs),
+        data = next(d for _, d in docs if d["kind"] == "ConfigMap")["data"]
+        summary["cases"][name] = {"kinds": kinds, "config": data["ferry.toml"], "pods": pod_facts(docs),
+                                  "inbound_config": data.get("inbound.toml"), "inbound": check_inbound(docs, values),
                                   "hpa_metrics": hpa_metrics, "service_monitor": "ServiceMonitor" in kinds}
         if "ScaledObject" in kinds:
             summary["cases"][name]["keda"] = keda_table(docs)
@@ -397,6 +538,7 @@ def main():
             check(target.read_text() == header + plain, f"{target} is not the default rendering: run `make k8s`")
             lint_yaml((pathlib.Path(args.k8s) / "kustomization.yaml").read_text(), "k8s/kustomization.yaml")
     summary["balancers"] = check_balancers(chart)
+    summary["inbound"] = inbound_rendering(chart)
     summary["knobs"] = check_knobs(chart)
     summary["crd_typos"] = check_typos(crd_docs)
     summary["render_refused"] = []

@@ -262,6 +262,7 @@ impl Relay {
             metrics: node_metrics.clone(),
             dkim: keyring.dkim.subscribe(),
             bounce_keys: keyring.bounce_keys.subscribe(),
+            signs_in: roles.ingress,
         };
         let ctx = Arc::new(session_context(config, session_parts)?);
         let limits = Arc::new(SessionLimits::new(
@@ -579,6 +580,9 @@ struct SessionParts {
     metrics: Arc<metrics::Metrics>,
     dkim: watch::Receiver<Arc<dkim::DkimSigners>>,
     bounce_keys: watch::Receiver<Arc<Vec<ferry_core::return_path::BounceKey>>>,
+    /// Whether applications sign in on this node (ingress): only then is
+    /// the directory's client built (its CA read).
+    signs_in: bool,
 }
 
 fn session_context(config: &Config, p: SessionParts) -> Result<SessionContext, StartError> {
@@ -615,6 +619,7 @@ fn session_context(config: &Config, p: SessionParts) -> Result<SessionContext, S
                 .auth
                 .directory
                 .clone()
+                .filter(|_| p.signs_in)
                 .map(directory::Directory::new)
                 .transpose()
                 .map_err(StartError::Directory)?,

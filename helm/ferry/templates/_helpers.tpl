@@ -94,20 +94,41 @@ that make it do so. "true" or "" (templates return strings).
 {{- toJson $cidrs -}}
 {{- end -}}
 
+{{/*
+What a Service behind the balancer needs. Arguments: root, service (that
+Service's values: service or inbound.service).
+*/}}
 {{- define "ferry.balancerAnnotations" -}}
 {{- $a := dict -}}
-{{- if eq .Values.proxyProtocol.balancer "aws-nlb" -}}
+{{- if eq .root.Values.proxyProtocol.balancer "aws-nlb" -}}
 {{- /* AWS Load Balancer Controller: an NLB sending straight to the pods, PROXY v2 on every target group. */ -}}
 {{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-type" "external" -}}
 {{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type" "ip" -}}
 {{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol" "*" -}}
 {{- end -}}
-{{- toYaml (merge (deepCopy .Values.service.annotations) $a) -}}
+{{- toYaml (merge (deepCopy (default dict .service.annotations)) $a) -}}
 {{- end -}}
 
-{{/* externalTrafficPolicy: the given one, or what the balancer needs. */}}
+{{/* externalTrafficPolicy: the given one, or what the balancer needs. Arguments: root, service. */}}
 {{- define "ferry.externalTrafficPolicy" -}}
-{{- default (ternary "Cluster" "Local" (eq (include "ferry.proxyProtocol" .) "true")) .Values.service.externalTrafficPolicy -}}
+{{- default (ternary "Cluster" "Local" (eq (include "ferry.proxyProtocol" .root) "true")) .service.externalTrafficPolicy -}}
+{{- end -}}
+
+{{/*
+The spec of a Service the balancer sends to: its type, traffic policy and
+source ranges. Arguments: root, service.
+*/}}
+{{- define "ferry.balancedServiceSpec" -}}
+type: {{ .service.type }}
+{{- if ne .service.type "ClusterIP" }}
+externalTrafficPolicy: {{ include "ferry.externalTrafficPolicy" . }}
+{{- end }}
+{{- if eq .service.type "LoadBalancer" }}
+{{- with .service.loadBalancerSourceRanges }}
+loadBalancerSourceRanges:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* The TLS Secret: the given one, or the one cert-manager fills. */}}
@@ -124,19 +145,45 @@ that make it do so. "true" or "" (templates return strings).
 {{ add .Values.drain.preStopSeconds .Values.drain.graceSeconds 15 }}
 {{- end -}}
 
-{{/* Ferry's configuration (TOML): what the chart decides, then .Values.config over it. */}}
-{{- define "ferry.config" -}}
-{{- $v := .Values -}}
-{{- $server := dict "hostname" $v.hostname "data_dir" "/var/lib/ferry" "shutdown_grace_secs" (int $v.drain.graceSeconds) -}}
-{{- $listen := dict "smtp" "0.0.0.0:2525" "submission" "0.0.0.0:2587" "submissions" "0.0.0.0:2465" -}}
+{{/* Whether the inbound listener (bounces and complaints, port 25) is on. */}}
+{{- define "ferry.inbound" -}}
+{{- if .Values.inbound.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The pods' listeners. Arguments: root, role. Inbound pods open only
+listen.inbound; the others the submission listeners, and in single mode the
+one pod the inbound listener as well.
+*/}}
+{{- define "ferry.listen" -}}
+{{- $v := .root.Values -}}
+{{- $listen := dict -}}
+{{- if ne .role "inbound" -}}
+{{- $listen = dict "smtp" "0.0.0.0:2525" "submission" "0.0.0.0:2587" "submissions" "0.0.0.0:2465" -}}
 {{- if $v.directSubmission.enabled -}}
 {{- $_ := set $listen "direct_submission" "0.0.0.0:2588" -}}
 {{- end -}}
-{{- if include "ferry.proxyProtocol" . -}}
-{{- $_ := set $listen "proxy_protocol_from" (include "ferry.proxyCidrs" . | fromJsonArray) -}}
 {{- end -}}
+{{- if and (include "ferry.inbound" .root) (or (eq .role "inbound") (eq $v.mode "single")) -}}
+{{- $_ := set $listen "inbound" "0.0.0.0:2526" -}}
+{{- end -}}
+{{- if include "ferry.proxyProtocol" .root -}}
+{{- $_ := set $listen "proxy_protocol_from" (include "ferry.proxyCidrs" .root | fromJsonArray) -}}
+{{- end -}}
+{{- toJson $listen -}}
+{{- end -}}
+
+{{/*
+Ferry's configuration (TOML) for one role's pods: what the chart decides,
+then .Values.config over it. Arguments: root, role. Every role but inbound
+reads the same file (ferry.toml); inbound pods read inbound.toml.
+*/}}
+{{- define "ferry.config" -}}
+{{- $v := .root.Values -}}
+{{- $server := dict "hostname" $v.hostname "data_dir" "/var/lib/ferry" "shutdown_grace_secs" (int $v.drain.graceSeconds) -}}
+{{- $listen := include "ferry.listen" . | fromJson -}}
 {{- $cfg := dict "server" $server "listen" $listen "admin" (dict "listen" (printf "0.0.0.0:%d" (int $v.admin.port))) "log" (dict "format" "json" "level" "info") "delivery" (dict "default_route" "mx") -}}
-{{- if include "ferry.tlsSecret" . -}}
+{{- if include "ferry.tlsSecret" .root -}}
 {{- $_ := set $cfg "tls" (dict "certificate" "/etc/ferry/tls/tls.crt" "key" "/etc/ferry/tls/tls.key") -}}
 {{- end -}}
 {{- if eq $v.mode "cluster" -}}
@@ -233,15 +280,18 @@ again, in maps and lists, in place.
 
 {{/*
 What a role's containers mount: delivery only the configuration, the data
-and tmp volumes and Redis's CA; sessions (ingress, all) also the certificate
-and the directory's CA. Arguments: root, role. The data volume is the pod's.
+and tmp volumes and Redis's CA; sessions (ingress, inbound, all) also the
+certificate and the directory's CA (inbound signs no one in, but Ferry reads
+auth.directory's ca_file at start). The DKIM keys are mounted only for the
+init container that imports them (ingress, all). Arguments: root, role. The
+data volume is the pod's. Inbound pods read their own inbound.toml.
 */}}
 {{- define "ferry.volumeMounts" -}}
 {{- $v := .root.Values -}}
 {{- $sessions := ne .role "delivery" -}}
 - name: config
   mountPath: /etc/ferry/ferry.toml
-  subPath: ferry.toml
+  subPath: {{ include "ferry.configKey" .role }}
   readOnly: true
 - name: data
   mountPath: /var/lib/ferry
@@ -271,6 +321,7 @@ and the directory's CA. Arguments: root, role. The data volume is the pod's.
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
 {{- $sessions := ne .role "delivery" -}}
+{{- $submission := has .role (list "ingress" "all") -}}
 - name: config
   configMap:
     name: {{ include "ferry.fullname" $root }}
@@ -286,7 +337,7 @@ and the directory's CA. Arguments: root, role. The data volume is the pod's.
   secret:
     secretName: {{ $v.redis.caSecret }}
 {{- end }}
-{{- if and $sessions $v.dkim.existingSecret }}
+{{- if and $submission $v.dkim.existingSecret }}
 - name: dkim
   secret:
     secretName: {{ $v.dkim.existingSecret }}
@@ -301,7 +352,12 @@ and the directory's CA. Arguments: root, role. The data volume is the pod's.
 {{- end }}
 {{- end -}}
 
-{{/* Checksums that roll the pods when their configuration changes. */}}
+{{/* Checksums that roll a role's pods when their configuration changes. Arguments: root, role. */}}
 {{- define "ferry.checksums" -}}
-checksum/config: {{ include "ferry.config" . | sha256sum }}
+checksum/config: {{ include "ferry.config" (dict "root" .root "role" .role) | sha256sum }}
+{{- end -}}
+
+{{/* The ConfigMap's key a role's pods read. Argument: the role. */}}
+{{- define "ferry.configKey" -}}
+{{- ternary "inbound.toml" "ferry.toml" (eq . "inbound") -}}
 {{- end -}}

@@ -1,10 +1,11 @@
 {{/*
 The pod of one role. Arguments: root (the chart's context), role (ingress,
-delivery or all), part (that role's values: resources, scheduling).
+delivery, inbound or all), part (that role's values: resources, scheduling).
 */}}
 {{- define "ferry.pod" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
+{{- $submission := has .role (list "ingress" "all") -}}
 metadata:
   labels:
     {{- include "ferry.selector" . | nindent 4 }}
@@ -15,7 +16,7 @@ metadata:
     {{- toYaml . | nindent 4 }}
     {{- end }}
   annotations:
-    {{- include "ferry.checksums" $root | nindent 4 }}
+    {{- include "ferry.checksums" . | nindent 4 }}
     {{- if not $v.serviceMonitor.enabled }}
     # Scraped by annotation only where no ServiceMonitor does: never twice.
     prometheus.io/scrape: "true"
@@ -40,7 +41,7 @@ spec:
   {{- with $v.priorityClassName }}
   priorityClassName: {{ . }}
   {{- end }}
-  {{- if and (ne .role "delivery") (or $v.dkim.existingSecret $v.adminToken.existingSecret) }}
+  {{- if and $submission (or $v.dkim.existingSecret $v.adminToken.existingSecret) }}
   initContainers:
     {{- if $v.dkim.existingSecret }}
     - name: import-dkim-keys
@@ -87,13 +88,16 @@ spec:
       env:
         {{- include "ferry.env" $root | nindent 8 }}
       ports:
-        {{- if ne .role "delivery" }}
+        {{- if $submission }}
         - {name: smtp, containerPort: 2525, protocol: TCP}
         - {name: submission, containerPort: 2587, protocol: TCP}
         - {name: submissions, containerPort: 2465, protocol: TCP}
         {{- if $v.directSubmission.enabled }}
         - {name: direct-submit, containerPort: 2588, protocol: TCP}
         {{- end }}
+        {{- end }}
+        {{- if and (include "ferry.inbound" $root) (has .role (list "inbound" "all")) }}
+        - {name: inbound, containerPort: 2526, protocol: TCP}
         {{- end }}
         - {name: admin, containerPort: {{ $v.admin.port }}, protocol: TCP}
       startupProbe:

@@ -10,23 +10,34 @@ Included once, by the ConfigMap (every rendering has one).
 {{- fail "proxyProtocol.balancer is required: aws-nlb, haproxy or custom (the balancer sends PROXY headers; set proxyProtocol.from to its addresses), gcp, azure or metallb (a passthrough balancer; the Service keeps client addresses with externalTrafficPolicy Local), or none (no balancer). See the README's \"Deploying on Kubernetes\"." -}}
 {{- end -}}
 {{- $proxy := include "ferry.proxyProtocol" . -}}
-{{- $etp := include "ferry.externalTrafficPolicy" . -}}
 {{- if and $proxy (not $v.proxyProtocol.from) -}}
 {{- fail (printf "proxyProtocol.from is required with proxyProtocol.balancer %s: the balancer's source CIDRs (for aws-nlb the VPC subnets the NLB is in). Ferry requires a PROXY header from exactly these addresses." $balancer) -}}
 {{- end -}}
 {{- if and (not $proxy) $v.proxyProtocol.from -}}
 {{- fail (printf "proxyProtocol.from is set but proxyProtocol.balancer %s sends no PROXY header: every session from those addresses would be closed without a greeting. Remove proxyProtocol.from, or choose aws-nlb, haproxy or custom." $balancer) -}}
 {{- end -}}
-{{- if and (not $proxy) (ne $v.service.type "ClusterIP") (eq $etp "Cluster") -}}
-{{- fail (printf "service.externalTrafficPolicy Cluster with proxyProtocol.balancer %s: without PROXY headers every client would arrive from a node's address, and one address's lockout and session cap would hit everyone. Set service.externalTrafficPolicy: Local (or leave it empty)." $balancer) -}}
+{{- /* Every Service the balancer sends to: SMTP, and the inbound MX. */ -}}
+{{- $services := list (dict "key" "service" "service" $v.service) -}}
+{{- if include "ferry.inbound" . -}}
+{{- $services = append $services (dict "key" "inbound.service" "service" $v.inbound.service) -}}
 {{- end -}}
-{{- if and (eq $balancer "aws-nlb") (ne $v.service.type "LoadBalancer") -}}
-{{- fail "proxyProtocol.balancer aws-nlb needs service.type LoadBalancer" -}}
+{{- range $services -}}
+{{- $etp := include "ferry.externalTrafficPolicy" (dict "root" $ "service" .service) -}}
+{{- if and (not $proxy) (ne .service.type "ClusterIP") (eq $etp "Cluster") -}}
+{{- fail (printf "%s.externalTrafficPolicy Cluster with proxyProtocol.balancer %s: without PROXY headers every client would arrive from a node's address, and one address's lockout and session cap would hit everyone. Set %s.externalTrafficPolicy: Local (or leave it empty)." .key $balancer .key) -}}
+{{- end -}}
+{{- if and (eq $balancer "aws-nlb") (ne .service.type "LoadBalancer") -}}
+{{- fail (printf "proxyProtocol.balancer aws-nlb needs %s.type LoadBalancer" .key) -}}
+{{- end -}}
 {{- end -}}
 {{- if and $v.redis.sentinels (not $v.redis.masterName) -}}
 {{- fail "redis.masterName is required with redis.sentinels: the name the sentinels know the primary by (often mymaster)" -}}
 {{- end -}}
-{{- range $role := list "ingress" "delivery" -}}
+{{- $roles := list "ingress" "delivery" -}}
+{{- if include "ferry.inbound" . -}}
+{{- $roles = append $roles "inbound" -}}
+{{- end -}}
+{{- range $role := $roles -}}
 {{- $a := (index $v $role).autoscaling -}}
 {{- if gt (int $a.minReplicas) (int $a.maxReplicas) -}}
 {{- fail (printf "%s.autoscaling.minReplicas (%d) is above %s.autoscaling.maxReplicas (%d)" $role (int $a.minReplicas) $role (int $a.maxReplicas)) -}}
@@ -53,7 +64,7 @@ around them, so `config` may not change them. Argument: .Values.
 {{- define "ferry.ownedConfig" -}}
 {{- $c := .config -}}
 {{- $owned := dict
-  "listen" "the pods listen on 2525, 2587, 2465 and 2588 (the Service maps service.ports, directSubmission.port); PROXY protocol is proxyProtocol.*"
+  "listen" "the pods listen on 2525, 2587, 2465 and 2588 (the Service maps service.ports, directSubmission.port), inbound pods on 2526 (inbound.*); PROXY protocol is proxyProtocol.*"
   "admin" "set admin.port; the probes and the ServiceMonitor speak plain HTTP to it (terminate TLS in front of the admin Service)"
   "tls" "set tls.existingSecret or tls.certManager"
 -}}
