@@ -14,6 +14,7 @@
 //! - [`dsn`]: delivery status notifications (RFC 3464) for failed recipients.
 //! - [`event`]: what happened to each recipient, as the sending application sees it.
 //! - [`return_path`]: the signed per-recipient envelope-From (VERP) under a tenant's bounce domain.
+//! - [`incident`]: an application's baseline, the signals against it, and incidents.
 //! - [`suppression`]: the recipients a tenant's mail is no longer sent to, and why.
 //! - [`contract`]: the contract, contract years in their zone, prices in exact micro-units.
 //! - [`usage`]: what is counted, for which scope, in which hour.
@@ -34,6 +35,7 @@ pub mod dkim;
 pub mod dsn;
 pub mod event;
 pub mod feedback;
+pub mod incident;
 pub mod lockout;
 pub mod message;
 pub mod metering;

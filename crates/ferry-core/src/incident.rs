@@ -1,0 +1,399 @@
+//! Noticing an application that stops behaving like itself: its baseline,
+//! made from its own history for each hour of the week (mail has a weekly
+//! rhythm), the signals an hour's figures raise against it, and the rule
+//! that makes signals an incident with a severity and its evidence.
+//!
+//! One signal alone is never an incident, except a password-guessing
+//! lockout followed by a success: an application's ordinary variation
+//! (a month-end run, a term start, a retry storm after an outage of its
+//! own) moves one figure — volume — and a breach moves several (volume to
+//! new domains, spam verdicts, bounces). Pure code: the detector gathers
+//! the figures and keeps the incidents.
+
+use serde::{Deserialize, Serialize};
+
+/// Hours in a week: the baseline's slots.
+pub const WEEK_HOURS: u64 = 168;
+
+/// One application's figures in one hour (hours since the epoch, UTC).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourFigures {
+    pub hour: u64,
+    /// Messages accepted.
+    pub messages: u64,
+    pub recipients: u64,
+    /// Distinct recipient domains.
+    pub domains: u64,
+    /// Messages refused as spam or for a virus.
+    pub spam: u64,
+    /// Messages refused for their header From or envelope sender (an
+    /// attacker probing what is allowed).
+    pub sender_refusals: u64,
+    /// Recipients that bounced, during delivery or later.
+    pub bounced: u64,
+    pub complained: u64,
+}
+
+/// What a detector knows of the application's sign-ins in the hour.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignIns {
+    /// Addresses it signed in from that it never used before, when its
+    /// allowed networks are wide (more than a /24, or a /56 for IPv6).
+    pub new_sources: Vec<std::net::IpAddr>,
+    /// Locked out for password guessing, then signed in.
+    pub lockout_then_success: bool,
+}
+
+/// The thresholds, each with a default chosen so that ordinary variation
+/// does not reach it (see the README for why each).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Days of history before the baseline is trusted; until then only the
+    /// absolute guards apply.
+    pub bootstrap_days: u64,
+    /// Weeks of history the baseline reads.
+    pub baseline_weeks: u64,
+    /// Messages in the hour above this many times the slot's usual peak…
+    pub volume_factor: f64,
+    /// …and above this many.
+    pub volume_floor: u64,
+    /// Distinct recipient domains above this many times the slot's usual…
+    pub domains_factor: f64,
+    /// …and above this many.
+    pub domains_floor: u64,
+    /// Spam and virus refusals: more than this many…
+    pub spam_floor: u64,
+    /// …and more than this many times the slot's usual.
+    pub spam_factor: f64,
+    pub sender_floor: u64,
+    pub sender_factor: f64,
+    /// Bounces: at least this many recipients…
+    pub bounce_floor: u64,
+    /// …at a rate (per recipient) above this many times the usual…
+    pub bounce_factor: f64,
+    /// …and above this.
+    pub bounce_rate: f64,
+    /// During the bootstrap: messages, spam refusals and domains in an hour
+    /// beyond which a new application is judged on absolute figures alone.
+    pub guard_messages: u64,
+    pub guard_spam: u64,
+    pub guard_domains: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            bootstrap_days: 14,
+            baseline_weeks: 4,
+            volume_factor: 5.0,
+            volume_floor: 200,
+            domains_factor: 4.0,
+            domains_floor: 20,
+            spam_floor: 5,
+            spam_factor: 5.0,
+            sender_floor: 5,
+            sender_factor: 5.0,
+            bounce_floor: 20,
+            bounce_factor: 3.0,
+            bounce_rate: 0.10,
+            guard_messages: 5_000,
+            guard_spam: 20,
+            guard_domains: 200,
+        }
+    }
+}
+
+/// One kind of evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    Volume,
+    Domains,
+    Spam,
+    SenderRefusals,
+    Bounces,
+    NewSource,
+    LockoutThenSuccess,
+}
+
+impl Signal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Volume => "volume",
+            Signal::Domains => "domains",
+            Signal::Spam => "spam",
+            Signal::SenderRefusals => "sender_refusals",
+            Signal::Bounces => "bounces",
+            Signal::NewSource => "new_source",
+            Signal::LockoutThenSuccess => "lockout_then_success",
+        }
+    }
+}
+
+/// A signal with its figures: what was seen, what is usual, where it fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub signal: Signal,
+    /// In the hour (the message count projected to the whole hour when it is young).
+    pub observed: f64,
+    /// The baseline's figure for this hour of the week (0 in the bootstrap).
+    pub usual: f64,
+    pub threshold: f64,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Medium,
+    High,
+}
+
+/// What an hour's figures say, when they say something.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub hour: u64,
+    pub severity: Severity,
+    pub evidence: Vec<Evidence>,
+}
+
+/// The usual figures of one hour of the week: the 95th percentile of that
+/// hour and its two neighbours over the baseline's weeks.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Usual {
+    messages: f64,
+    domains: f64,
+    spam: f64,
+    sender_refusals: f64,
+}
+
+/// An application's baseline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Baseline {
+    slots: Vec<Usual>,
+    /// Recipients bounced per recipient sent, over the whole window.
+    bounce_rate: f64,
+    /// Hours since its first figures (0: none).
+    history_hours: u64,
+}
+
+impl Baseline {
+    /// From `history` (any order), the hours before `now_hour` within
+    /// `weeks` weeks; hours without figures count as quiet ones.
+    pub fn of(history: &[HourFigures], now_hour: u64, weeks: u64) -> Baseline {
+        let from = now_hour.saturating_sub(weeks * WEEK_HOURS);
+        let window: Vec<&HourFigures> = history.iter().filter(|h| h.hour >= from && h.hour < now_hour).collect();
+        let first = window.iter().map(|h| h.hour).min();
+        // Every hour of the window, quiet ones (no figures) as zeros.
+        let mut dense = vec![HourFigures::default(); (now_hour - from) as usize];
+        for h in &window {
+            dense[(h.hour - from) as usize] = **h;
+        }
+        let slots = (0..WEEK_HOURS).map(|slot| usual(&dense, slot, from)).collect();
+        let (sent, bounced) = window
+            .iter()
+            .fold((0u64, 0u64), |(s, b), h| (s + h.recipients, b + h.bounced));
+        Baseline {
+            slots,
+            bounce_rate: if sent == 0 { 0.0 } else { bounced as f64 / sent as f64 },
+            history_hours: first.map_or(0, |f| now_hour - f),
+        }
+    }
+
+    fn slot(&self, hour: u64) -> Usual {
+        self.slots
+            .get((hour % WEEK_HOURS) as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// `dense[i]` holds hour `from + i`.
+fn usual(dense: &[HourFigures], slot: u64, from: u64) -> Usual {
+    let near = |i: usize| {
+        let d = ((from + i as u64) % WEEK_HOURS + WEEK_HOURS - slot) % WEEK_HOURS;
+        d <= 1 || d == WEEK_HOURS - 1
+    };
+    let hours: Vec<&HourFigures> = dense
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| near(*i))
+        .map(|(_, h)| h)
+        .collect();
+    let figures = |f: fn(&HourFigures) -> u64| -> f64 {
+        let mut values: Vec<u64> = hours.iter().map(|h| f(h)).collect();
+        p95(&mut values)
+    };
+    Usual {
+        messages: figures(|h| h.messages),
+        domains: figures(|h| h.domains),
+        spam: figures(|h| h.spam),
+        sender_refusals: figures(|h| h.sender_refusals),
+    }
+}
+
+fn p95(values: &mut [u64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_unstable();
+    let rank = ((values.len() as f64) * 0.95).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1] as f64
+}
+
+/// What `now`'s figures say against the baseline: `minutes` of the hour
+/// have passed. The message count is a rate, projected to the hour (from
+/// ten minutes at least, so that a burst is seen within minutes and a lone
+/// message in the first minute is not a burst); domains, refusals and
+/// bounces are counted as they stand, since one spam verdict early in an
+/// hour says nothing about its rate.
+pub fn assess(
+    now: &HourFigures,
+    minutes: u64,
+    baseline: &Baseline,
+    sign_ins: &SignIns,
+    t: &Thresholds,
+) -> Option<Finding> {
+    let scale = 60.0 / minutes.clamp(10, 60) as f64;
+    let projected = |n: u64| n as f64 * scale;
+    let bootstrap = baseline.history_hours < t.bootstrap_days * 24;
+    let mut evidence = if bootstrap {
+        guards(now, projected, t)
+    } else {
+        against_baseline(now, projected, baseline, t)
+    };
+    for ip in &sign_ins.new_sources {
+        evidence.push(Evidence {
+            signal: Signal::NewSource,
+            observed: 1.0,
+            usual: 0.0,
+            threshold: 1.0,
+            detail: format!("signed in from {ip}, an address it never used"),
+        });
+    }
+    if sign_ins.lockout_then_success {
+        evidence.push(Evidence {
+            signal: Signal::LockoutThenSuccess,
+            observed: 1.0,
+            usual: 0.0,
+            threshold: 1.0,
+            detail: "locked out for password guessing, then signed in".into(),
+        });
+    }
+    let severity = severity(&evidence)?;
+    Some(Finding {
+        hour: now.hour,
+        severity,
+        evidence,
+    })
+}
+
+/// Two signals make an incident; three, or volume with domains or spam,
+/// or a guessed password with anything, a high one. A guessed password
+/// alone is one too.
+fn severity(evidence: &[Evidence]) -> Option<Severity> {
+    let has = |s: Signal| evidence.iter().any(|e| e.signal == s);
+    let n = evidence.len();
+    let guessed = has(Signal::LockoutThenSuccess);
+    if n >= 3 || (guessed && n >= 2) || (has(Signal::Volume) && (has(Signal::Domains) || has(Signal::Spam))) {
+        Some(Severity::High)
+    } else if n >= 2 || guessed {
+        Some(Severity::Medium)
+    } else {
+        None
+    }
+}
+
+fn against_baseline(now: &HourFigures, projected: impl Fn(u64) -> f64, b: &Baseline, t: &Thresholds) -> Vec<Evidence> {
+    let usual = b.slot(now.hour);
+    let mut evidence = Vec::new();
+    let mut check = |signal, observed: f64, usual: f64, threshold: f64, what: &str| {
+        if observed > threshold {
+            evidence.push(Evidence {
+                signal,
+                observed,
+                usual,
+                threshold,
+                detail: format!("{observed:.0} {what} in the hour, usually {usual:.0} at this hour of the week"),
+            });
+        }
+    };
+    let volume = (t.volume_factor * usual.messages).max(t.volume_floor as f64);
+    check(
+        Signal::Volume,
+        projected(now.messages),
+        usual.messages,
+        volume,
+        "messages",
+    );
+    let domains = (t.domains_factor * usual.domains).max(t.domains_floor as f64);
+    check(
+        Signal::Domains,
+        now.domains as f64,
+        usual.domains,
+        domains,
+        "recipient domains",
+    );
+    let spam = (t.spam_factor * usual.spam).max(t.spam_floor as f64);
+    check(
+        Signal::Spam,
+        now.spam as f64,
+        usual.spam,
+        spam,
+        "spam and virus refusals",
+    );
+    let sender = (t.sender_factor * usual.sender_refusals).max(t.sender_floor as f64);
+    check(
+        Signal::SenderRefusals,
+        now.sender_refusals as f64,
+        usual.sender_refusals,
+        sender,
+        "sender refusals",
+    );
+    if now.bounced >= t.bounce_floor && now.recipients > 0 {
+        let rate = now.bounced as f64 / now.recipients as f64;
+        let limit = (t.bounce_factor * b.bounce_rate).max(t.bounce_rate);
+        if rate > limit {
+            evidence.push(Evidence {
+                signal: Signal::Bounces,
+                observed: rate,
+                usual: b.bounce_rate,
+                threshold: limit,
+                detail: format!(
+                    "{:.1} % of its recipients bounced, usually {:.1} %",
+                    rate * 100.0,
+                    b.bounce_rate * 100.0
+                ),
+            });
+        }
+    }
+    evidence
+}
+
+/// A new application's absolute guards.
+fn guards(now: &HourFigures, projected: impl Fn(u64) -> f64, t: &Thresholds) -> Vec<Evidence> {
+    let rows = [
+        (Signal::Volume, projected(now.messages), t.guard_messages, "messages"),
+        (Signal::Spam, now.spam as f64, t.guard_spam, "spam and virus refusals"),
+        (
+            Signal::Domains,
+            now.domains as f64,
+            t.guard_domains,
+            "recipient domains",
+        ),
+    ];
+    rows.into_iter()
+        .filter(|(_, observed, limit, _)| *observed > *limit as f64)
+        .map(|(signal, observed, limit, what)| Evidence {
+            signal,
+            observed,
+            usual: 0.0,
+            threshold: limit as f64,
+            detail: format!("{observed:.0} {what} in the hour, over the new application's limit of {limit}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
