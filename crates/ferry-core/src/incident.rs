@@ -34,6 +34,75 @@ pub struct HourFigures {
     pub complained: u64,
 }
 
+/// The refusal reasons that count as spam verdicts, and as probing of
+/// what the application may send as.
+const SPAM_REASONS: [&str; 2] = ["spam", "virus"];
+const SENDER_REASONS: [&str; 3] = [
+    "header_from_not_authorised",
+    "sender_not_authorised",
+    "sender_foreign_domain",
+];
+
+/// One application's figures, hour by hour, from what the store keeps: its
+/// hourly usage (messages, recipients), its outcome counts (refusals by
+/// reason, bounces during delivery and later, complaints) and its
+/// `accepted` events (the recipients' domains). Hours in order.
+pub fn figures(
+    tenant: &str,
+    app: &str,
+    usage: &[crate::usage::HourUsage],
+    outcomes: &[crate::outcome::OutcomeCount],
+    accepted: &[crate::event::EventRecord],
+) -> Vec<HourFigures> {
+    use crate::outcome::Outcome;
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut hours: BTreeMap<u64, HourFigures> = BTreeMap::new();
+    let mine = |t: &str, a: &str| t == tenant && a == app;
+    for u in usage {
+        if let crate::usage::Scope::App { tenant: t, app: a } = &u.scope
+            && mine(t, a)
+        {
+            let f = hours.entry(u.hour).or_insert_with(|| empty(u.hour));
+            f.messages += u.usage.messages;
+            f.recipients += u.usage.recipients;
+        }
+    }
+    for c in outcomes.iter().filter(|c| mine(&c.tenant, &c.app)) {
+        let f = hours.entry(c.hour).or_insert_with(|| empty(c.hour));
+        match &c.outcome {
+            Outcome::Refused(r) if SPAM_REASONS.contains(&r.as_str()) => f.spam += c.count,
+            Outcome::Refused(r) if SENDER_REASONS.contains(&r.as_str()) => f.sender_refusals += c.count,
+            Outcome::Bounced | Outcome::BouncedLater => f.bounced += c.count,
+            Outcome::Complained => f.complained += c.count,
+            _ => {}
+        }
+    }
+    let mut domains: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    for e in accepted
+        .iter()
+        .filter(|e| mine(&e.tenant, &e.app) && e.kind == crate::event::EventKind::Accepted)
+    {
+        let set = domains.entry(e.at_ms / crate::usage::HOUR_MS).or_default();
+        set.extend(
+            e.recipients
+                .iter()
+                .filter_map(|r| r.rsplit_once('@'))
+                .map(|(_, d)| d.to_ascii_lowercase()),
+        );
+    }
+    for (hour, set) in domains {
+        hours.entry(hour).or_insert_with(|| empty(hour)).domains = set.len() as u64;
+    }
+    hours.into_values().collect()
+}
+
+fn empty(hour: u64) -> HourFigures {
+    HourFigures {
+        hour,
+        ..HourFigures::default()
+    }
+}
+
 /// What a detector knows of the application's sign-ins in the hour.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignIns {

@@ -257,3 +257,94 @@ fn the_baseline_takes_each_hour_of_the_week_and_its_neighbours() {
     assert_eq!(b.history_hours, 28 * DAY);
     assert_eq!(Baseline::of(&[], now, 4).history_hours, 0);
 }
+
+#[test]
+fn figures_come_from_usage_outcomes_and_accepted_events() {
+    use crate::event::{EventKind, EventRecord};
+    use crate::outcome::{Outcome, OutcomeCount};
+    use crate::usage::{HOUR_MS, HourUsage, Scope, Usage};
+    let app = |a: &str| Scope::App {
+        tenant: "hr".into(),
+        app: a.into(),
+    };
+    let usage = vec![
+        HourUsage {
+            hour: 7,
+            scope: app("payroll"),
+            usage: Usage {
+                messages: 3,
+                recipients: 4,
+                bytes: 9,
+            },
+        },
+        HourUsage {
+            hour: 7,
+            scope: app("other"),
+            usage: Usage {
+                messages: 50,
+                recipients: 50,
+                bytes: 9,
+            },
+        },
+        HourUsage {
+            hour: 7,
+            scope: Scope::Tenant("hr".into()),
+            usage: Usage {
+                messages: 53,
+                recipients: 54,
+                bytes: 18,
+            },
+        },
+    ];
+    let count = |hour: u64, outcome: Outcome, count: u64| OutcomeCount {
+        hour,
+        tenant: "hr".into(),
+        app: "payroll".into(),
+        outcome,
+        count,
+    };
+    let outcomes = vec![
+        count(7, Outcome::Refused("spam".into()), 2),
+        count(7, Outcome::Refused("virus".into()), 1),
+        count(7, Outcome::Refused("header_from_not_authorised".into()), 4),
+        count(7, Outcome::Refused("auth_failed".into()), 9),
+        count(7, Outcome::Bounced, 1),
+        count(8, Outcome::BouncedLater, 2),
+        count(8, Outcome::Complained, 1),
+    ];
+    let accepted = |at_ms: u64, rcpts: &[&str]| EventRecord {
+        at_ms,
+        tenant: "hr".into(),
+        app: "payroll".into(),
+        queue_id: "Q".into(),
+        kind: EventKind::Accepted,
+        recipients: rcpts.iter().map(|r| r.to_string()).collect(),
+        detail: Default::default(),
+    };
+    let events = vec![
+        accepted(7 * HOUR_MS, &["a@x.test", "b@X.test"]),
+        accepted(7 * HOUR_MS + 5, &["c@y.test", "d@z.test"]),
+    ];
+    let got = figures("hr", "payroll", &usage, &outcomes, &events);
+    assert_eq!(
+        got,
+        [
+            HourFigures {
+                hour: 7,
+                messages: 3,
+                recipients: 4,
+                domains: 3,
+                spam: 3,
+                sender_refusals: 4,
+                bounced: 1,
+                complained: 0,
+            },
+            HourFigures {
+                hour: 8,
+                bounced: 2,
+                complained: 1,
+                ..HourFigures::default()
+            },
+        ]
+    );
+}
