@@ -227,6 +227,79 @@ pub struct Finding {
     pub evidence: Vec<Evidence>,
 }
 
+/// What happens to an application's mail once an incident is opened on
+/// it: the tenant's choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Its owners and the admins are told; nothing else.
+    Alert,
+    /// Told, and its mail is still taken with `250` but held, not
+    /// delivered, until a person releases or discards it.
+    #[default]
+    Hold,
+    /// Held, and new sign-ins are refused (`535 5.7.8`) until an admin
+    /// enables it again.
+    Suspend,
+}
+
+/// How a person closed an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Its hours count in the baseline from now on.
+    FalseAlarm,
+    Compromised,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub at_ms: u64,
+    /// Who closed it (the API token's name, or `cli`).
+    pub by: String,
+    pub verdict: Verdict,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// An incident on one application: opened once (a store keeps at most one
+/// open per application, whichever node saw it first), closed by a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: String,
+    pub tenant: String,
+    pub app: String,
+    pub opened_ms: u64,
+    /// The hour whose figures raised it.
+    pub hour: u64,
+    pub severity: Severity,
+    /// The tenant's policy when it was opened.
+    pub policy: Policy,
+    pub evidence: Vec<Evidence>,
+    #[serde(default)]
+    pub resolution: Option<Resolution>,
+}
+
+impl Incident {
+    pub fn of(finding: Finding, tenant: &str, app: &str, policy: Policy, now_ms: u64) -> Incident {
+        Incident {
+            id: crate::QueueId::generate().to_string(),
+            tenant: tenant.to_string(),
+            app: app.to_string(),
+            opened_ms: now_ms,
+            hour: finding.hour,
+            severity: finding.severity,
+            policy,
+            evidence: finding.evidence,
+            resolution: None,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.resolution.is_none()
+    }
+}
+
 /// The usual figures of one hour of the week: the 95th percentile of that
 /// hour and its two neighbours over the baseline's weeks.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -43,6 +43,9 @@
 //!   newest one's id.
 //! - `P:recv:{receiver}`: a webhook receiver's state (`s`, JSON), holder
 //!   (`h`) and hold's end (`u`, ms).
+//! - `P:incidents`: incidents (JSON) by id; `P:open_incidents`:
+//!   `{tenant}\t{app}` → the id of its open one; `P:incident_times`: ids by
+//!   time opened.
 //! - `P:sup:{tenant}`: the tenant's suppression list, recipient → entry
 //!   (JSON); `P:soft:{tenant}:{recipient}`: the times of its recent soft
 //!   bounces, expiring with the window.
@@ -70,6 +73,7 @@ use ferry_core::config::{RedisDurability, RedisStore as RedisConfig};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::event::{EventRecord, ReceiverState};
+use ferry_core::incident::{Incident, Resolution};
 use ferry_core::lockout::{FailureCount, Lockout, LockoutRules, SignInState, Subject};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::{self, OutcomeCount};
@@ -80,8 +84,8 @@ use ferry_core::token::ApiToken;
 use ferry_core::usage::{HourUsage, Scope, Usage};
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
 use ferry_store::{
-    Backlog, Changes, Directory, Events, Ledger, Next, Queue, QueueEntry, Result, SampleQuery, Samples, SignIns,
-    StoreError, Suppressions, decode, encode,
+    Backlog, Changes, Directory, Events, Incidents, Ledger, Next, Queue, QueueEntry, Result, SampleQuery, Samples,
+    SignIns, StoreError, Suppressions, decode, encode,
 };
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
@@ -116,6 +120,7 @@ struct Scripts {
     append: Script,
     bounce_key: Script,
     receiver: Script,
+    incident: Script,
 }
 
 /// How long a message waits for its replicas before it falls due anyway
@@ -185,6 +190,7 @@ impl RedisStore {
                 append: Script::new(concat!(include_str!("lua/log.lua"), include_str!("lua/append.lua"))),
                 bounce_key: Script::new(include_str!("lua/bounce_key.lua")),
                 receiver: Script::new(include_str!("lua/receiver.lua")),
+                incident: Script::new(include_str!("lua/incident.lua")),
             }),
             wait: (c.wait_replicas > 0).then_some((c.wait_replicas, c.wait_timeout_ms, c.durability)),
         };
@@ -1351,5 +1357,84 @@ impl Suppressions for RedisStore {
         pipe.query_async::<Vec<u32>>(&mut self.conn())
             .await
             .map_err(unavailable)
+    }
+}
+
+impl RedisStore {
+    async fn incident_script(&self, mode: &str, incident: &Incident) -> Result<bool> {
+        let mut invocation = self.scripts.incident.key(&self.keys.incidents);
+        invocation
+            .key(&self.keys.open_incidents)
+            .key(&self.keys.incident_times)
+            .arg(mode)
+            .arg(&incident.id)
+            .arg(format!("{}\t{}", incident.tenant, incident.app))
+            .arg(encode(incident))
+            .arg(incident.opened_ms);
+        let done: i64 = self.run(&invocation).await?;
+        self.replicated().await?;
+        Ok(done == 1)
+    }
+}
+
+#[async_trait]
+impl Incidents for RedisStore {
+    async fn open_incident(&self, incident: Incident) -> Result<bool> {
+        self.incident_script("open", &incident).await
+    }
+
+    async fn open_incident_of(&self, tenant: &str, app: &str) -> Result<Option<Incident>> {
+        let id: Option<String> = self
+            .query(
+                redis::cmd("HGET")
+                    .arg(&self.keys.open_incidents)
+                    .arg(format!("{tenant}\t{app}")),
+            )
+            .await?;
+        match id {
+            Some(id) => self.incident(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn incident(&self, id: &str) -> Result<Option<Incident>> {
+        self.record_of(&self.keys.incidents, id).await
+    }
+
+    async fn incidents(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<Incident>> {
+        let ids: Vec<String> = self
+            .query(redis::cmd("ZREVRANGE").arg(&self.keys.incident_times).arg(0).arg(-1))
+            .await?;
+        let mut out = Vec::new();
+        for chunk in ids.chunks(200) {
+            let raw: Vec<Option<Vec<u8>>> = self
+                .query(redis::cmd("HMGET").arg(&self.keys.incidents).arg(chunk))
+                .await?;
+            for bytes in raw.into_iter().flatten() {
+                let incident: Incident = decode(&bytes)?;
+                if tenant.is_none_or(|t| t == incident.tenant) {
+                    out.push(incident);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn resolve_incident(&self, id: &str, resolution: Resolution) -> Result<Incident> {
+        let Some(mut incident) = self.incident(id).await? else {
+            return Err(StoreError::NotFound(format!("incident {id}")));
+        };
+        if !incident.is_open() {
+            return Err(StoreError::InUse(format!("incident {id} is closed already")));
+        }
+        incident.resolution = Some(resolution);
+        if self.incident_script("resolve", &incident).await? {
+            Ok(incident)
+        } else {
+            Err(StoreError::InUse(format!("incident {id} is closed already")))
+        }
     }
 }

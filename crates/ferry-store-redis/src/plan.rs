@@ -38,6 +38,10 @@ pub(crate) struct Keys {
     /// Return-path keys by id, and the newest one's id.
     pub bounce_keys: String,
     pub bounce_key_newest: String,
+    /// Incidents by id, each application's open one, ids by time opened.
+    pub incidents: String,
+    pub open_incidents: String,
+    pub incident_times: String,
 }
 
 impl Keys {
@@ -64,6 +68,9 @@ impl Keys {
             sent_times: key("sent_times"),
             bounce_keys: key("bounce_keys"),
             bounce_key_newest: key("bounce_key_newest"),
+            incidents: key("incidents"),
+            open_incidents: key("open_incidents"),
+            incident_times: key("incident_times"),
         }
     }
 

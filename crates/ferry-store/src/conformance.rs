@@ -24,7 +24,8 @@ macro_rules! conformance_suite {
             events_are_logged_with_their_changes,
             suppression_lists_per_tenant,
             return_paths_and_their_keys,
-            webhook_receivers_are_held_by_one_node
+            webhook_receivers_are_held_by_one_node,
+            incidents_open_once_per_application
         );
         $crate::conformance_suite!(@each $open, shared:
             concurrent_enqueues_all_land,
@@ -1015,4 +1016,81 @@ pub async fn webhook_receivers_are_held_by_one_node(store: &dyn Store) {
         !store.save_receiver("app:x", "n1", &progress).await.expect("save"),
         "no longer its holder"
     );
+}
+
+/// An application has at most one open incident, whichever node opens it
+/// first; closing it frees the place; incidents list newest first.
+pub async fn incidents_open_once_per_application(store: &dyn Store) {
+    use ferry_core::incident::{Finding, Incident, Policy, Resolution, Severity, Verdict};
+    let finding = |hour: u64| Finding {
+        hour,
+        severity: Severity::High,
+        evidence: Vec::new(),
+    };
+    let first = Incident::of(finding(10), "t", "a", Policy::Hold, 1_000);
+    let racer = Incident::of(finding(10), "t", "a", Policy::Hold, 1_001);
+    assert!(store.open_incident(first.clone()).await.expect("open"));
+    assert!(
+        !store.open_incident(racer.clone()).await.expect("race"),
+        "one open per application"
+    );
+    assert_eq!(
+        store.incident(&racer.id).await.expect("get"),
+        None,
+        "the loser wrote nothing"
+    );
+    let other = Incident::of(finding(11), "u", "b", Policy::Alert, 2_000);
+    assert!(store.open_incident(other.clone()).await.expect("open other"));
+    assert_eq!(
+        store.open_incident_of("t", "a").await.expect("open of"),
+        Some(first.clone())
+    );
+    assert_eq!(store.open_incident_of("t", "b").await.expect("open of"), None);
+
+    let resolution = Resolution {
+        at_ms: 3_000,
+        by: "ops".into(),
+        verdict: Verdict::FalseAlarm,
+        note: "month-end".into(),
+    };
+    let closed = store
+        .resolve_incident(&first.id, resolution.clone())
+        .await
+        .expect("resolve");
+    assert_eq!(closed.resolution, Some(resolution.clone()));
+    assert!(matches!(
+        store.resolve_incident(&first.id, resolution.clone()).await,
+        Err(StoreError::InUse(_))
+    ));
+    assert!(matches!(
+        store.resolve_incident("nope", resolution).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.open_incident_of("t", "a").await.expect("open of"), None);
+    let again = Incident::of(finding(12), "t", "a", Policy::Suspend, 4_000);
+    assert!(
+        store.open_incident(again.clone()).await.expect("a new one"),
+        "the place is free again"
+    );
+
+    let all: Vec<String> = store
+        .incidents(None, 10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(
+        all,
+        [again.id.clone(), other.id.clone(), first.id.clone()],
+        "newest first"
+    );
+    let t: Vec<String> = store
+        .incidents(Some("t"), 1)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(t, [again.id]);
 }

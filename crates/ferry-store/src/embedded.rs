@@ -29,10 +29,11 @@ use crate::{
     Backlog, Changes, Directory, Events, Ledger, Next, Queue, QueueEntry, Result, SampleQuery, Samples, SignIns,
     StoreError, Suppressions, decode, encode,
 };
-use crate::{log, signins};
+use crate::{Incidents, incidents, log, signins};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::event::{EventRecord, ReceiverState};
+use ferry_core::incident::{Incident, Resolution};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::return_path::{BounceKey, Sent};
 use ferry_core::suppression::Suppression;
@@ -101,6 +102,8 @@ enum WriteOp {
     Complete(QueueId),
     Record(Box<QueuedMessage>, Next, Box<Changes>),
     AppendEvents(Box<Changes>),
+    OpenIncident(Box<Incident>),
+    ResolveIncident(String, Box<Resolution>),
     HoldReceiver {
         receiver: String,
         holder: String,
@@ -206,6 +209,7 @@ enum Outcome {
     /// A conditional write: whether it was made.
     Applied(bool),
     Receiver(Option<ReceiverState>),
+    Incident(Box<Incident>),
 }
 
 struct Job {
@@ -277,6 +281,7 @@ impl EmbeddedStore {
             txn.open_table(SAMPLES).map_err(backend)?;
             ledger::create_tables(&txn)?;
             log::create_tables(&txn)?;
+            incidents::create_tables(&txn)?;
             signins::create_tables(&txn)?;
             release_leases(&txn)?;
         }
@@ -545,6 +550,12 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
             return Ok(Ok(Outcome::Removed(removed)));
         }
         WriteOp::AppendEvents(changes) => log::append(txn, changes)?,
+        WriteOp::OpenIncident(incident) => {
+            return incidents::open(txn, incident).map(|opened| Ok(Outcome::Applied(opened)));
+        }
+        WriteOp::ResolveIncident(id, resolution) => {
+            return incidents::resolve(txn, id, resolution).map(|r| r.map(|i| Outcome::Incident(Box::new(i))));
+        }
         WriteOp::HoldReceiver {
             receiver,
             holder,
@@ -1271,6 +1282,38 @@ impl Suppressions for EmbeddedStore {
         match self.write(op).await? {
             Outcome::Counts(counts) => Ok(counts),
             _ => Ok(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl Incidents for EmbeddedStore {
+    async fn open_incident(&self, incident: Incident) -> Result<bool> {
+        match self.write(WriteOp::OpenIncident(Box::new(incident))).await? {
+            Outcome::Applied(opened) => Ok(opened),
+            _ => Ok(false),
+        }
+    }
+    async fn open_incident_of(&self, tenant: &str, app: &str) -> Result<Option<Incident>> {
+        let (tenant, app) = (tenant.to_string(), app.to_string());
+        self.read(move |txn| incidents::open_of(txn, &tenant, &app)).await
+    }
+    async fn incident(&self, id: &str) -> Result<Option<Incident>> {
+        let id = id.to_string();
+        self.read(move |txn| incidents::get(txn, &id)).await
+    }
+    async fn incidents(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<Incident>> {
+        let tenant = tenant.map(str::to_string);
+        self.read(move |txn| incidents::list(txn, tenant.as_deref(), limit))
+            .await
+    }
+    async fn resolve_incident(&self, id: &str, resolution: Resolution) -> Result<Incident> {
+        match self
+            .write(WriteOp::ResolveIncident(id.to_string(), Box::new(resolution)))
+            .await?
+        {
+            Outcome::Incident(incident) => Ok(*incident),
+            _ => Err(StoreError::NotFound(format!("incident {id}"))),
         }
     }
 }

@@ -19,6 +19,7 @@ use ferry_core::audit::AuditEntry;
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::event::{EventRecord, ReceiverState};
+use ferry_core::incident::{Incident, Resolution};
 use ferry_core::lockout::{Lockout, LockoutRules, SignInState};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::OutcomeCount;
@@ -32,6 +33,7 @@ use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
 #[cfg(feature = "test-util")]
 pub mod conformance;
 pub mod embedded;
+mod incidents;
 mod ledger;
 mod log;
 mod signins;
@@ -275,6 +277,23 @@ pub trait Events: Send + Sync {
     async fn save_receiver(&self, receiver: &str, holder: &str, state: &ReceiverState) -> Result<bool>;
 }
 
+/// Incidents on applications (see `ferry_core::incident`).
+#[async_trait]
+pub trait Incidents: Send + Sync {
+    /// Opens `incident` unless its application has one open, atomically,
+    /// so two nodes that see the same breach open one: whether it did.
+    /// Durable before it returns.
+    async fn open_incident(&self, incident: Incident) -> Result<bool>;
+    /// The application's open incident, if it has one.
+    async fn open_incident_of(&self, tenant: &str, app: &str) -> Result<Option<Incident>>;
+    async fn incident(&self, id: &str) -> Result<Option<Incident>>;
+    /// Newest first, at most `limit`: one tenant's, or every one.
+    async fn incidents(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<Incident>>;
+    /// Closes an open incident and returns it closed; [`StoreError::NotFound`]
+    /// when there is none, [`StoreError::InUse`] when it is closed already.
+    async fn resolve_incident(&self, id: &str, resolution: Resolution) -> Result<Incident>;
+}
+
 /// Each tenant's suppression list (see `ferry_core::suppression`).
 #[async_trait]
 pub trait Suppressions: Send + Sync {
@@ -362,8 +381,8 @@ pub trait SignIns: Send + Sync {
 }
 
 /// A complete backend.
-pub trait Store: Directory + Queue + Ledger + SignIns + Samples + Events + Suppressions {}
-impl<T: Directory + Queue + Ledger + SignIns + Samples + Events + Suppressions> Store for T {}
+pub trait Store: Directory + Queue + Ledger + SignIns + Samples + Events + Suppressions + Incidents {}
+impl<T: Directory + Queue + Ledger + SignIns + Samples + Events + Suppressions + Incidents> Store for T {}
 
 /// Whether `units` more would stay within every hard cap of the tenant and
 /// the application: the check at MAIL and RCPT (and in explain), before a

@@ -1,0 +1,92 @@
+//! The embedded store's incidents: each by id (UUIDv7, so in time order),
+//! and each application's open one, written together.
+
+use ferry_core::incident::{Incident, Resolution};
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+
+use crate::embedded::backend;
+use crate::{Result, StoreError, decode, encode};
+
+/// Incident id → the incident.
+pub(crate) const INCIDENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("incidents");
+/// `tenant\tapp` → the id of its open incident.
+const OPEN: TableDefinition<&str, &str> = TableDefinition::new("open_incidents");
+
+pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<()> {
+    txn.open_table(INCIDENTS).map_err(backend)?;
+    txn.open_table(OPEN).map_err(backend)?;
+    Ok(())
+}
+
+fn slot(tenant: &str, app: &str) -> String {
+    format!("{tenant}\t{app}")
+}
+
+pub(crate) fn open(txn: &WriteTransaction, incident: &Incident) -> Result<bool> {
+    let mut open = txn.open_table(OPEN).map_err(backend)?;
+    let key = slot(&incident.tenant, &incident.app);
+    if open.get(key.as_str()).map_err(backend)?.is_some() {
+        return Ok(false);
+    }
+    open.insert(key.as_str(), incident.id.as_str()).map_err(backend)?;
+    txn.open_table(INCIDENTS)
+        .map_err(backend)?
+        .insert(incident.id.as_str(), encode(incident).as_slice())
+        .map_err(backend)?;
+    Ok(true)
+}
+
+pub(crate) fn resolve(txn: &WriteTransaction, id: &str, resolution: &Resolution) -> Result<Result<Incident>> {
+    let mut incidents = txn.open_table(INCIDENTS).map_err(backend)?;
+    let Some(mut incident) = incidents
+        .get(id)
+        .map_err(backend)?
+        .map(|v| decode::<Incident>(v.value()))
+        .transpose()?
+    else {
+        return Ok(Err(StoreError::NotFound(format!("incident {id}"))));
+    };
+    if !incident.is_open() {
+        return Ok(Err(StoreError::InUse(format!("incident {id} is closed already"))));
+    }
+    incident.resolution = Some(resolution.clone());
+    incidents.insert(id, encode(&incident).as_slice()).map_err(backend)?;
+    txn.open_table(OPEN)
+        .map_err(backend)?
+        .remove(slot(&incident.tenant, &incident.app).as_str())
+        .map_err(backend)?;
+    Ok(Ok(incident))
+}
+
+pub(crate) fn get(txn: &ReadTransaction, id: &str) -> Result<Option<Incident>> {
+    let table = txn.open_table(INCIDENTS).map_err(backend)?;
+    table.get(id).map_err(backend)?.map(|v| decode(v.value())).transpose()
+}
+
+pub(crate) fn open_of(txn: &ReadTransaction, tenant: &str, app: &str) -> Result<Option<Incident>> {
+    let id = txn
+        .open_table(OPEN)
+        .map_err(backend)?
+        .get(slot(tenant, app).as_str())
+        .map_err(backend)?
+        .map(|v| v.value().to_string());
+    match id {
+        Some(id) => get(txn, &id),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn list(txn: &ReadTransaction, tenant: Option<&str>, limit: usize) -> Result<Vec<Incident>> {
+    let table = txn.open_table(INCIDENTS).map_err(backend)?;
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(backend)?.rev() {
+        if out.len() >= limit {
+            break;
+        }
+        let incident: Incident = decode(entry.map_err(backend)?.1.value())?;
+        if tenant.is_none_or(|t| t == incident.tenant) {
+            out.push(incident);
+        }
+    }
+    Ok(out)
+}
