@@ -34,10 +34,16 @@ pub enum EventKind {
     Suppressed,
     /// Deferred for longer than the retry period; given up.
     Expired,
+    /// Taken in while its application is under an incident: kept, not sent.
+    Held,
+    /// Held, then released by a person: sent as usual from then on.
+    Released,
+    /// Held, then discarded by a person (or past the held mail's retention).
+    Discarded,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Accepted,
         EventKind::Delivered,
         EventKind::Deferred,
@@ -45,6 +51,9 @@ impl EventKind {
         EventKind::Complained,
         EventKind::Suppressed,
         EventKind::Expired,
+        EventKind::Held,
+        EventKind::Released,
+        EventKind::Discarded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +65,9 @@ impl EventKind {
             EventKind::Complained => "complained",
             EventKind::Suppressed => "suppressed",
             EventKind::Expired => "expired",
+            EventKind::Held => "held",
+            EventKind::Released => "released",
+            EventKind::Discarded => "discarded",
         }
     }
 
@@ -138,15 +150,20 @@ impl EventRecord {
         if message.mail_from.is_empty() {
             return None;
         }
-        Some(EventRecord {
-            at_ms: message.received_ms,
+        Some(EventRecord::about(message, EventKind::Accepted, message.received_ms))
+    }
+
+    /// A change of all of `message`'s recipients at `at_ms`.
+    pub fn about(message: &QueuedMessage, kind: EventKind, at_ms: u64) -> EventRecord {
+        EventRecord {
+            at_ms,
             tenant: message.tenant.clone(),
             app: message.app.clone(),
             queue_id: message.id.to_string(),
-            kind: EventKind::Accepted,
+            kind,
             recipients: message.recipients.clone(),
             detail: Detail::default(),
-        })
+        }
     }
 
     /// The record's events; `cursor` is the record's place in the log.

@@ -72,7 +72,7 @@ use ferry_core::audit::AuditEntry;
 use ferry_core::config::{RedisDurability, RedisStore as RedisConfig};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
-use ferry_core::event::{EventRecord, ReceiverState};
+use ferry_core::event::{EventKind, EventRecord, ReceiverState};
 use ferry_core::incident::{Incident, Resolution};
 use ferry_core::lockout::{FailureCount, Lockout, LockoutRules, SignInState, Subject};
 use ferry_core::metering::{Alert, Metering, Window};
@@ -121,6 +121,7 @@ struct Scripts {
     bounce_key: Script,
     receiver: Script,
     incident: Script,
+    held: Script,
 }
 
 /// How long a message waits for its replicas before it falls due anyway
@@ -175,7 +176,11 @@ impl RedisStore {
             link: link.clone(),
             keys: Arc::new(Keys::new(&c.key_prefix)),
             scripts: Arc::new(Scripts {
-                enqueue: Script::new(concat!(include_str!("lua/log.lua"), include_str!("lua/enqueue.lua"))),
+                enqueue: Script::new(concat!(
+                    include_str!("lua/log.lua"),
+                    include_str!("lua/meter.lua"),
+                    include_str!("lua/enqueue.lua")
+                )),
                 lease: Script::new(include_str!("lua/lease.lua")),
                 record: Script::new(concat!(include_str!("lua/log.lua"), include_str!("lua/record.lua"))),
                 put: Script::new(include_str!("lua/put.lua")),
@@ -191,6 +196,11 @@ impl RedisStore {
                 bounce_key: Script::new(include_str!("lua/bounce_key.lua")),
                 receiver: Script::new(include_str!("lua/receiver.lua")),
                 incident: Script::new(include_str!("lua/incident.lua")),
+                held: Script::new(concat!(
+                    include_str!("lua/log.lua"),
+                    include_str!("lua/meter.lua"),
+                    include_str!("lua/held.lua")
+                )),
             }),
             wait: (c.wait_replicas > 0).then_some((c.wait_replicas, c.wait_timeout_ms, c.durability)),
         };
@@ -579,7 +589,7 @@ impl Queue for RedisStore {
             (message.received_ms, self.keys.enqueued.as_str())
         };
         let accepted = EventRecord::accepted(&message).map(|e| encode(&e)).unwrap_or_default();
-        let refused: usize = self
+        let refused: i64 = self
             .run(
                 self.scripts
                     .enqueue
@@ -589,6 +599,8 @@ impl Queue for RedisStore {
                     .key(&self.keys.event_tenants)
                     .key(self.keys.sent(id))
                     .key(&self.keys.sent_times)
+                    .key(&self.keys.holding)
+                    .key(&self.keys.held)
                     .arg(id)
                     .arg(due)
                     .arg(encode(&message))
@@ -599,9 +611,20 @@ impl Queue for RedisStore {
                     .arg(&message.tenant)
                     .arg(message.received_ms)
                     .arg(Sent::of(&message).map(|s| encode(&s)).unwrap_or_default())
-                    .arg(message.id.time_ms()),
+                    .arg(message.id.time_ms())
+                    .arg(format!("{}\t{}", message.tenant, message.app))
+                    .arg(encode(&EventRecord::about(
+                        &message,
+                        EventKind::Held,
+                        message.received_ms,
+                    ))),
             )
             .await?;
+        if refused < 0 {
+            // Held: nothing due, nothing to wait for replicas to make due.
+            return self.replicated().await;
+        }
+        let refused = usize::try_from(refused).unwrap_or(0);
         if let Some(cap) = refused.checked_sub(1).and_then(|i| metering.as_ref()?.caps.get(i)) {
             return Err(StoreError::CapReached {
                 name: cap.name.clone(),
@@ -1361,16 +1384,46 @@ impl Suppressions for RedisStore {
 }
 
 impl RedisStore {
+    async fn unhold(&self, id: &QueueId, now_ms: u64, mode: &str, kind: EventKind, plan: Vec<u8>) -> Result<()> {
+        let envelope: Option<Vec<u8>> = self
+            .query(redis::cmd("HGET").arg(self.keys.message(id.as_str())).arg("e"))
+            .await?;
+        let Some(envelope) = envelope else {
+            return Err(StoreError::NotFound(format!("held message {id}")));
+        };
+        let message: QueuedMessage = decode(&envelope)?;
+        let mut invocation = self.scripts.held.key(&self.keys.held);
+        invocation
+            .key(&self.keys.due)
+            .key(self.keys.events(&message.tenant))
+            .key(&self.keys.event_tenants)
+            .key(self.keys.message(id.as_str()))
+            .arg(id.as_str())
+            .arg(now_ms)
+            .arg(mode)
+            .arg(&message.tenant)
+            .arg(encode(&EventRecord::about(&message, kind, now_ms)))
+            .arg(plan)
+            .arg(&self.keys.enqueued);
+        match self.run::<i64>(&invocation).await? {
+            1 => self.replicated().await,
+            _ => Err(StoreError::NotFound(format!("held message {id}"))),
+        }
+    }
+
     async fn incident_script(&self, mode: &str, incident: &Incident) -> Result<bool> {
         let mut invocation = self.scripts.incident.key(&self.keys.incidents);
+        let holds = incident.policy != ferry_core::incident::Policy::Alert;
         invocation
             .key(&self.keys.open_incidents)
             .key(&self.keys.incident_times)
+            .key(&self.keys.holding)
             .arg(mode)
             .arg(&incident.id)
             .arg(format!("{}\t{}", incident.tenant, incident.app))
             .arg(encode(incident))
-            .arg(incident.opened_ms);
+            .arg(incident.opened_ms)
+            .arg(if holds { "hold" } else { "" });
         let done: i64 = self.run(&invocation).await?;
         self.replicated().await?;
         Ok(done == 1)
@@ -1421,6 +1474,37 @@ impl Incidents for RedisStore {
             }
         }
         Ok(out)
+    }
+
+    async fn held(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<(QueuedMessage, String)>> {
+        let held: Vec<(String, String)> = self.query(redis::cmd("HGETALL").arg(&self.keys.held)).await?;
+        let mut out = Vec::new();
+        for (id, incident) in held {
+            let envelope: Option<Vec<u8>> = self
+                .query(redis::cmd("HGET").arg(self.keys.message(&id)).arg("e"))
+                .await?;
+            let Some(envelope) = envelope else { continue };
+            let message: QueuedMessage = decode(&envelope)?;
+            if tenant.is_none_or(|t| t == message.tenant) {
+                out.push((message, incident));
+            }
+        }
+        out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn release_held(&self, id: &QueueId, metering: Option<Metering>, now_ms: u64) -> Result<()> {
+        let plan = metering
+            .as_ref()
+            .map(|m| encode(&self.keys.plan(m)))
+            .unwrap_or_default();
+        self.unhold(id, now_ms, "release", EventKind::Released, plan).await
+    }
+
+    async fn discard_held(&self, id: &QueueId, now_ms: u64) -> Result<()> {
+        self.unhold(id, now_ms, "discard", EventKind::Discarded, Vec::new())
+            .await
     }
 
     async fn resolve_incident(&self, id: &str, resolution: Resolution) -> Result<Incident> {

@@ -42,6 +42,9 @@ pub(crate) struct Keys {
     pub incidents: String,
     pub open_incidents: String,
     pub incident_times: String,
+    /// Applications whose new mail is held → the incident; held messages → the incident.
+    pub holding: String,
+    pub held: String,
 }
 
 impl Keys {
@@ -71,6 +74,8 @@ impl Keys {
             incidents: key("incidents"),
             open_incidents: key("open_incidents"),
             incident_times: key("incident_times"),
+            holding: key("holding"),
+            held: key("held"),
         }
     }
 

@@ -25,7 +25,8 @@ macro_rules! conformance_suite {
             suppression_lists_per_tenant,
             return_paths_and_their_keys,
             webhook_receivers_are_held_by_one_node,
-            incidents_open_once_per_application
+            incidents_open_once_per_application,
+            mail_is_held_under_an_incident_until_released_or_discarded
         );
         $crate::conformance_suite!(@each $open, shared:
             concurrent_enqueues_all_land,
@@ -1093,4 +1094,119 @@ pub async fn incidents_open_once_per_application(store: &dyn Store) {
         .map(|i| i.id)
         .collect();
     assert_eq!(t, [again.id]);
+}
+
+/// While an application's incident holds its mail, its messages are queued
+/// held: never leased, not counted, with a `held` event. Released, one is
+/// due at once and counted then; discarded, one is gone. An `alert`
+/// incident holds nothing; a closed one holds no new mail.
+pub async fn mail_is_held_under_an_incident_until_released_or_discarded(store: &dyn Store) {
+    use ferry_core::event::EventKind;
+    use ferry_core::incident::{Finding, Incident, Policy, Resolution, Severity, Verdict};
+    use ferry_core::metering::Window;
+    use ferry_core::usage::{HOUR_MS, Scope};
+    let now = 500_000 * HOUR_MS;
+    let finding = Finding {
+        hour: now / HOUR_MS,
+        severity: Severity::High,
+        evidence: Vec::new(),
+    };
+    let incident = Incident::of(finding.clone(), "t", "a", Policy::Hold, now);
+    assert!(store.open_incident(incident.clone()).await.expect("open"));
+    let (first, second) = (message(b"one", now), message(b"two", now));
+    for m in [&first, &second] {
+        store
+            .enqueue(m.clone(), Some(metering("t", "a", now, None, None)))
+            .await
+            .expect("held, with 250");
+    }
+    let mut other = message(b"other app", now);
+    other.app = "b".into();
+    store.enqueue(other.clone(), None).await.expect("enqueue");
+    let leased: Vec<QueueId> = store
+        .lease(now, 60_000, 10)
+        .await
+        .expect("lease")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(leased, [other.id.clone()], "held mail is never leased");
+    let hour = Window::Hour(now / HOUR_MS);
+    let app = Scope::App {
+        tenant: "t".into(),
+        app: "a".into(),
+    };
+    assert_eq!(
+        store.usage(&app, hour).await.expect("usage").messages,
+        0,
+        "not counted while held"
+    );
+    let held = store.held(Some("t"), 10).await.expect("held");
+    let ids: Vec<(&QueueId, &str)> = held.iter().map(|(m, i)| (&m.id, i.as_str())).collect();
+    assert_eq!(
+        ids,
+        [(&first.id, incident.id.as_str()), (&second.id, incident.id.as_str())]
+    );
+    assert!(store.held(Some("u"), 10).await.expect("held").is_empty());
+
+    store
+        .release_held(&first.id, Some(metering("t", "a", now + 5, None, None)), now + 5)
+        .await
+        .expect("release");
+    let leased = store.lease(now + 5, 60_000, 10).await.expect("lease");
+    assert_eq!(leased.len(), 1, "released: due at once");
+    assert_eq!(leased[0].id, first.id);
+    assert_eq!(
+        store.usage(&app, hour).await.expect("usage").messages,
+        1,
+        "counted when released"
+    );
+    store.discard_held(&second.id, now + 6).await.expect("discard");
+    assert!(store.get(&second.id).await.expect("get").is_none(), "discarded");
+    assert!(matches!(
+        store.discard_held(&second.id, now + 7).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.release_held(&other.id, None, now + 7).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let kinds: Vec<EventKind> = store
+        .events("t", None, 100)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|(_, r)| r.app == "a")
+        .map(|(_, r)| r.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::Accepted,
+            EventKind::Held,
+            EventKind::Accepted,
+            EventKind::Held,
+            EventKind::Released,
+            EventKind::Discarded
+        ]
+    );
+
+    // Closed, the incident holds no new mail.
+    let resolution = Resolution {
+        at_ms: now + 8,
+        by: "ops".into(),
+        verdict: Verdict::Compromised,
+        note: String::new(),
+    };
+    store.resolve_incident(&incident.id, resolution).await.expect("resolve");
+    let after = message(b"after", now + 9);
+    store.enqueue(after.clone(), None).await.expect("enqueue");
+    assert!(store.held(None, 10).await.expect("held").is_empty());
+    // An `alert` incident only tells.
+    let alert = Incident::of(finding, "t", "a", Policy::Alert, now + 10);
+    assert!(store.open_incident(alert).await.expect("open"));
+    let told = message(b"told", now + 11);
+    store.enqueue(told, None).await.expect("enqueue");
+    assert!(store.held(None, 10).await.expect("held").is_empty());
+    assert_eq!(store.lease(now + 20, 60_000, 10).await.expect("lease").len(), 2);
 }

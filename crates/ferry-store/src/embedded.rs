@@ -32,7 +32,7 @@ use crate::{
 use crate::{Incidents, incidents, log, signins};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
-use ferry_core::event::{EventRecord, ReceiverState};
+use ferry_core::event::{EventKind, EventRecord, ReceiverState};
 use ferry_core::incident::{Incident, Resolution};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::return_path::{BounceKey, Sent};
@@ -103,6 +103,12 @@ enum WriteOp {
     Record(Box<QueuedMessage>, Next, Box<Changes>),
     AppendEvents(Box<Changes>),
     OpenIncident(Box<Incident>),
+    ReleaseHeld {
+        id: QueueId,
+        metering: Option<Box<Metering>>,
+        now_ms: u64,
+    },
+    DiscardHeld(QueueId, u64),
     ResolveIncident(String, Box<Resolution>),
     HoldReceiver {
         receiver: String,
@@ -417,38 +423,7 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
                 .insert(app.username.as_str(), encode(app).as_slice())
                 .map_err(backend)?;
         }
-        WriteOp::Enqueue(m, metering) => {
-            if let Some(metering) = metering
-                && let Err(refusal) = ledger::check_caps(txn, metering)?
-            {
-                return Ok(Err(refusal));
-            }
-            let id = m.id.as_str();
-            txn.open_table(ENVELOPES)
-                .map_err(backend)?
-                .insert(id, encode(m).as_slice())
-                .map_err(backend)?;
-            txn.open_table(CONTENTS)
-                .map_err(backend)?
-                .insert(id, m.content.as_slice())
-                .map_err(backend)?;
-            schedule(txn, id, m.received_ms)?;
-            if let Some(metering) = metering {
-                ledger::apply_metering(txn, metering)?;
-            }
-            if let Some(sent) = Sent::of(m) {
-                log::put_sent(txn, &sent)?;
-            }
-            if let Some(accepted) = EventRecord::accepted(m) {
-                log::append(
-                    txn,
-                    &Changes {
-                        events: vec![accepted],
-                        suppress: Vec::new(),
-                    },
-                )?;
-            }
-        }
+        WriteOp::Enqueue(m, metering) => return enqueue(txn, m, metering.as_deref()),
         WriteOp::AddBounceKey(key, after) => {
             return log::add_bounce_key(txn, key, *after).map(|added| Ok(Outcome::Applied(added)));
         }
@@ -550,6 +525,10 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
             return Ok(Ok(Outcome::Removed(removed)));
         }
         WriteOp::AppendEvents(changes) => log::append(txn, changes)?,
+        WriteOp::ReleaseHeld { id, metering, now_ms } => {
+            return unhold(txn, id, *now_ms, Some(metering.as_deref()));
+        }
+        WriteOp::DiscardHeld(id, now_ms) => return unhold(txn, id, *now_ms, None),
         WriteOp::OpenIncident(incident) => {
             return incidents::open(txn, incident).map(|opened| Ok(Outcome::Applied(opened)));
         }
@@ -636,6 +615,91 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
             schedule(txn, id.as_str(), *now_ms)?;
         }
     }
+    Ok(Ok(Outcome::Done))
+}
+
+/// A held message released (`Some(metering)`: due now, counted now) or
+/// discarded (`None`: removed), with its event.
+fn unhold(
+    txn: &redb::WriteTransaction,
+    id: &QueueId,
+    now_ms: u64,
+    release: Option<Option<&Metering>>,
+) -> Result<Result<Outcome>> {
+    if !incidents::unhold(txn, id.as_str())? {
+        return Ok(Err(StoreError::NotFound(format!("held message {id}"))));
+    }
+    let message: QueuedMessage = {
+        let envelopes = txn.open_table(ENVELOPES).map_err(backend)?;
+        let envelope = envelopes.get(id.as_str()).map_err(backend)?;
+        match envelope {
+            Some(e) => decode(e.value())?,
+            None => return Ok(Err(StoreError::NotFound(format!("message {id}")))),
+        }
+    };
+    let kind = match release {
+        Some(metering) => {
+            schedule(txn, id.as_str(), now_ms)?;
+            if let Some(metering) = metering {
+                ledger::apply_metering(txn, metering)?;
+            }
+            EventKind::Released
+        }
+        None => {
+            remove_message(txn, id.as_str())?;
+            EventKind::Discarded
+        }
+    };
+    let changes = Changes {
+        events: vec![EventRecord::about(&message, kind, now_ms)],
+        suppress: Vec::new(),
+    };
+    log::append(txn, &changes)?;
+    Ok(Ok(Outcome::Done))
+}
+
+/// Spools a message: due now and metered, or held (neither) while its
+/// application is under an incident that holds its mail.
+fn enqueue(txn: &redb::WriteTransaction, m: &QueuedMessage, metering: Option<&Metering>) -> Result<Result<Outcome>> {
+    let holding = incidents::holding(txn, &m.tenant, &m.app)?;
+    if holding.is_none()
+        && let Some(metering) = metering
+        && let Err(refusal) = ledger::check_caps(txn, metering)?
+    {
+        return Ok(Err(refusal));
+    }
+    let id = m.id.as_str();
+    txn.open_table(ENVELOPES)
+        .map_err(backend)?
+        .insert(id, encode(m).as_slice())
+        .map_err(backend)?;
+    txn.open_table(CONTENTS)
+        .map_err(backend)?
+        .insert(id, m.content.as_slice())
+        .map_err(backend)?;
+    let mut events: Vec<EventRecord> = EventRecord::accepted(m).into_iter().collect();
+    match &holding {
+        None => {
+            schedule(txn, id, m.received_ms)?;
+            if let Some(metering) = metering {
+                ledger::apply_metering(txn, metering)?;
+            }
+        }
+        Some(incident) => {
+            incidents::hold(txn, id, incident)?;
+            events.push(EventRecord::about(m, EventKind::Held, m.received_ms));
+        }
+    }
+    if let Some(sent) = Sent::of(m) {
+        log::put_sent(txn, &sent)?;
+    }
+    log::append(
+        txn,
+        &Changes {
+            events,
+            suppress: Vec::new(),
+        },
+    )?;
     Ok(Ok(Outcome::Done))
 }
 
@@ -1306,6 +1370,37 @@ impl Incidents for EmbeddedStore {
         let tenant = tenant.map(str::to_string);
         self.read(move |txn| incidents::list(txn, tenant.as_deref(), limit))
             .await
+    }
+    async fn held(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<(QueuedMessage, String)>> {
+        let tenant = tenant.map(str::to_string);
+        self.read(move |txn| {
+            let table = txn.open_table(incidents::HELD).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(backend)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (id, incident) = entry.map_err(backend)?;
+                let message: QueuedMessage = get(txn, ENVELOPES, id.value())?
+                    .ok_or_else(|| StoreError::Unavailable(format!("held message {} has no envelope", id.value())))?;
+                if tenant.as_deref().is_none_or(|t| t == message.tenant) {
+                    out.push((message, incident.value().to_string()));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+    async fn release_held(&self, id: &QueueId, metering: Option<Metering>, now_ms: u64) -> Result<()> {
+        let op = WriteOp::ReleaseHeld {
+            id: id.clone(),
+            metering: metering.map(Box::new),
+            now_ms,
+        };
+        done(self.write(op).await)
+    }
+    async fn discard_held(&self, id: &QueueId, now_ms: u64) -> Result<()> {
+        done(self.write(WriteOp::DiscardHeld(id.clone(), now_ms)).await)
     }
     async fn resolve_incident(&self, id: &str, resolution: Resolution) -> Result<Incident> {
         match self

@@ -1,7 +1,9 @@
 //! The embedded store's incidents: each by id (UUIDv7, so in time order),
-//! and each application's open one, written together.
+//! and each application's open one, written together; the applications
+//! whose mail is held (an open incident under `hold` or `suspend`), and
+//! the messages held: queued, never scheduled until released.
 
-use ferry_core::incident::{Incident, Resolution};
+use ferry_core::incident::{Incident, Policy, Resolution};
 use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::embedded::backend;
@@ -11,11 +13,44 @@ use crate::{Result, StoreError, decode, encode};
 pub(crate) const INCIDENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("incidents");
 /// `tenant\tapp` → the id of its open incident.
 const OPEN: TableDefinition<&str, &str> = TableDefinition::new("open_incidents");
+/// `tenant\tapp` → the incident its new mail is held under.
+const HOLDING: TableDefinition<&str, &str> = TableDefinition::new("holding");
+/// Queue id of a held message → the incident it is held under.
+pub(crate) const HELD: TableDefinition<&str, &str> = TableDefinition::new("held");
 
 pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(INCIDENTS).map_err(backend)?;
     txn.open_table(OPEN).map_err(backend)?;
+    txn.open_table(HOLDING).map_err(backend)?;
+    txn.open_table(HELD).map_err(backend)?;
     Ok(())
+}
+
+/// The incident the application's new mail is held under, if any.
+pub(crate) fn holding(txn: &WriteTransaction, tenant: &str, app: &str) -> Result<Option<String>> {
+    let table = txn.open_table(HOLDING).map_err(backend)?;
+    Ok(table
+        .get(slot(tenant, app).as_str())
+        .map_err(backend)?
+        .map(|v| v.value().to_string()))
+}
+
+pub(crate) fn hold(txn: &WriteTransaction, id: &str, incident: &str) -> Result<()> {
+    txn.open_table(HELD)
+        .map_err(backend)?
+        .insert(id, incident)
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Takes a message out of the held ones: whether it was held.
+pub(crate) fn unhold(txn: &WriteTransaction, id: &str) -> Result<bool> {
+    Ok(txn
+        .open_table(HELD)
+        .map_err(backend)?
+        .remove(id)
+        .map_err(backend)?
+        .is_some())
 }
 
 fn slot(tenant: &str, app: &str) -> String {
@@ -29,6 +64,12 @@ pub(crate) fn open(txn: &WriteTransaction, incident: &Incident) -> Result<bool> 
         return Ok(false);
     }
     open.insert(key.as_str(), incident.id.as_str()).map_err(backend)?;
+    if incident.policy != Policy::Alert {
+        txn.open_table(HOLDING)
+            .map_err(backend)?
+            .insert(key.as_str(), incident.id.as_str())
+            .map_err(backend)?;
+    }
     txn.open_table(INCIDENTS)
         .map_err(backend)?
         .insert(incident.id.as_str(), encode(incident).as_slice())
@@ -51,9 +92,14 @@ pub(crate) fn resolve(txn: &WriteTransaction, id: &str, resolution: &Resolution)
     }
     incident.resolution = Some(resolution.clone());
     incidents.insert(id, encode(&incident).as_slice()).map_err(backend)?;
+    let key = slot(&incident.tenant, &incident.app);
     txn.open_table(OPEN)
         .map_err(backend)?
-        .remove(slot(&incident.tenant, &incident.app).as_str())
+        .remove(key.as_str())
+        .map_err(backend)?;
+    txn.open_table(HOLDING)
+        .map_err(backend)?
+        .remove(key.as_str())
         .map_err(backend)?;
     Ok(Ok(incident))
 }

@@ -152,7 +152,9 @@ pub struct QueueEntry {
 /// The shared queue of spooled messages.
 #[async_trait]
 pub trait Queue: Send + Sync {
-    /// Stores envelope and content together and makes the message due now,
+    /// Stores envelope and content together and makes the message due now
+    /// — or, while its application is under an incident that holds its
+    /// mail, keeps it held (neither due nor counted, a `held` event) —
     /// with its [`Sent`] record when it has return paths, its `accepted` event (none for the null sender: the relay's
     /// own bounces and alerts are not an application's mail), and in the
     /// same atomic operation applies `metering`: refuses with
@@ -291,7 +293,19 @@ pub trait Incidents: Send + Sync {
     async fn incidents(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<Incident>>;
     /// Closes an open incident and returns it closed; [`StoreError::NotFound`]
     /// when there is none, [`StoreError::InUse`] when it is closed already.
+    /// The application's new mail is no longer held; what is held stays.
     async fn resolve_incident(&self, id: &str, resolution: Resolution) -> Result<Incident>;
+    /// Held messages (without content) and the incident each is held
+    /// under, oldest first: one tenant's or all, at most `limit`.
+    async fn held(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<(QueuedMessage, String)>>;
+    /// Releases a held message: due now, counted by `metering` as if sent
+    /// now (its caps are not applied: a person decided), with its
+    /// `released` event, in one atomic step. [`StoreError::NotFound`] when
+    /// it is not held.
+    async fn release_held(&self, id: &QueueId, metering: Option<Metering>, now_ms: u64) -> Result<()>;
+    /// Removes a held message with its `discarded` event.
+    /// [`StoreError::NotFound`] when it is not held.
+    async fn discard_held(&self, id: &QueueId, now_ms: u64) -> Result<()>;
 }
 
 /// Each tenant's suppression list (see `ferry_core::suppression`).
