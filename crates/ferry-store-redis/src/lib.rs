@@ -670,6 +670,16 @@ impl Queue for RedisStore {
                 return Err(unavailable(e));
             }
         };
+        // A lease the replicas lack is lost with a failed primary, and the
+        // promoted replica would hand the message out again while this
+        // node sends it: with `wait_replicas`, nothing is sent until the
+        // lease (and its fencing token) is on the replicas too.
+        if !raw.is_empty()
+            && let Err(e) = self.replicated().await
+        {
+            tokio::spawn(self.clone().release(token, until_ms, now_ms, lease_ms));
+            return Err(e);
+        }
         raw.chunks_exact(2)
             .map(|m| {
                 let mut message: QueuedMessage = decode(&m[0])?;
@@ -690,6 +700,9 @@ impl Queue for RedisStore {
             invocation.arg(id.as_str()).arg(held_until);
         }
         let moved: Vec<String> = self.run(&invocation).await?;
+        // A renewal the replicas lack would be undone by a failover: count
+        // it only once they have it, so the holder never outlives its lease.
+        self.replicated().await?;
         Ok(moved.iter().filter_map(|id| QueueId::parse(id)).collect())
     }
 

@@ -3,9 +3,12 @@
 //! embedded single-file backend and the conformance suite every backend passes.
 //!
 //! Layout:
-//! - this file: the traits [`Directory`] and [`Queue`], and [`StoreError`].
+//! - this file: the traits ([`Directory`], [`Queue`], [`Ledger`],
+//!   [`SignIns`], [`Samples`], [`Events`], [`Suppressions`], [`Incidents`];
+//!   [`Store`] is all of them) and [`StoreError`].
 //! - [`embedded`]: the redb backend with group commit; `ledger`: its counters
-//!   and alerts; `log`: its events and suppression lists.
+//!   and alerts; `log`: its events, suppression lists and return-path keys;
+//!   `incidents`: its incidents and held mail.
 //! - [`conformance`] (feature `test-util`): the shared test suite.
 //!
 //! Atomic units are shaped to fit one Redis Cluster slot later: a message's
