@@ -298,6 +298,41 @@ impl Incident {
     pub fn is_open(&self) -> bool {
         self.resolution.is_none()
     }
+
+    /// The alert its owners and the admins are told by: raised with the
+    /// incident, in the same atomic step, so it goes out exactly once
+    /// whichever node opened it.
+    pub fn alert(&self) -> crate::metering::Alert {
+        let signals: Vec<&str> = self.evidence.iter().map(|e| e.signal.as_str()).collect();
+        let severity = match self.severity {
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        };
+        let messages = self
+            .evidence
+            .iter()
+            .find(|e| e.signal == Signal::Volume)
+            .map_or(0, |e| e.observed as u64);
+        crate::metering::Alert {
+            id: format!("incident-{}", self.id),
+            kind: crate::metering::AlertKind::Incident,
+            scope: crate::usage::Scope::App {
+                tenant: self.tenant.clone(),
+                app: self.app.clone(),
+            },
+            threshold: format!("{severity} incident ({})", signals.join(", ")),
+            unit: crate::contract::Unit::Messages,
+            limit: 0,
+            value: messages,
+            period_start_ms: self.hour * crate::usage::HOUR_MS,
+            period_end_ms: (self.hour + 1) * crate::usage::HOUR_MS,
+            at_ms: self.opened_ms,
+            drivers: Vec::new(),
+            attempts: 0,
+            delivered_ms: None,
+            incident: Some(Box::new(self.clone())),
+        }
+    }
 }
 
 /// The usual figures of one hour of the week: the 95th percentile of that

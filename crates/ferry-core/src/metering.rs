@@ -57,6 +57,8 @@ pub enum AlertKind {
     Yearly,
     Hourly,
     Forecast,
+    /// An application stopped behaving like itself (see `ferry_core::incident`).
+    Incident,
 }
 
 /// A threshold that raises one alert, once, when crossed.
@@ -252,6 +254,9 @@ pub struct Alert {
     pub attempts: u32,
     #[serde(default)]
     pub delivered_ms: Option<u64>,
+    /// For [`AlertKind::Incident`]: the incident, with its evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Box<crate::incident::Incident>>,
 }
 
 /// A tenant's part in a crossing, with its applications'.
@@ -289,6 +294,7 @@ impl Metering {
             drivers,
             attempts: 0,
             delivered_ms: None,
+            incident: None,
         }
     }
 }

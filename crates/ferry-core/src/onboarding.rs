@@ -78,6 +78,7 @@ pub fn tenant(new: NewTenant, now_ms: u64) -> Result<Tenant, Invalid> {
         sample_percent: 0,
         bounces: Default::default(),
         events_webhook: None,
+        incident_policy: Default::default(),
     })
 }
 

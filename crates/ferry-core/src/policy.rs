@@ -177,6 +177,7 @@ mod tests {
             sample_percent: 0,
             bounces: Default::default(),
             events_webhook: None,
+            incident_policy: Default::default(),
         }
     }
 

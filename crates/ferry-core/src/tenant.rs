@@ -37,6 +37,10 @@ pub struct Tenant {
     /// Where all its applications' events are POSTed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events_webhook: Option<crate::event::EventsWebhook>,
+    /// What happens to an application of its whose behaviour raises an
+    /// incident (see `ferry_core::incident`).
+    #[serde(default)]
+    pub incident_policy: crate::incident::Policy,
 }
 
 /// What becomes of bounces and complaints about a tenant's mail (see
@@ -242,6 +246,7 @@ pub(crate) mod tests_support {
             sample_percent: 0,
             bounces: Default::default(),
             events_webhook: None,
+            incident_policy: Default::default(),
         }
     }
 
@@ -284,6 +289,7 @@ mod tests {
             sample_percent: 0,
             bounces: Default::default(),
             events_webhook: None,
+            incident_policy: Default::default(),
         }
     }
 

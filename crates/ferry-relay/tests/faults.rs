@@ -134,6 +134,7 @@ async fn killed_delivery_actors_lose_nothing_and_send_nothing_twice() {
         sample_percent: 0,
         bounces: Default::default(),
         events_webhook: None,
+        incident_policy: Default::default(),
     };
     store.create_tenant(tenant).await.expect("tenant");
     let now = SystemClock.now_ms();

@@ -45,7 +45,8 @@
 //!   (`h`) and hold's end (`u`, ms).
 //! - `P:incidents`: incidents (JSON) by id; `P:open_incidents`:
 //!   `{tenant}\t{app}` → the id of its open one; `P:incident_times`: ids by
-//!   time opened.
+//!   time opened; `P:figures:{tenant}\t{app}`: an application's figures
+//!   of finished hours (hour → JSON), for its baseline.
 //! - `P:sup:{tenant}`: the tenant's suppression list, recipient → entry
 //!   (JSON); `P:soft:{tenant}:{recipient}`: the times of its recent soft
 //!   bounces, expiring with the window.
@@ -73,7 +74,7 @@ use ferry_core::config::{RedisDurability, RedisStore as RedisConfig};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::event::{EventKind, EventRecord, ReceiverState};
-use ferry_core::incident::{Incident, Resolution};
+use ferry_core::incident::{HourFigures, Incident, Resolution};
 use ferry_core::lockout::{FailureCount, Lockout, LockoutRules, SignInState, Subject};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::{self, OutcomeCount};
@@ -1427,16 +1428,23 @@ impl RedisStore {
     async fn incident_script(&self, mode: &str, incident: &Incident) -> Result<bool> {
         let mut invocation = self.scripts.incident.key(&self.keys.incidents);
         let holds = incident.policy != ferry_core::incident::Policy::Alert;
+        let alert = incident.alert();
         invocation
             .key(&self.keys.open_incidents)
             .key(&self.keys.incident_times)
             .key(&self.keys.holding)
+            .key(self.keys.alert(&alert.id))
+            .key(&self.keys.alert_times)
+            .key(&self.keys.outbox)
             .arg(mode)
             .arg(&incident.id)
             .arg(format!("{}\t{}", incident.tenant, incident.app))
             .arg(encode(incident))
             .arg(incident.opened_ms)
-            .arg(if holds { "hold" } else { "" });
+            .arg(if holds { "hold" } else { "" })
+            .arg(encode(&alert))
+            .arg(&alert.id)
+            .arg(alert.value);
         let done: i64 = self.run(&invocation).await?;
         self.replicated().await?;
         Ok(done == 1)
@@ -1518,6 +1526,35 @@ impl Incidents for RedisStore {
     async fn discard_held(&self, id: &QueueId, now_ms: u64) -> Result<()> {
         self.unhold(id, now_ms, "discard", EventKind::Discarded, Vec::new())
             .await
+    }
+
+    async fn save_figures(&self, tenant: &str, app: &str, figures: &[HourFigures], keep_from: u64) -> Result<()> {
+        let key = self.keys.figures(tenant, app);
+        let hours: Vec<u64> = self.query(redis::cmd("HKEYS").arg(&key)).await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for f in figures {
+            pipe.cmd("HSET").arg(&key).arg(f.hour).arg(encode(f)).ignore();
+        }
+        let old: Vec<u64> = hours.into_iter().filter(|h| *h < keep_from).collect();
+        if !old.is_empty() {
+            pipe.cmd("HDEL").arg(&key).arg(old).ignore();
+        }
+        let () = pipe.query_async(&mut self.conn()).await.map_err(unavailable)?;
+        self.replicated().await
+    }
+
+    async fn figures(&self, tenant: &str, app: &str, from: u64, to: u64) -> Result<Vec<HourFigures>> {
+        let all: Vec<(u64, Vec<u8>)> = self
+            .query(redis::cmd("HGETALL").arg(self.keys.figures(tenant, app)))
+            .await?;
+        let mut out: Vec<HourFigures> = all
+            .into_iter()
+            .filter(|(hour, _)| (from..to).contains(hour))
+            .map(|(_, raw)| decode(&raw))
+            .collect::<Result<_>>()?;
+        out.sort_by_key(|f| f.hour);
+        Ok(out)
     }
 
     async fn resolve_incident(&self, id: &str, resolution: Resolution) -> Result<Incident> {

@@ -134,6 +134,11 @@ impl Keys {
         format!("{}:alert:{id}", self.prefix)
     }
 
+    /// An application's figures of finished hours: hour → JSON.
+    pub fn figures(&self, tenant: &str, app: &str) -> String {
+        format!("{}:figures:{tenant}\t{app}", self.prefix)
+    }
+
     /// The plan for `lua/enqueue.lua`.
     pub fn plan(&self, m: &Metering) -> Plan {
         let hour = Window::Hour(m.at_ms / ferry_core::usage::HOUR_MS);

@@ -26,6 +26,7 @@ macro_rules! conformance_suite {
             return_paths_and_their_keys,
             webhook_receivers_are_held_by_one_node,
             incidents_open_once_per_application,
+            figures_are_kept_per_application_and_hour,
             mail_is_held_under_an_incident_until_released_or_discarded
         );
         $crate::conformance_suite!(@each $open, shared:
@@ -71,6 +72,7 @@ pub fn tenant(name: &str) -> Tenant {
         sample_percent: 0,
         bounces: Default::default(),
         events_webhook: None,
+        incident_policy: Default::default(),
     }
 }
 
@@ -1047,6 +1049,16 @@ pub async fn incidents_open_once_per_application(store: &dyn Store) {
         Some(first.clone())
     );
     assert_eq!(store.open_incident_of("t", "b").await.expect("open of"), None);
+    let told: Vec<_> = store.claim_alerts(5_000, 60_000, 10).await.expect("claim");
+    let told: Vec<(String, Option<String>)> = told.into_iter().map(|a| (a.id, a.incident.map(|i| i.id))).collect();
+    assert_eq!(
+        told,
+        [
+            (format!("incident-{}", first.id), Some(first.id.clone())),
+            (format!("incident-{}", other.id), Some(other.id.clone()))
+        ],
+        "each opening is told once, with the incident; the loser's never"
+    );
 
     let resolution = Resolution {
         at_ms: 3_000,
@@ -1094,6 +1106,49 @@ pub async fn incidents_open_once_per_application(store: &dyn Store) {
         .map(|i| i.id)
         .collect();
     assert_eq!(t, [again.id]);
+}
+
+/// An application's figures of finished hours: saved (again: replaced),
+/// read by range in order, forgotten before the kept window, apart from
+/// every other application's.
+pub async fn figures_are_kept_per_application_and_hour(store: &dyn Store) {
+    use ferry_core::incident::HourFigures;
+    let hour = |hour: u64, messages: u64| HourFigures {
+        hour,
+        messages,
+        domains: 2,
+        ..HourFigures::default()
+    };
+    let first: Vec<HourFigures> = (100..110).map(|h| hour(h, h)).collect();
+    store.save_figures("t", "a", &first, 0).await.expect("save");
+    store
+        .save_figures("t", "b", &[hour(105, 1)], 0)
+        .await
+        .expect("save other");
+    store
+        .save_figures("t", "a", &[hour(109, 7), hour(110, 8)], 104)
+        .await
+        .expect("save again");
+    let read = store.figures("t", "a", 0, 200).await.expect("read");
+    let hours: Vec<(u64, u64)> = read.iter().map(|f| (f.hour, f.messages)).collect();
+    assert_eq!(
+        hours,
+        [
+            (104, 104),
+            (105, 105),
+            (106, 106),
+            (107, 107),
+            (108, 108),
+            (109, 7),
+            (110, 8)
+        ],
+        "replaced, and the hours before 104 forgotten"
+    );
+    assert_eq!(read[0].domains, 2);
+    let some = store.figures("t", "a", 106, 108).await.expect("range");
+    assert_eq!(some.iter().map(|f| f.hour).collect::<Vec<_>>(), [106, 107]);
+    assert_eq!(store.figures("t", "b", 0, 200).await.expect("other").len(), 1);
+    assert!(store.figures("u", "a", 0, 200).await.expect("none").is_empty());
 }
 
 /// While an application's incident holds its mail, its messages are queued

@@ -33,7 +33,7 @@ use crate::{Incidents, incidents, log, signins};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::event::{EventKind, EventRecord, ReceiverState};
-use ferry_core::incident::{Incident, Resolution};
+use ferry_core::incident::{HourFigures, Incident, Resolution};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::return_path::{BounceKey, Sent};
 use ferry_core::suppression::Suppression;
@@ -110,6 +110,12 @@ enum WriteOp {
     },
     DiscardHeld(QueueId, u64),
     ResolveIncident(String, Box<Resolution>),
+    SaveFigures {
+        tenant: String,
+        app: String,
+        figures: Vec<HourFigures>,
+        keep_from: u64,
+    },
     HoldReceiver {
         receiver: String,
         holder: String,
@@ -535,6 +541,12 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
         WriteOp::ResolveIncident(id, resolution) => {
             return incidents::resolve(txn, id, resolution).map(|r| r.map(|i| Outcome::Incident(Box::new(i))));
         }
+        WriteOp::SaveFigures {
+            tenant,
+            app,
+            figures,
+            keep_from,
+        } => incidents::save_figures(txn, tenant, app, figures, *keep_from)?,
         WriteOp::HoldReceiver {
             receiver,
             holder,
@@ -1410,5 +1422,19 @@ impl Incidents for EmbeddedStore {
             Outcome::Incident(incident) => Ok(*incident),
             _ => Err(StoreError::NotFound(format!("incident {id}"))),
         }
+    }
+    async fn save_figures(&self, tenant: &str, app: &str, figures: &[HourFigures], keep_from: u64) -> Result<()> {
+        let op = WriteOp::SaveFigures {
+            tenant: tenant.to_string(),
+            app: app.to_string(),
+            figures: figures.to_vec(),
+            keep_from,
+        };
+        self.write(op).await.map(drop)
+    }
+    async fn figures(&self, tenant: &str, app: &str, from: u64, to: u64) -> Result<Vec<HourFigures>> {
+        let (tenant, app) = (tenant.to_string(), app.to_string());
+        self.read(move |txn| incidents::figures(txn, &tenant, &app, from, to))
+            .await
     }
 }

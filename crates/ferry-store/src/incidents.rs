@@ -3,7 +3,7 @@
 //! whose mail is held (an open incident under `hold` or `suspend`), and
 //! the messages held: queued, never scheduled until released.
 
-use ferry_core::incident::{Incident, Policy, Resolution};
+use ferry_core::incident::{HourFigures, Incident, Policy, Resolution};
 use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::embedded::backend;
@@ -17,12 +17,15 @@ const OPEN: TableDefinition<&str, &str> = TableDefinition::new("open_incidents")
 const HOLDING: TableDefinition<&str, &str> = TableDefinition::new("holding");
 /// Queue id of a held message → the incident it is held under.
 pub(crate) const HELD: TableDefinition<&str, &str> = TableDefinition::new("held");
+/// (`tenant\tapp`, hour) → its figures, for its baseline.
+const FIGURES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("app_figures");
 
 pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(INCIDENTS).map_err(backend)?;
     txn.open_table(OPEN).map_err(backend)?;
     txn.open_table(HOLDING).map_err(backend)?;
     txn.open_table(HELD).map_err(backend)?;
+    txn.open_table(FIGURES).map_err(backend)?;
     Ok(())
 }
 
@@ -74,7 +77,41 @@ pub(crate) fn open(txn: &WriteTransaction, incident: &Incident) -> Result<bool> 
         .map_err(backend)?
         .insert(incident.id.as_str(), encode(incident).as_slice())
         .map_err(backend)?;
+    crate::ledger::put_alert(txn, &incident.alert())?;
     Ok(true)
+}
+
+/// Keeps an application's figures of finished hours (overwriting what an
+/// hour had), and forgets its hours before `keep_from`.
+pub(crate) fn save_figures(
+    txn: &WriteTransaction,
+    tenant: &str,
+    app: &str,
+    figures: &[HourFigures],
+    keep_from: u64,
+) -> Result<()> {
+    let mut table = txn.open_table(FIGURES).map_err(backend)?;
+    let key = slot(tenant, app);
+    for f in figures {
+        table
+            .insert((key.as_str(), f.hour), encode(f).as_slice())
+            .map_err(backend)?;
+    }
+    table
+        .retain_in((key.as_str(), 0)..(key.as_str(), keep_from), |_, _| false)
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// An application's kept figures for hours `from..to`, in order.
+pub(crate) fn figures(txn: &ReadTransaction, tenant: &str, app: &str, from: u64, to: u64) -> Result<Vec<HourFigures>> {
+    let table = txn.open_table(FIGURES).map_err(backend)?;
+    let key = slot(tenant, app);
+    let mut out = Vec::new();
+    for entry in table.range((key.as_str(), from)..(key.as_str(), to)).map_err(backend)? {
+        out.push(decode(entry.map_err(backend)?.1.value())?);
+    }
+    Ok(out)
 }
 
 pub(crate) fn resolve(txn: &WriteTransaction, id: &str, resolution: &Resolution) -> Result<Result<Incident>> {

@@ -174,18 +174,23 @@ fn raise_if_crossed(txn: &WriteTransaction, m: &Metering, t: &Threshold) -> Resu
     {
         return Ok(());
     }
-    let alert = m.alert(t, value, drivers(txn, t.window, &t.scope, m.unit)?);
+    put_alert(txn, &m.alert(t, value, drivers(txn, t.window, &t.scope, m.unit)?))
+}
+
+/// Puts an alert in the outbox, due at once.
+pub(crate) fn put_alert(txn: &WriteTransaction, alert: &Alert) -> Result<()> {
+    let id = alert.id.as_str();
     txn.open_table(ALERTS)
         .map_err(backend)?
-        .insert(t.id.as_str(), encode(&alert).as_slice())
+        .insert(id, encode(alert).as_slice())
         .map_err(backend)?;
     txn.open_table(ALERT_TIMES)
         .map_err(backend)?
-        .insert((m.at_ms, t.id.as_str()), ())
+        .insert((alert.at_ms, id), ())
         .map_err(backend)?;
     txn.open_table(OUTBOX)
         .map_err(backend)?
-        .insert(t.id.as_str(), m.at_ms)
+        .insert(id, alert.at_ms)
         .map_err(backend)?;
     Ok(())
 }

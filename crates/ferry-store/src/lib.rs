@@ -22,7 +22,7 @@ use ferry_core::audit::AuditEntry;
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::event::{EventRecord, ReceiverState};
-use ferry_core::incident::{Incident, Resolution};
+use ferry_core::incident::{HourFigures, Incident, Resolution};
 use ferry_core::lockout::{Lockout, LockoutRules, SignInState};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::OutcomeCount;
@@ -286,6 +286,7 @@ pub trait Events: Send + Sync {
 #[async_trait]
 pub trait Incidents: Send + Sync {
     /// Opens `incident` unless its application has one open, atomically,
+    /// with its alert in the outbox (see [`Incident::alert`]),
     /// so two nodes that see the same breach open one: whether it did.
     /// Durable before it returns.
     async fn open_incident(&self, incident: Incident) -> Result<bool>;
@@ -309,6 +310,12 @@ pub trait Incidents: Send + Sync {
     /// Removes a held message with its `discarded` event.
     /// [`StoreError::NotFound`] when it is not held.
     async fn discard_held(&self, id: &QueueId, now_ms: u64) -> Result<()>;
+    /// Keeps an application's figures of finished hours for its baseline
+    /// (an hour saved again is replaced), and forgets its hours before
+    /// `keep_from`.
+    async fn save_figures(&self, tenant: &str, app: &str, figures: &[HourFigures], keep_from: u64) -> Result<()>;
+    /// An application's kept figures for the hours `from..to`, in order.
+    async fn figures(&self, tenant: &str, app: &str, from: u64, to: u64) -> Result<Vec<HourFigures>>;
 }
 
 /// Each tenant's suppression list (see `ferry_core::suppression`).
