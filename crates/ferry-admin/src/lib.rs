@@ -39,6 +39,7 @@ mod dkim;
 pub mod dkim_keys;
 mod events;
 mod explain;
+pub mod incidents;
 mod lockouts;
 mod openapi;
 pub mod outcomes;
@@ -88,6 +89,8 @@ pub struct AdminState {
     pub terms: ferry_core::contract::Terms,
     /// Days into the contract year before a forecast is made (`alerts.forecast_min_days`).
     pub forecast_min_days: u32,
+    /// The alert thresholds, for counting released mail.
+    pub alerts: ferry_core::config::Alerts,
     /// The relay's name, in FOCUS rows.
     pub hostname: String,
     /// Runs the CLI's commands here (the binary's, injected).
@@ -116,6 +119,7 @@ pub struct AdminState {
         (name = "samples", description = "Message samples: a tenant's share of accepted messages and the headers of refused ones"),
         (name = "events", description = "What happened to each recipient of each application's mail, read by cursor"),
         (name = "suppressions", description = "Each tenant's suppressed recipients (bounced, complained, or added by hand) and its bounce settings"),
+        (name = "incidents", description = "Applications that stopped behaving like themselves: incidents with their evidence, the mail held under them, each tenant's policy"),
         (name = "cli", description = "The CLI's commands, run by the relay for a CLI that found it running")
     )
 )]
@@ -168,6 +172,14 @@ fn api() -> (Router<AdminState>, utoipa::openapi::OpenApi) {
         .routes(routes!(events::set_bounces))
         .routes(routes!(events::set_app_webhook, events::remove_app_webhook))
         .routes(routes!(events::set_tenant_webhook, events::remove_tenant_webhook))
+        .routes(routes!(incidents::list_incidents))
+        .routes(routes!(incidents::show_incident))
+        .routes(routes!(incidents::resolve_incident))
+        .routes(routes!(incidents::list_held))
+        .routes(routes!(incidents::act_on_held))
+        .routes(routes!(incidents::show_held, incidents::discard_one))
+        .routes(routes!(incidents::release_one))
+        .routes(routes!(incidents::set_policy))
         .routes(routes!(commands::run))
         .split_for_parts();
     // After the routes: the conventions apply to every operation.

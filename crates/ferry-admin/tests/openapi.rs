@@ -40,6 +40,7 @@ async fn every_documented_operation_is_served_and_needs_a_token() {
         clock: Arc::new(SystemClock),
         terms: Contract::default().terms().expect("terms"),
         forecast_min_days: 14,
+        alerts: Default::default(),
         hostname: "relay.test".into(),
         commands: None,
     };

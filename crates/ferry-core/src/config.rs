@@ -26,8 +26,34 @@ pub struct Config {
     pub spf: Spf,
     pub samples: Samples,
     pub suppression: SuppressionRules,
+    pub incidents: IncidentWatch,
     pub telemetry: Telemetry,
     pub log: Log,
+}
+
+/// Watching applications for behaviour unlike their own (see
+/// `ferry_core::incident`): done by one delivery node at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentWatch {
+    pub enabled: bool,
+    /// Between two looks at the current hour's figures.
+    pub every_secs: u64,
+    /// Held mail older than this is discarded, and its owners told.
+    pub held_retention_days: u64,
+    /// The signals' thresholds.
+    pub signals: crate::incident::Thresholds,
+}
+
+impl Default for IncidentWatch {
+    fn default() -> Self {
+        IncidentWatch {
+            enabled: true,
+            every_secs: 60,
+            held_retention_days: 14,
+            signals: crate::incident::Thresholds::default(),
+        }
+    }
 }
 
 /// Traces over OTLP/HTTP (protobuf). Off unless an endpoint is given here
@@ -213,7 +239,8 @@ pub struct Alerts {
     pub webhook_secret: Option<String>,
     /// Longest wait between two delivery tries of one alert.
     pub retry_max_secs: u64,
-    /// E-mailed about organisation-wide alerts; a tenant's alerts go to its `--contact`.
+    /// E-mailed about organisation-wide alerts and every incident; a
+    /// tenant's alerts go to its `--contact`.
     pub organisation_contact: Option<String>,
 }
 
@@ -683,6 +710,12 @@ impl Config {
             ),
             ("samples.retention_days", u64::from(self.samples.retention_days)),
             ("suppression.soft_bounces", u64::from(self.suppression.soft_bounces)),
+            ("incidents.every_secs", self.incidents.every_secs),
+            ("incidents.held_retention_days", self.incidents.held_retention_days),
+            (
+                "incidents.signals.baseline_weeks",
+                self.incidents.signals.baseline_weeks,
+            ),
             (
                 "suppression.soft_bounce_window_hours",
                 self.suppression.soft_bounce_window_hours,

@@ -17,6 +17,7 @@ pub const WEEK_HOURS: u64 = 168;
 
 /// One application's figures in one hour (hours since the epoch, UTC).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HourFigures {
     pub hour: u64,
     /// Messages accepted.

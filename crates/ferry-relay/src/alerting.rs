@@ -94,9 +94,12 @@ impl AlertDispatcher {
                 value = alert.value,
                 limit = alert.limit,
                 drivers = %drivers.join(", "),
-                "charge-back alert"
+                "{}",
+                if alert.incident.is_some() { "incident alert" } else { "charge-back alert" }
             );
-            self.email(&alert, &drivers.join(", ")).await;
+            for contact in self.contacts(&alert).await {
+                self.email(&alert, &drivers.join(", "), &contact).await;
+            }
         }
         let now = self.clock.now_ms();
         let outcome = match &self.webhook {
@@ -120,36 +123,56 @@ impl AlertDispatcher {
         }
     }
 
-    /// An e-mail to whoever should hear of the alert, through Ferry's own
-    /// queue: the tenant's contact, or the organisation's for organisation
-    /// alerts. From the null sender, so a failure cannot bounce back.
-    async fn email(&self, alert: &Alert, drivers: &str) {
-        let (tenant, contact) = match &alert.scope {
+    /// Who hears of an alert by e-mail: the tenant's contact (the
+    /// organisation's for organisation alerts); of an incident, the
+    /// organisation's too (the admins).
+    async fn contacts(&self, alert: &Alert) -> Vec<String> {
+        let tenant_contact = match &alert.scope {
             Scope::Tenant(t) | Scope::App { tenant: t, .. } => match self.store.tenant(t).await {
-                Ok(Some(record)) => (t.clone(), record.contact),
-                _ => return,
+                Ok(Some(record)) => record.contact,
+                _ => None,
             },
-            Scope::Org => (
-                alert.drivers.first().map(|d| d.tenant.clone()).unwrap_or_default(),
-                self.organisation_contact.clone(),
-            ),
+            Scope::Org => None,
         };
-        let Some(contact) = contact else { return };
+        let organisation = match (&alert.scope, &alert.incident) {
+            (Scope::Org, _) | (_, Some(_)) => self.organisation_contact.clone(),
+            _ => None,
+        };
+        let mut contacts: Vec<String> = tenant_contact.into_iter().chain(organisation).collect();
+        contacts.dedup();
+        contacts
+    }
+
+    /// An e-mail about the alert to `contact`, through Ferry's own queue,
+    /// from the null sender, so a failure cannot bounce back.
+    async fn email(&self, alert: &Alert, drivers: &str, contact: &str) {
+        let tenant = match &alert.scope {
+            Scope::Tenant(t) | Scope::App { tenant: t, .. } => t.clone(),
+            Scope::Org => alert.drivers.first().map(|d| d.tenant.clone()).unwrap_or_default(),
+        };
         let now = self.clock.now_ms();
         let id = QueueId::generate();
+        let (subject, text) = match &alert.incident {
+            Some(incident) => incident_text(incident),
+            None => (
+                format!("{}: {}", alert.scope, alert.threshold),
+                format!(
+                    "{scope} has reached {value} {unit} ({threshold}; the threshold is {limit}).\r\nDriven by: {drivers}.\r\n",
+                    scope = alert.scope,
+                    value = alert.value,
+                    unit = alert.unit.name(),
+                    threshold = alert.threshold,
+                    limit = alert.limit,
+                ),
+            ),
+        };
         let content = format!(
-            "From: Ferry alerts <postmaster@{host}>\r\nTo: <{contact}>\r\nSubject: [Ferry] {scope}: {threshold}\r\n\
+            "From: Ferry alerts <postmaster@{host}>\r\nTo: <{contact}>\r\nSubject: [Ferry] {subject}\r\n\
              Date: {date}\r\nMessage-ID: <{id}@{host}>\r\nAuto-Submitted: auto-generated\r\n\
              Content-Type: text/plain; charset=utf-8\r\n\r\n\
-             {scope} has reached {value} {unit} ({threshold}; the threshold is {limit}).\r\n\
-             Driven by: {drivers}.\r\nAlert id: {alert_id}\r\n",
+             {text}Alert id: {alert_id}\r\n",
             host = self.hostname,
-            scope = alert.scope,
-            threshold = alert.threshold,
             date = rfc5322_date(now),
-            value = alert.value,
-            unit = alert.unit.name(),
-            limit = alert.limit,
             alert_id = alert.id,
         );
         let message = QueuedMessage {
@@ -157,7 +180,7 @@ impl AlertDispatcher {
             tenant,
             app: "ferry-alerts".into(),
             mail_from: String::new(),
-            recipients: vec![contact.clone()],
+            recipients: vec![contact.to_string()],
             received_ms: now,
             attempts: 0,
             eight_bit: false,
@@ -197,6 +220,39 @@ impl AlertDispatcher {
             Err(format!("HTTP {}", response.status()))
         }
     }
+}
+
+/// The subject and text of an incident's e-mail: what was seen, the
+/// policy applied, and what to do.
+fn incident_text(incident: &ferry_core::incident::Incident) -> (String, String) {
+    use ferry_core::incident::Policy;
+    let evidence: String = incident
+        .evidence
+        .iter()
+        .map(|e| format!("  - {}: {}\r\n", e.signal.as_str(), e.detail))
+        .collect();
+    let policy = match incident.policy {
+        Policy::Alert => "Its mail is delivered as usual (the tenant's policy is alert).",
+        Policy::Hold => "Its mail is still accepted but held, not delivered, until released or discarded.",
+        Policy::Suspend => "Its mail is held, and its sign-ins are refused until an admin enables it again.",
+    };
+    let subject = format!(
+        "incident on application {} of {}: it is not behaving like itself",
+        incident.app, incident.tenant
+    );
+    let text = format!(
+        "Application {app} of tenant {tenant} stopped behaving like itself (severity {severity:?}).\r\n\
+         What was seen:\r\n{evidence}{policy}\r\n\r\n\
+         If it was compromised: rotate its password, release what was legitimate and discard the rest\r\n\
+         (ferry held list --tenant {tenant}; ferry held release|discard ...), then resolve the incident:\r\n\
+         ferry incident resolve {id} --verdict compromised. If it was not: --verdict false-alarm.\r\n\
+         Incident id: {id}\r\n",
+        app = incident.app,
+        tenant = incident.tenant,
+        severity = incident.severity,
+        id = incident.id,
+    );
+    (subject, text)
 }
 
 #[cfg(test)]

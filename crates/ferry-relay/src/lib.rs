@@ -16,7 +16,9 @@
 //! ├─ alert dispatcher (alerting)      the outbox: log, metric, webhook, e-mail
 //! ├─ event webhooks (webhooks)        each receiver's events, in order, from its cursor
 //! ├─ retention keeper (retention)     removes samples and events past their retention
-//! │  (these three: rounds of a `periodic::Periodic` actor)
+//! ├─ incident watch (incidents)       judges each application's hour against its
+//! │                                   baseline, opens incidents; one node at a time
+//! │  (these four: rounds of a `periodic::Periodic` actor)
 //! └─ listener, one per port (listener) accepts, admits within the caps;
 //!    the inbound listener's sessions take reports (inbound)
 //!    └─ session actor, one per connection (session): never restarted; a
@@ -41,6 +43,7 @@ pub mod directory;
 pub mod dkim;
 pub mod greeting;
 pub mod inbound;
+mod incidents;
 pub mod intake;
 pub mod keyring;
 pub mod listener;
@@ -251,6 +254,22 @@ impl Relay {
                 periodic::Periodic::<retention::Retention>::new(),
                 Arc::new(retention),
             ));
+            if config.incidents.enabled {
+                let watch = incidents::Watch {
+                    store: parts.store.clone(),
+                    clock: parts.clock.clone(),
+                    metrics: node_metrics.clone(),
+                    rules: config.incidents.clone(),
+                    holder: ferry_core::QueueId::generate().to_string(),
+                    tally: Default::default(),
+                };
+                children.push(child(
+                    "incident watch",
+                    PATIENT,
+                    periodic::Periodic::<incidents::Watch>::new(),
+                    Arc::new(watch),
+                ));
+            }
         }
         let session_parts = SessionParts {
             store: parts.store.clone(),
@@ -321,6 +340,7 @@ impl Relay {
                     .terms()
                     .map_err(|e| StartError::Contract(e.to_string()))?,
                 forecast_min_days: config.alerts.forecast_min_days,
+                alerts: config.alerts.clone(),
                 hostname: config.server.hostname.clone(),
                 commands: parts.commands.clone(),
             };

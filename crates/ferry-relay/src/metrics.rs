@@ -24,6 +24,10 @@ pub struct Metrics {
     /// Event webhook POSTs by result, and the events receivers took.
     pub webhook_posts: IntCounterVec,
     pub webhook_events: prometheus::IntCounter,
+    /// Incidents this node opened, once per signal in their evidence.
+    pub incidents: IntCounterVec,
+    /// Rounds of the incident watch this node made while holding it.
+    pub watch_rounds: prometheus::IntCounter,
     pub sessions: IntGauge,
     pub destinations: IntGauge,
     /// Spooling a message (the durable write before 250).
@@ -41,6 +45,7 @@ pub struct StoreGauges {
     due: IntGauge,
     oldest_due_seconds: Gauge,
     allocation_used: GaugeVec,
+    held: prometheus::IntGaugeVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -147,6 +152,21 @@ impl Metrics {
                 let _ = registry.register(Box::new(c.clone()));
                 c
             },
+            incidents: counter(
+                &registry,
+                "ferry_incidents_total",
+                "Incidents opened on applications (see GET /v1/incidents), counted once for each signal in their evidence",
+                &["signal"],
+            ),
+            watch_rounds: {
+                let c = prometheus::IntCounter::new(
+                    "ferry_incident_watch_rounds_total",
+                    "Rounds of the incident watch made by this node (one node holds the watch at a time)",
+                )
+                .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+                let _ = registry.register(Box::new(c.clone()));
+                c
+            },
             sessions,
             destinations,
             store_write: {
@@ -185,6 +205,15 @@ impl StoreGauges {
         )
         .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
         let _ = registry.register(Box::new(allocation_used.clone()));
+        let held = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "ferry_held_messages",
+                "Messages held under an incident on their application, waiting for a person to release or discard them",
+            ),
+            &["tenant"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+        let _ = registry.register(Box::new(held.clone()));
         StoreGauges {
             up: gauge(
                 registry,
@@ -208,9 +237,13 @@ impl StoreGauges {
                 "How long the most overdue message has waited past its due time; 0 when none is overdue",
             ),
             allocation_used,
+            held,
         }
     }
 }
+
+/// Held messages read at a scrape, at most: past it the gauge is a floor.
+const HELD_COUNTED: usize = 100_000;
 
 impl Metrics {
     /// Refreshes the store's gauges; a failing store sets `ferry_store_up` to 0.
@@ -233,6 +266,16 @@ impl Metrics {
         let overdue_ms = backlog.earliest_due_ms.map_or(0, |due| now.saturating_sub(due));
         g.oldest_due_seconds.set(overdue_ms as f64 / 1000.0);
         let Ok(tenants) = store.tenants().await else { return };
+        if let Ok(held) = store.held(None, HELD_COUNTED).await {
+            let mut by_tenant: std::collections::HashMap<&str, i64> =
+                tenants.iter().map(|t| (t.name.as_str(), 0)).collect();
+            for (message, _) in &held {
+                *by_tenant.entry(message.tenant.as_str()).or_default() += 1;
+            }
+            for (tenant, count) in by_tenant {
+                g.held.with_label_values(&[tenant]).set(count);
+            }
+        }
         let year = Window::Year(terms.year_of(now));
         for tenant in tenants {
             let Some(allocation) = tenant.allocation.yearly.filter(|a| *a > 0) else {

@@ -1237,6 +1237,10 @@ impl Events for RedisStore {
         self.replicated().await
     }
 
+    fn cursor_at(&self, at_ms: u64) -> String {
+        format!("{}-{}", at_ms.saturating_sub(1), u64::MAX)
+    }
+
     async fn events(&self, tenant: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, EventRecord)>> {
         let from = match after {
             None => "-".to_string(),

@@ -817,6 +817,17 @@ pub async fn events_are_logged_with_their_changes(store: &dyn Store) {
         store.events("t", Some("not a cursor"), 10).await,
         Err(StoreError::Invalid(_))
     ));
+    for (at, expected) in [
+        (2_000, &[EventKind::Deferred, EventKind::Delivered][..]),
+        (2_001, &[EventKind::Delivered][..]),
+        (9_501, &[][..]),
+    ] {
+        let from = store
+            .events("t", Some(&store.cursor_at(at)), 10)
+            .await
+            .expect("from a time");
+        assert_eq!(kinds(&from), expected, "the records made from {at} on");
+    }
 
     let late = event("u", EventKind::Complained, "c@example.net", 5_000_000);
     let entry = ferry_core::suppression::Suppression {

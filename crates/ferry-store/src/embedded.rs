@@ -1274,6 +1274,9 @@ impl Events for EmbeddedStore {
         }
         done(self.write(WriteOp::AppendEvents(Box::new(changes))).await)
     }
+    fn cursor_at(&self, at_ms: u64) -> String {
+        log::cursor_at(at_ms)
+    }
     async fn events(&self, tenant: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, EventRecord)>> {
         let (tenant, after) = (tenant.to_string(), after.map(str::to_string));
         self.read(move |txn| log::events(txn, &tenant, after.as_deref(), limit))

@@ -261,6 +261,8 @@ pub trait Events: Send + Sync {
     /// The tenant's records after `after` (from the oldest kept when
     /// `None`), oldest first, at most `limit`, each with its cursor.
     async fn events(&self, tenant: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, EventRecord)>>;
+    /// The cursor after which a log reads the records made from `at_ms` on.
+    fn cursor_at(&self, at_ms: u64) -> String;
     /// Removes the records made before `before_ms`, and the [`Sent`]
     /// records of messages received before then; how many records.
     async fn purge_events(&self, before_ms: u64) -> Result<usize>;

@@ -150,6 +150,10 @@ pub(crate) fn append(txn: &WriteTransaction, changes: &Changes) -> Result<()> {
     Ok(())
 }
 
+pub(crate) fn cursor_at(at_ms: u64) -> String {
+    (at_ms << SEQ_BITS).saturating_sub(1).to_string()
+}
+
 pub(crate) fn events(
     txn: &ReadTransaction,
     tenant: &str,

@@ -52,6 +52,101 @@ pub enum Command {
     /// Each tenant's log of what happened to each recipient of each message.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Applications that stopped behaving like themselves: list, show, resolve.
+    #[command(subcommand)]
+    Incident(IncidentCommand),
+    /// Mail held under an incident: list, show, release, discard.
+    #[command(subcommand)]
+    Held(HeldCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// Incidents, newest first.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only open ones.
+        #[arg(long)]
+        open: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// One incident with its evidence.
+    Show {
+        id: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// An application's figures by hour, as its baseline reads them; or
+    /// import them (JSON lines, one hour each: hour, messages, recipients,
+    /// domains, spam, sender_refusals, bounced, complained) so an
+    /// application moved to Ferry is judged by its past from day one.
+    History {
+        app: String,
+        /// The last this many days.
+        #[arg(long, default_value_t = 7)]
+        days: u64,
+        /// A file of hours to keep (replacing those hours' figures).
+        #[arg(long)]
+        import: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Close an incident: its application's new mail is no longer held
+    /// (what is held stays until released or discarded).
+    Resolve {
+        id: String,
+        #[arg(long, value_enum)]
+        verdict: VerdictArg,
+        /// Why, kept with the incident.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerdictArg {
+    /// Not a breach: its hours count in the baseline.
+    FalseAlarm,
+    Compromised,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HeldCommand {
+    /// Held messages, oldest first.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// A held message's envelope and content, to judge it.
+    Show { id: String },
+    /// Deliver held mail as normal (counted as sent now): one message by
+    /// id, or all of a tenant's (or one application's) with --tenant.
+    Release(HeldSelection),
+    /// Remove held mail, never delivered: one message, or all with --tenant.
+    Discard(HeldSelection),
+}
+
+#[derive(Debug, Args)]
+pub struct HeldSelection {
+    /// The message's queue id.
+    #[arg(required_unless_present = "tenant", conflicts_with = "tenant")]
+    pub id: Option<String>,
+    /// Every held message of this tenant…
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// …or only of this application.
+    #[arg(long, requires = "tenant")]
+    pub app: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -318,6 +413,16 @@ pub struct ServeArgs {
     pub role: Role,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// Tell its owners and the admins.
+    Alert,
+    /// Also hold its mail until a person releases or discards it.
+    Hold,
+    /// Also refuse its sign-ins until an admin enables it again.
+    Suspend,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Output {
     #[default]
@@ -362,6 +467,13 @@ pub enum TenantCommand {
     /// Check a tenant's bounce domain: an MX (pointing at the inbound
     /// listener) and an SPF record that authorises the relay.
     CheckBounces { name: String },
+    /// What happens when one of its applications raises an incident:
+    /// alert, hold (the default) or suspend.
+    IncidentPolicy {
+        name: String,
+        #[arg(value_enum)]
+        policy: PolicyArg,
+    },
     /// Set the tenant's share of the contract (in the contract's unit).
     Allocate {
         name: String,

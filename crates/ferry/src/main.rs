@@ -7,6 +7,7 @@ mod cli;
 mod console;
 mod dkim;
 mod events;
+mod incidents;
 mod onboard;
 mod queue;
 mod remote;
@@ -175,6 +176,8 @@ pub async fn run_with_store(command: Command, store: &dyn Store, config: &Config
         Command::Token(c) => token::run(store, c).await,
         Command::Suppression(c) => suppression::run(store, c).await,
         Command::Events(c) => events::run(store, c).await,
+        Command::Incident(c) => incidents::incident(store, c).await,
+        Command::Held(c) => incidents::held(store, config, c).await,
         Command::Serve(_) | Command::CheckConfig => Ok(()),
     }
 }

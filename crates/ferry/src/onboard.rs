@@ -24,6 +24,7 @@ pub async fn tenant(store: &dyn Store, config: &Config, command: TenantCommand) 
     match command {
         TenantCommand::Bounces(args) => crate::bounces::set(store, config, args).await?,
         TenantCommand::CheckBounces { name } => crate::bounces::check(store, config, &name).await?,
+        TenantCommand::IncidentPolicy { name, policy } => crate::incidents::set_policy(store, &name, policy).await?,
         TenantCommand::Add {
             name,
             domains,

@@ -1,0 +1,310 @@
+//! The watch over applications' behaviour (see `ferry_core::incident`):
+//! each round, on the one delivery node holding the watch, it reads the
+//! events since its last round, gathers each application's figures for the
+//! hour so far, judges them against the application's baseline and opens
+//! an incident when they say so, under the tenant's policy (its alert goes
+//! out with it; `suspend` also disables the application). Each finished
+//! hour's figures are kept for the baselines to come, except an hour under
+//! an open incident: a breach never becomes what is usual. Held mail past
+//! its retention is discarded here too.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::Clock;
+use ferry_core::audit::AuditEntry;
+use ferry_core::config::IncidentWatch;
+use ferry_core::event::EventKind;
+use ferry_core::incident::{self, Baseline, HourFigures, Incident, Policy, SignIns, WEEK_HOURS};
+use ferry_core::usage::{HOUR_MS, MINUTE_MS, Scope};
+use ferry_store::{Store, StoreError};
+
+use crate::metrics::Metrics;
+
+/// The name the watch is held under (see `Events::hold_receiver`).
+const WATCH: &str = "ferry:incident-watch";
+/// Events read in one batch, and at most in one round: a round that falls
+/// behind catches up over the next ones.
+const EVENTS_BATCH: usize = 1_000;
+const EVENTS_PER_ROUND: usize = 200_000;
+/// Held messages looked at for retention in one round.
+const HELD_PER_ROUND: usize = 10_000;
+
+type AppKey = (String, String);
+
+pub struct Watch {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub rules: IncidentWatch,
+    /// This node, as the watch's holder.
+    pub holder: String,
+    pub tally: tokio::sync::Mutex<Tally>,
+}
+
+/// What the holder has read of the hour being watched.
+#[derive(Default)]
+pub struct Tally {
+    /// The hour being tallied; 0 until the first round holding the watch.
+    hour: u64,
+    /// Each tenant's position in its event log.
+    cursors: HashMap<String, String>,
+    /// The recipient domains of each application's accepted mail, by hour.
+    domains: HashMap<(String, String, u64), BTreeSet<String>>,
+    /// Baselines made for `hour`.
+    baselines: HashMap<AppKey, Baseline>,
+}
+
+impl crate::periodic::Round for Watch {
+    fn every(&self) -> Duration {
+        Duration::from_secs(self.rules.every_secs)
+    }
+
+    async fn round(&self) {
+        if let Err(e) = self.look().await {
+            tracing::warn!(error = %e, "cannot watch the applications' behaviour this round");
+        }
+        if let Err(e) = self.expire_held().await {
+            tracing::warn!(error = %e, "cannot discard the held mail past its retention");
+        }
+    }
+}
+
+impl Watch {
+    async fn look(&self) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let mut tally = self.tally.lock().await;
+        let hold_ms = self.rules.every_secs.saturating_mul(3_000).max(30_000);
+        if self
+            .store
+            .hold_receiver(WATCH, &self.holder, now, hold_ms)
+            .await?
+            .is_none()
+        {
+            // Another node watches; when it is ours again, start afresh.
+            *tally = Tally::default();
+            return Ok(());
+        }
+        let hour = now / HOUR_MS;
+        if tally.hour == 0 {
+            tally.hour = hour;
+        }
+        let tenants: Vec<String> = self.store.tenants().await?.into_iter().map(|t| t.name).collect();
+        self.read_events(&mut tally, &tenants).await?;
+        if tally.hour < hour {
+            self.close_hour(&mut tally).await?;
+            tally.hour = hour;
+            tally.baselines.clear();
+        }
+        let minutes = (now % HOUR_MS) / MINUTE_MS;
+        for (app, figures) in self.hour_figures(&tally, hour).await? {
+            self.judge(&mut tally, app, figures, minutes, now).await?;
+        }
+        self.metrics.watch_rounds.inc();
+        Ok(())
+    }
+
+    /// Takes the recipient domains of accepted mail from each tenant's log,
+    /// from the start of the watched hour on.
+    async fn read_events(&self, tally: &mut Tally, tenants: &[String]) -> Result<(), StoreError> {
+        let mut budget = EVENTS_PER_ROUND;
+        let from_hour = tally.hour;
+        for tenant in tenants {
+            let mut cursor = match tally.cursors.get(tenant) {
+                Some(c) => c.clone(),
+                None => self.store.cursor_at(from_hour * HOUR_MS),
+            };
+            while budget > 0 {
+                let batch = self.store.events(tenant, Some(&cursor), EVENTS_BATCH).await?;
+                let Some((last, _)) = batch.last() else { break };
+                cursor = last.clone();
+                budget = budget.saturating_sub(batch.len());
+                for (_, record) in batch.iter().filter(|(_, r)| r.kind == EventKind::Accepted) {
+                    let hour = record.at_ms / HOUR_MS;
+                    if hour < from_hour {
+                        continue;
+                    }
+                    let domains = tally
+                        .domains
+                        .entry((record.tenant.clone(), record.app.clone(), hour))
+                        .or_default();
+                    domains.extend(
+                        record
+                            .recipients
+                            .iter()
+                            .filter_map(|r| r.rsplit_once('@'))
+                            .map(|(_, d)| d.to_ascii_lowercase()),
+                    );
+                }
+            }
+            tally.cursors.insert(tenant.clone(), cursor);
+        }
+        Ok(())
+    }
+
+    /// Every application's figures in `hour`, from the store's hourly usage
+    /// and outcome counts and the tallied domains.
+    async fn hour_figures(&self, tally: &Tally, hour: u64) -> Result<BTreeMap<AppKey, HourFigures>, StoreError> {
+        let usage = self.store.hours(hour, hour + 1).await?;
+        let outcomes = self.store.outcomes(hour, hour + 1).await?;
+        let mut apps: BTreeSet<AppKey> = usage
+            .iter()
+            .filter_map(|u| match &u.scope {
+                Scope::App { tenant, app } => Some((tenant.clone(), app.clone())),
+                _ => None,
+            })
+            .collect();
+        apps.extend(outcomes.iter().map(|c| (c.tenant.clone(), c.app.clone())));
+        let mut out = BTreeMap::new();
+        for (tenant, app) in apps {
+            let mut figures = incident::figures(&tenant, &app, &usage, &outcomes, &[])
+                .into_iter()
+                .find(|f| f.hour == hour)
+                .unwrap_or(HourFigures {
+                    hour,
+                    ..HourFigures::default()
+                });
+            figures.domains = tally
+                .domains
+                .get(&(tenant.clone(), app.clone(), hour))
+                .map_or(0, |d| d.len() as u64);
+            out.insert((tenant, app), figures);
+        }
+        Ok(out)
+    }
+
+    /// Keeps the watched hour's figures of every application active in it,
+    /// but an application's under an open incident.
+    async fn close_hour(&self, tally: &mut Tally) -> Result<(), StoreError> {
+        let hour = tally.hour;
+        let keep_from = hour.saturating_sub((self.rules.signals.baseline_weeks + 1) * WEEK_HOURS);
+        for ((tenant, app), figures) in self.hour_figures(tally, hour).await? {
+            if self.store.open_incident_of(&tenant, &app).await?.is_some() {
+                continue;
+            }
+            self.store.save_figures(&tenant, &app, &[figures], keep_from).await?;
+        }
+        tally.domains.retain(|(_, _, h), _| *h > hour);
+        Ok(())
+    }
+
+    async fn judge(
+        &self,
+        tally: &mut Tally,
+        (tenant, app): AppKey,
+        figures: HourFigures,
+        minutes: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        if self.store.open_incident_of(&tenant, &app).await?.is_some() {
+            return Ok(());
+        }
+        let weeks = self.rules.signals.baseline_weeks;
+        let key = (tenant.clone(), app.clone());
+        let baseline = match tally.baselines.get(&key) {
+            Some(b) => b.clone(),
+            None => {
+                let from = figures.hour.saturating_sub(weeks * WEEK_HOURS);
+                let history = self.store.figures(&tenant, &app, from, figures.hour).await?;
+                let b = Baseline::of(&history, figures.hour, weeks);
+                tally.baselines.insert(key, b.clone());
+                b
+            }
+        };
+        let Some(finding) = incident::assess(&figures, minutes, &baseline, &SignIns::default(), &self.rules.signals)
+        else {
+            return Ok(());
+        };
+        if self.judged_this_hour(&tenant, &app, figures.hour).await? {
+            return Ok(());
+        }
+        let policy = self
+            .store
+            .tenant(&tenant)
+            .await?
+            .map_or(Policy::default(), |t| t.incident_policy);
+        let incident = Incident::of(finding, &tenant, &app, policy, now);
+        if !self.store.open_incident(incident.clone()).await? {
+            return Ok(());
+        }
+        for e in &incident.evidence {
+            self.metrics.incidents.with_label_values(&[e.signal.as_str()]).inc();
+        }
+        let signals: Vec<&str> = incident.evidence.iter().map(|e| e.signal.as_str()).collect();
+        tracing::warn!(
+            target: "ferry::incident",
+            incident = %incident.id,
+            tenant = %tenant,
+            app = %app,
+            severity = ?incident.severity,
+            policy = ?policy,
+            signals = %signals.join(", "),
+            "incident opened: the application is not behaving like itself"
+        );
+        if policy == Policy::Suspend {
+            self.suspend(&incident).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether a person already closed an incident raised by this hour's
+    /// figures: the same figures must not raise it again.
+    async fn judged_this_hour(&self, tenant: &str, app: &str, hour: u64) -> Result<bool, StoreError> {
+        let recent = self.store.incidents(Some(tenant), 100).await?;
+        Ok(recent.iter().any(|i| i.app == app && i.hour == hour && !i.is_open()))
+    }
+
+    /// Disables the application (its sign-ins get `535 5.7.8`) until an
+    /// admin enables it again.
+    async fn suspend(&self, incident: &Incident) -> Result<(), StoreError> {
+        let Some(mut app) = self.store.app(&incident.app).await? else {
+            return Ok(());
+        };
+        if !app.enabled {
+            return Ok(());
+        }
+        app.enabled = false;
+        app.credential_version += 1;
+        self.store.update_app(app).await?;
+        let now = self.clock.now_ms();
+        self.store
+            .append_audit(AuditEntry {
+                id: ferry_core::QueueId::generate().to_string(),
+                at_ms: now,
+                actor: "ferry".into(),
+                role: "incident-watch".into(),
+                action: "app.suspend".into(),
+                object: incident.app.clone(),
+                before: Some(serde_json::json!({ "enabled": true })),
+                after: Some(serde_json::json!({ "enabled": false, "incident": incident.id })),
+            })
+            .await
+    }
+
+    /// Discards held mail older than the retention, with its `discarded`
+    /// events; every node may do it (a message is discarded once).
+    async fn expire_held(&self) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let before = now.saturating_sub(self.rules.held_retention_days.saturating_mul(86_400_000));
+        let held = self.store.held(None, HELD_PER_ROUND).await?;
+        let mut discarded = 0usize;
+        for (message, incident) in held.iter().filter(|(m, _)| m.received_ms < before) {
+            match self.store.discard_held(&message.id, now).await {
+                Ok(()) => discarded += 1,
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+            tracing::debug!(id = %message.id, incident = %incident, "held message past its retention discarded");
+        }
+        if discarded > 0 {
+            tracing::warn!(
+                target: "ferry::incident",
+                messages = discarded,
+                retention_days = self.rules.held_retention_days,
+                "held mail past its retention discarded"
+            );
+        }
+        Ok(())
+    }
+}
