@@ -115,7 +115,8 @@ def as_finance(browser, args, summary):
     for row in outcomes["applications"]:
         tr = p.page.locator(f'#apps tr[data-app="{row["app"]}"] td.num')
         shown = [tr.nth(i).get_attribute("data-value") for i in range(tr.count())]
-        keys = ("relayed", "refused_total", "delivered", "deferred", "bounced", "bounced_later", "complained")
+        keys = ("relayed", "refused_total", "delivered", "deferred", "bounced", "bounced_later", "complained",
+                "held", "released", "discarded")
         wanted = [str(row[k]) for k in keys]
         check(shown[:-1] == wanted, f"{row['app']}: {shown} vs {wanted}")
         # The complaint rate: a fraction the page shows as a percentage.
@@ -124,6 +125,8 @@ def as_finance(browser, args, summary):
         check((rate is None and shown_rate == "") or (rate is not None and float(shown_rate) == rate),
               f"{row['app']}: complaint rate {shown_rate!r} vs {rate!r}")
     summary["apps"] = len(outcomes["applications"])
+    # Finance does not see incidents: the section stays hidden.
+    check(p.page.locator("#incidents-section").is_hidden(), "no incidents section for finance")
     downloads(p, args, period, None)
     # One tenant chosen: the chart is its own, the download its row only.
     p.page.select_option("#tenant", args.other_tenant)
@@ -168,6 +171,8 @@ def as_tenant_admin(browser, args):
     check([t["tenant"] for t in api["tenants"]] == [args.tenant], f"the API agrees: {api['tenants']}")
     apps = p.page.locator("#apps tbody tr td:first-child").all_inner_texts()
     check(apps and all(a == args.tenant for a in apps), f"applications of its own tenant: {apps}")
+    # Its own tenant's incidents: none open.
+    p.shows("#incidents", "every application behaves like itself")
     # Signing out forgets the token.
     p.page.click("#sign-out")
     check(p.page.evaluate("sessionStorage.length") == 0, "the token is forgotten")

@@ -2,7 +2,8 @@
 //! messages relayed (the ledger's count), refused by reason, and its
 //! recipients delivered, deferred and bounced, and those that bounced
 //! later or complained (reports taken in by the inbound listener), with its
-//! complaint rate (see `ferry_core::outcome` for the units). JSON or CSV;
+//! complaint rate, and its messages held under an incident, released and
+//! discarded (see `ferry_core::outcome` for the units). JSON or CSV;
 //! the same bytes from the CLI and the API.
 
 use std::collections::BTreeMap;
@@ -28,6 +29,11 @@ pub struct AppOutcomes {
     pub bounced_later: u64,
     /// Recipients who complained (ARF).
     pub complained: u64,
+    /// Messages held under an incident on the application, and of those
+    /// (in this period or an earlier one) released and discarded.
+    pub held: u64,
+    pub released: u64,
+    pub discarded: u64,
 }
 
 impl AppOutcomes {
@@ -72,6 +78,9 @@ pub async fn report(
             Outcome::Bounced => r.bounced += count.count,
             Outcome::BouncedLater => r.bounced_later += count.count,
             Outcome::Complained => r.complained += count.count,
+            Outcome::Held => r.held += count.count,
+            Outcome::Released => r.released += count.count,
+            Outcome::Discarded => r.discarded += count.count,
             Outcome::Refused(reason) => *r.refused.entry(reason).or_default() += count.count,
         }
     }
@@ -127,6 +136,9 @@ pub fn csv(rows: &[AppOutcomes], from_ms: u64, to_ms: u64) -> String {
         line("bounced", "", r.bounced);
         line("bounced_later", "", r.bounced_later);
         line("complained", "", r.complained);
+        line("held", "", r.held);
+        line("released", "", r.released);
+        line("discarded", "", r.discarded);
     }
     out
 }

@@ -27,6 +27,13 @@ pub enum Outcome {
     BouncedLater,
     /// Reported as unwanted by its recipient (an ARF complaint).
     Complained,
+    /// Accepted while its application was under an incident that holds its
+    /// mail (see `ferry_core::incident`): kept, not delivered. Messages.
+    Held,
+    /// Held, then released by a person: delivered as normal. Messages.
+    Released,
+    /// Held, then discarded by a person or past the retention. Messages.
+    Discarded,
     /// Refused, with the refusal's reason label (`auth_failed`, `virus`, ...).
     Refused(String),
 }
@@ -41,6 +48,9 @@ impl Outcome {
             "bounced" => Some(Outcome::Bounced),
             "bounced_later" => Some(Outcome::BouncedLater),
             "complained" => Some(Outcome::Complained),
+            "held" => Some(Outcome::Held),
+            "released" => Some(Outcome::Released),
+            "discarded" => Some(Outcome::Discarded),
             _ => key
                 .strip_prefix("refused.")
                 .filter(|reason| !reason.is_empty())
@@ -57,6 +67,9 @@ impl fmt::Display for Outcome {
             Outcome::Bounced => f.write_str("bounced"),
             Outcome::BouncedLater => f.write_str("bounced_later"),
             Outcome::Complained => f.write_str("complained"),
+            Outcome::Held => f.write_str("held"),
+            Outcome::Released => f.write_str("released"),
+            Outcome::Discarded => f.write_str("discarded"),
             Outcome::Refused(reason) => write!(f, "refused.{reason}"),
         }
     }
@@ -91,6 +104,18 @@ impl OutcomeCount {
             outcome: Outcome::parse(outcome)?,
             count,
         })
+    }
+
+    /// One message of `message`'s application, held, released or
+    /// discarded at `at_ms`.
+    pub fn message(message: &QueuedMessage, outcome: Outcome, at_ms: u64) -> OutcomeCount {
+        OutcomeCount {
+            hour: at_ms / HOUR_MS,
+            tenant: message.tenant.clone(),
+            app: message.app.clone(),
+            outcome,
+            count: 1,
+        }
     }
 
     /// One refusal of `app`'s mail at `at_ms`.
@@ -146,6 +171,9 @@ mod tests {
             Outcome::Delivered,
             Outcome::Deferred,
             Outcome::Bounced,
+            Outcome::Held,
+            Outcome::Released,
+            Outcome::Discarded,
             Outcome::Refused("virus".into()),
         ] {
             assert_eq!(Outcome::parse(&outcome.to_string()), Some(outcome));

@@ -4,9 +4,10 @@
 //! hour so far, judges them against the application's baseline and opens
 //! an incident when they say so, under the tenant's policy (its alert goes
 //! out with it; `suspend` also disables the application). Each finished
-//! hour's figures are kept for the baselines to come, except an hour under
-//! an open incident: a breach never becomes what is usual. Held mail past
-//! its retention is discarded here too.
+//! hour's figures are kept for the baselines to come; a baseline leaves out
+//! the hours of an incident still open or found compromised (a breach never
+//! becomes what is usual) and keeps a false alarm's (it learns from it).
+//! Held mail past its retention is discarded here too.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use ferry_core::Clock;
 use ferry_core::audit::AuditEntry;
 use ferry_core::config::IncidentWatch;
 use ferry_core::event::EventKind;
-use ferry_core::incident::{self, Baseline, HourFigures, Incident, Policy, SignIns, WEEK_HOURS};
+use ferry_core::incident::{self, Baseline, HourFigures, Incident, Policy, SignIns, Verdict, WEEK_HOURS};
 use ferry_core::usage::{HOUR_MS, MINUTE_MS, Scope};
 use ferry_store::{Store, StoreError};
 
@@ -28,6 +29,8 @@ const WATCH: &str = "ferry:incident-watch";
 /// behind catches up over the next ones.
 const EVENTS_BATCH: usize = 1_000;
 const EVENTS_PER_ROUND: usize = 200_000;
+/// A tenant's incidents read to judge one of its applications.
+const RECENT_INCIDENTS: usize = 200;
 /// Held messages looked at for retention in one round.
 const HELD_PER_ROUND: usize = 10_000;
 
@@ -174,15 +177,11 @@ impl Watch {
         Ok(out)
     }
 
-    /// Keeps the watched hour's figures of every application active in it,
-    /// but an application's under an open incident.
+    /// Keeps the watched hour's figures of every application active in it.
     async fn close_hour(&self, tally: &mut Tally) -> Result<(), StoreError> {
         let hour = tally.hour;
         let keep_from = hour.saturating_sub((self.rules.signals.baseline_weeks + 1) * WEEK_HOURS);
         for ((tenant, app), figures) in self.hour_figures(tally, hour).await? {
-            if self.store.open_incident_of(&tenant, &app).await?.is_some() {
-                continue;
-            }
             self.store.save_figures(&tenant, &app, &[figures], keep_from).await?;
         }
         tally.domains.retain(|(_, _, h), _| *h > hour);
@@ -206,7 +205,9 @@ impl Watch {
             Some(b) => b.clone(),
             None => {
                 let from = figures.hour.saturating_sub(weeks * WEEK_HOURS);
-                let history = self.store.figures(&tenant, &app, from, figures.hour).await?;
+                let mut history = self.store.figures(&tenant, &app, from, figures.hour).await?;
+                let breached = self.breached_hours(&tenant, &app).await?;
+                history.retain(|f| !breached.iter().any(|hours| hours.contains(&f.hour)));
                 let b = Baseline::of(&history, figures.hour, weeks);
                 tally.baselines.insert(key, b.clone());
                 b
@@ -248,10 +249,22 @@ impl Watch {
         Ok(())
     }
 
+    /// The hours of the application's incidents that are open or were
+    /// found compromised: from the hour that raised each to its closing.
+    async fn breached_hours(&self, tenant: &str, app: &str) -> Result<Vec<std::ops::RangeInclusive<u64>>, StoreError> {
+        let incidents = self.store.incidents(Some(tenant), RECENT_INCIDENTS).await?;
+        Ok(incidents
+            .iter()
+            .filter(|i| i.app == app)
+            .filter(|i| i.resolution.as_ref().is_none_or(|r| r.verdict == Verdict::Compromised))
+            .map(|i| i.hour..=i.resolution.as_ref().map_or(u64::MAX, |r| r.at_ms / HOUR_MS))
+            .collect())
+    }
+
     /// Whether a person already closed an incident raised by this hour's
     /// figures: the same figures must not raise it again.
     async fn judged_this_hour(&self, tenant: &str, app: &str, hour: u64) -> Result<bool, StoreError> {
-        let recent = self.store.incidents(Some(tenant), 100).await?;
+        let recent = self.store.incidents(Some(tenant), RECENT_INCIDENTS).await?;
         Ok(recent.iter().any(|i| i.app == app && i.hour == hour && !i.is_open()))
     }
 

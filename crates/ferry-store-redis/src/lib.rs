@@ -77,7 +77,7 @@ use ferry_core::event::{EventKind, EventRecord, ReceiverState};
 use ferry_core::incident::{HourFigures, Incident, Resolution};
 use ferry_core::lockout::{FailureCount, Lockout, LockoutRules, SignInState, Subject};
 use ferry_core::metering::{Alert, Metering, Window};
-use ferry_core::outcome::{self, OutcomeCount};
+use ferry_core::outcome::{self, Outcome, OutcomeCount};
 use ferry_core::return_path::{BounceKey, Sent};
 use ferry_core::sample::Sample;
 use ferry_core::suppression::{self, Suppression};
@@ -590,6 +590,7 @@ impl Queue for RedisStore {
             (message.received_ms, self.keys.enqueued.as_str())
         };
         let accepted = EventRecord::accepted(&message).map(|e| encode(&e)).unwrap_or_default();
+        let held_count = OutcomeCount::message(&message, Outcome::Held, message.received_ms);
         let refused: i64 = self
             .run(
                 self.scripts
@@ -602,6 +603,8 @@ impl Queue for RedisStore {
                     .key(&self.keys.sent_times)
                     .key(&self.keys.holding)
                     .key(&self.keys.held)
+                    .key(&self.keys.outcome_hours)
+                    .key(self.keys.outcomes(held_count.hour))
                     .arg(id)
                     .arg(due)
                     .arg(encode(&message))
@@ -618,7 +621,9 @@ impl Queue for RedisStore {
                         &message,
                         EventKind::Held,
                         message.received_ms,
-                    ))),
+                    )))
+                    .arg(held_count.field())
+                    .arg(held_count.hour),
             )
             .await?;
         if refused < 0 {
@@ -1410,19 +1415,28 @@ impl RedisStore {
             return Err(StoreError::NotFound(format!("held message {id}")));
         };
         let message: QueuedMessage = decode(&envelope)?;
+        let outcome = match kind {
+            EventKind::Released => Outcome::Released,
+            _ => Outcome::Discarded,
+        };
+        let count = OutcomeCount::message(&message, outcome, now_ms);
         let mut invocation = self.scripts.held.key(&self.keys.held);
         invocation
             .key(&self.keys.due)
             .key(self.keys.events(&message.tenant))
             .key(&self.keys.event_tenants)
             .key(self.keys.message(id.as_str()))
+            .key(&self.keys.outcome_hours)
+            .key(self.keys.outcomes(count.hour))
             .arg(id.as_str())
             .arg(now_ms)
             .arg(mode)
             .arg(&message.tenant)
             .arg(encode(&EventRecord::about(&message, kind, now_ms)))
             .arg(plan)
-            .arg(&self.keys.enqueued);
+            .arg(&self.keys.enqueued)
+            .arg(count.field())
+            .arg(count.hour);
         match self.run::<i64>(&invocation).await? {
             1 => self.replicated().await,
             _ => Err(StoreError::NotFound(format!("held message {id}"))),

@@ -1256,6 +1256,20 @@ pub async fn mail_is_held_under_an_incident_until_released_or_discarded(store: &
             EventKind::Discarded
         ]
     );
+    let mut counted: Vec<(String, u64)> = store
+        .outcomes(now / HOUR_MS, now / HOUR_MS + 1)
+        .await
+        .expect("outcomes")
+        .into_iter()
+        .filter(|c| c.app == "a")
+        .map(|c| (c.outcome.to_string(), c.count))
+        .collect();
+    counted.sort();
+    assert_eq!(
+        counted,
+        [("discarded".into(), 1), ("held".into(), 2), ("released".into(), 1)],
+        "each counted once for the outcome report"
+    );
 
     // Closed, the incident holds no new mail.
     let resolution = Resolution {

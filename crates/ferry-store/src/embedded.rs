@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use ferry_core::audit::AuditEntry;
 use ferry_core::lockout::{self, Lockout, LockoutRules, SignInState, Subject};
-use ferry_core::outcome::{self, OutcomeCount};
+use ferry_core::outcome::{self, Outcome as OutcomeKind, OutcomeCount};
 use ferry_core::sample::Sample;
 use ferry_core::token::ApiToken;
 use ferry_core::{Application, QueueId, QueuedMessage, Tenant};
@@ -662,6 +662,11 @@ fn unhold(
             EventKind::Discarded
         }
     };
+    let outcome = match kind {
+        EventKind::Released => OutcomeKind::Released,
+        _ => OutcomeKind::Discarded,
+    };
+    ledger::add_outcomes(txn, &[OutcomeCount::message(&message, outcome, now_ms)])?;
     let changes = Changes {
         events: vec![EventRecord::about(&message, kind, now_ms)],
         suppress: Vec::new(),
@@ -700,6 +705,7 @@ fn enqueue(txn: &redb::WriteTransaction, m: &QueuedMessage, metering: Option<&Me
         Some(incident) => {
             incidents::hold(txn, id, incident)?;
             events.push(EventRecord::about(m, EventKind::Held, m.received_ms));
+            ledger::add_outcomes(txn, &[OutcomeCount::message(m, OutcomeKind::Held, m.received_ms)])?;
         }
     }
     if let Some(sent) = Sent::of(m) {

@@ -95,11 +95,17 @@ async function load() {
       api("/v1/reports/outcomes?" + query({ format: "json" })).then((r) => r.json()),
     ]);
     overview = o;
+    // Finance does not see incidents (they are about applications' behaviour): no section then.
+    const tenant = $("tenant").value;
+    const incidents = o.caller.role === "finance" ? null
+      : await api("/v1/incidents?open=true" + (tenant ? "&tenant=" + encodeURIComponent(tenant) : ""))
+        .then((r) => r.json());
     showCaller();
     fillControls();
     showYear();
     showChart();
     showApps(outcomes.applications);
+    showIncidents(incidents);
     $("status").textContent = `Figures as of ${when(o.now, true)} (${o.time_zone}).`;
   } catch (e) {
     if (e.message !== "unauthorised") $("status").textContent = "Could not load the figures: " + e.message;
@@ -261,10 +267,27 @@ function showApps(rows) {
     num(r.bounced),
     num(r.bounced_later),
     num(r.complained),
+    num(r.held),
+    num(r.released),
+    num(r.discarded),
     // Complaints per recipient delivered: mailbox providers act at 0.3 %.
     num(r.complaint_rate ?? "", r.complaint_rate == null ? "–" : `${(r.complaint_rate * 100).toFixed(2)} %`)));
-  if (!body.length) body.push(el("tr", {}, el("td", { colspan: 11 }, "No application sent or was refused in the period.")));
+  if (!body.length) body.push(el("tr", {}, el("td", { colspan: 14 }, "No application sent or was refused in the period.")));
   $("apps").tBodies[0].replaceChildren(...body);
+}
+
+function showIncidents(list) {
+  $("incidents-section").hidden = list === null;
+  if (list === null) return;
+  const body = list.map((i) => el("tr", { "data-incident": i.id },
+    el("td", {}, i.tenant),
+    el("th", { scope: "row" }, i.app),
+    el("td", {}, when(new Date(i.opened_ms).toISOString(), true)),
+    el("td", {}, i.severity),
+    el("td", {}, i.policy),
+    el("td", {}, i.evidence.map((e) => e.detail).join("; "))));
+  if (!body.length) body.push(el("tr", {}, el("td", { colspan: 6 }, "None: every application behaves like itself.")));
+  $("incidents").tBodies[0].replaceChildren(...body);
 }
 
 // The report as the API sends it, saved as a file: the bytes are not touched.

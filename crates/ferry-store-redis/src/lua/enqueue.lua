@@ -10,7 +10,9 @@
 -- ARGV[9] the event's time, ARGV[10] its `Sent` record ('' for none),
 -- kept at KEYS[5] and indexed in KEYS[6] by ARGV[11], its id's time.
 -- KEYS[7] the applications whose mail is held, KEYS[8] the held messages;
--- ARGV[12] the application (`tenant\tapp`), ARGV[13] its `held` event.
+-- ARGV[12] the application (`tenant\tapp`), ARGV[13] its `held` event;
+-- a held message is counted in KEYS[10] (the outcome counts of hour
+-- ARGV[15]) under field ARGV[14], the hour noted in KEYS[9].
 -- Returns 0 when spooled, -1 when held (neither due nor counted: its
 -- application is under an incident), or the 1-based index of the cap that
 -- refused it.
@@ -20,6 +22,8 @@ if incident then
   redis.call('HSET', KEYS[8], ARGV[1], incident)
   if ARGV[7] ~= '' then log_event(KEYS[4], KEYS[3], ARGV[8], ARGV[9], ARGV[7]) end
   log_event(KEYS[4], KEYS[3], ARGV[8], ARGV[9], ARGV[13])
+  redis.call('ZADD', KEYS[9], ARGV[15], ARGV[15])
+  redis.call('HINCRBY', KEYS[10], ARGV[14], 1)
   if ARGV[10] ~= '' then
     redis.call('SET', KEYS[5], ARGV[10])
     redis.call('ZADD', KEYS[6], ARGV[11], ARGV[1])
