@@ -79,6 +79,9 @@ impl World {
             // A small application: its bursts are small too.
             ("incidents.signals.volume_floor", "20"),
             ("incidents.signals.domains_floor", "10"),
+            // Password guessing locks a pair out after 3 failures, briefly.
+            ("auth.lockout_failures", "3"),
+            ("auth.lockout_secs", "2"),
         ];
         if cluster {
             settings.extend([("store.backend", "redis"), ("store.redis.url", url.as_str())]);
@@ -370,8 +373,15 @@ fn breach_is_held(w: &World) {
 
 #[test]
 fn suspend_refuses_sign_ins_until_enabled_and_alert_only_alerts() {
-    let w = World::start(false, &[("payroll", "payroll@acme.test"), ("news", "news@acme.test")]);
-    let (payroll, news) = (w.passwords[0].clone(), w.passwords[1].clone());
+    let w = World::start(
+        false,
+        &[
+            ("payroll", "payroll@acme.test"),
+            ("news", "news@acme.test"),
+            ("guessed", "guessed@acme.test"),
+        ],
+    );
+    let (payroll, news, guessed) = (w.passwords[0].clone(), w.passwords[1].clone(), w.passwords[2].clone());
 
     let (status, t) = w.api(
         0,
@@ -433,4 +443,23 @@ fn suspend_refuses_sign_ins_until_enabled_and_alert_only_alerts() {
             .count();
         (kinds == 2).then_some(())
     });
+
+    // A guessed password: locked out, then signed in from the same address.
+    assert!(w.incidents("guessed").is_empty());
+    for _ in 0..3 {
+        let mut smtp = Smtp::submission(node.submission.expect("submission"), &node.pki.ca_der);
+        let reply = smtp.auth_plain("guessed", "not-the-password");
+        assert!(reply.starts_with("535"), "{reply}");
+    }
+    wait_for(
+        "guessed signs in once the lockout ends",
+        Duration::from_secs(20),
+        || {
+            let mut smtp = Smtp::submission(node.submission.expect("submission"), &node.pki.ca_der);
+            smtp.auth_plain("guessed", &guessed).starts_with("235").then_some(())
+        },
+    );
+    let incident = w.wait_incident("guessed");
+    assert_eq!(incident["severity"], "medium", "{incident}");
+    assert_eq!(incident["evidence"][0]["signal"], "lockout_then_success", "{incident}");
 }

@@ -114,6 +114,52 @@ pub struct SignIns {
     pub lockout_then_success: bool,
 }
 
+impl SignIns {
+    /// The facts of one application, from the store's list of all.
+    pub fn of(facts: &[SignInFact], tenant: &str, app: &str) -> SignIns {
+        let mut out = SignIns::default();
+        for f in facts.iter().filter(|f| f.tenant == tenant && f.app == app) {
+            match f.kind {
+                SignInKind::NewSource(ip) if !out.new_sources.contains(&ip) => out.new_sources.push(ip),
+                SignInKind::NewSource(_) => {}
+                SignInKind::AfterLockout => out.lockout_then_success = true,
+            }
+        }
+        out
+    }
+}
+
+/// Whether the application's allowed networks are wide enough that a new
+/// source address says something: one wider than a /24 (a /56 for IPv6).
+/// Within a narrow allowlist an attacker's address is refused anyway.
+pub fn watches_sources(allowed: &[ipnet::IpNet]) -> bool {
+    allowed.iter().any(|n| match n {
+        ipnet::IpNet::V4(n) => n.prefix_len() < 24,
+        ipnet::IpNet::V6(n) => n.prefix_len() < 56,
+    })
+}
+
+/// A sign-in worth the watch's attention, kept by the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInFact {
+    pub at_ms: u64,
+    pub tenant: String,
+    pub app: String,
+    pub kind: SignInKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInKind {
+    /// From an address it never signed in from, having signed in from others.
+    NewSource(std::net::IpAddr),
+    /// Signed in while a password-guessing lockout on it was recent.
+    AfterLockout,
+}
+
+/// How long a store keeps sign-in facts: past any hour the watch judges.
+pub const SIGN_IN_FACTS_MS: u64 = 2 * 24 * crate::usage::HOUR_MS;
+
 /// The thresholds, each with a default chosen so that ordinary variation
 /// does not reach it (see the README for why each).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -109,7 +109,13 @@ pub struct Authenticator {
     lockouts: prometheus::IntCounterVec,
     /// People's accounts, for usernames that are not Ferry applications.
     directory: Option<Directory>,
+    /// (application, address) pairs this node has told the store of, so
+    /// that a source is written once per node, not at every sign-in.
+    seen_sources: Mutex<std::collections::HashSet<(String, IpAddr)>>,
 }
+
+/// The most pairs `seen_sources` holds before it starts afresh.
+const MAX_SEEN_SOURCES: usize = 100_000;
 
 /// A successful login: the application and its tenant.
 pub struct Login {
@@ -135,6 +141,7 @@ impl Authenticator {
             lockouts,
             settings,
             directory: None,
+            seen_sources: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -171,14 +178,47 @@ impl Authenticator {
             Err(AuthFailure::UnknownUser | AuthFailure::WrongPassword) => {
                 self.count_failure(user, ip, &state, now).await;
             }
-            Ok(_) if state.pair.failures > 0 => {
-                if let Err(e) = self.store.clear_pair(user, ip).await {
+            Ok(login) => {
+                if state.pair.failures > 0
+                    && let Err(e) = self.store.clear_pair(user, ip).await
+                {
                     tracing::warn!(error = %e, "cannot clear the failed sign-ins of a signed-in pair");
                 }
+                self.observe(&login.app, ip, &state, now).await;
             }
             _ => {}
         }
         result.map_err(|failure| SignInRefused { failure, owner })
+    }
+
+    /// Tells the incident watch (through the store) of a sign-in worth its
+    /// attention: one after a password-guessing lockout (of this address
+    /// on it, or of its username from anywhere when this address is not
+    /// one of its own networks), and one from an address new to an
+    /// application allowed from wide networks. Each address once per node.
+    async fn observe(&self, app: &Application, ip: IpAddr, state: &SignInState, now: u64) {
+        let guessed =
+            state.pair.locked_until_ms > 0 || (state.username.locked_until_ms > 0 && !lockout::own_address(app, ip));
+        if guessed && let Err(e) = self.store.note_after_lockout(&app.tenant, &app.username, now).await {
+            tracing::warn!(error = %e, "cannot note a sign-in after a lockout");
+        }
+        if !ferry_core::incident::watches_sources(&app.allowed_networks) {
+            return;
+        }
+        let key = (app.username.clone(), ferry_core::policy::canonical_ip(ip));
+        {
+            let mut seen = lock(&self.seen_sources);
+            if seen.len() >= MAX_SEEN_SOURCES {
+                seen.clear();
+            }
+            if !seen.insert(key.clone()) {
+                return;
+            }
+        }
+        if let Err(e) = self.store.note_source(&app.tenant, &app.username, key.1, now).await {
+            tracing::warn!(error = %e, "cannot note a sign-in's source address");
+            lock(&self.seen_sources).remove(&key);
+        }
     }
 
     /// The record a username names, and the credentials to check. A

@@ -101,8 +101,19 @@ impl Watch {
             tally.baselines.clear();
         }
         let minutes = (now % HOUR_MS) / MINUTE_MS;
-        for (app, figures) in self.hour_figures(&tally, hour).await? {
-            self.judge(&mut tally, app, figures, minutes, now).await?;
+        let facts = self.store.sign_in_facts(hour * HOUR_MS).await?;
+        let mut figures = self.hour_figures(&tally, hour).await?;
+        for f in &facts {
+            // Signed in without sending yet: judged on its sign-ins.
+            figures.entry((f.tenant.clone(), f.app.clone())).or_insert(HourFigures {
+                hour,
+                ..HourFigures::default()
+            });
+        }
+        for ((tenant, app), figures) in figures {
+            let sign_ins = SignIns::of(&facts, &tenant, &app);
+            self.judge(&mut tally, (tenant, app), figures, &sign_ins, minutes, now)
+                .await?;
         }
         self.metrics.watch_rounds.inc();
         Ok(())
@@ -193,6 +204,7 @@ impl Watch {
         tally: &mut Tally,
         (tenant, app): AppKey,
         figures: HourFigures,
+        sign_ins: &SignIns,
         minutes: u64,
         now: u64,
     ) -> Result<(), StoreError> {
@@ -213,8 +225,7 @@ impl Watch {
                 b
             }
         };
-        let Some(finding) = incident::assess(&figures, minutes, &baseline, &SignIns::default(), &self.rules.signals)
-        else {
+        let Some(finding) = incident::assess(&figures, minutes, &baseline, sign_ins, &self.rules.signals) else {
             return Ok(());
         };
         if self.judged_this_hour(&tenant, &app, figures.hour).await? {

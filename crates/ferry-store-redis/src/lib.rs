@@ -46,7 +46,10 @@
 //! - `P:incidents`: incidents (JSON) by id; `P:open_incidents`:
 //!   `{tenant}\t{app}` → the id of its open one; `P:incident_times`: ids by
 //!   time opened; `P:figures:{tenant}\t{app}`: an application's figures
-//!   of finished hours (hour → JSON), for its baseline.
+//!   of finished hours (hour → JSON), for its baseline;
+//!   `P:sources:{tenant}\t{app}`: the addresses it signed in from (→ first
+//!   seen, ms); `P:sign_in_facts`: sign-ins worth the watch's attention
+//!   (JSON), scored by time.
 //! - `P:sup:{tenant}`: the tenant's suppression list, recipient → entry
 //!   (JSON); `P:soft:{tenant}:{recipient}`: the times of its recent soft
 //!   bounces, expiring with the window.
@@ -74,7 +77,7 @@ use ferry_core::config::{RedisDurability, RedisStore as RedisConfig};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::event::{EventKind, EventRecord, ReceiverState};
-use ferry_core::incident::{HourFigures, Incident, Resolution};
+use ferry_core::incident::{HourFigures, Incident, Resolution, SIGN_IN_FACTS_MS, SignInFact, SignInKind};
 use ferry_core::lockout::{FailureCount, Lockout, LockoutRules, SignInState, Subject};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::{self, Outcome, OutcomeCount};
@@ -123,6 +126,7 @@ struct Scripts {
     receiver: Script,
     incident: Script,
     held: Script,
+    sign_in: Script,
 }
 
 /// How long a message waits for its replicas before it falls due anyway
@@ -197,6 +201,7 @@ impl RedisStore {
                 bounce_key: Script::new(include_str!("lua/bounce_key.lua")),
                 receiver: Script::new(include_str!("lua/receiver.lua")),
                 incident: Script::new(include_str!("lua/incident.lua")),
+                sign_in: Script::new(include_str!("lua/sign_in.lua")),
                 held: Script::new(concat!(
                     include_str!("lua/log.lua"),
                     include_str!("lua/meter.lua"),
@@ -1443,6 +1448,18 @@ impl RedisStore {
         }
     }
 
+    async fn keep_sign_in(&self, fact: &SignInFact, address: &str) -> Result<bool> {
+        let mut invocation = self.scripts.sign_in.key(self.keys.sources(&fact.tenant, &fact.app));
+        invocation
+            .key(&self.keys.sign_in_facts)
+            .arg(address)
+            .arg(fact.at_ms)
+            .arg(encode(fact))
+            .arg(fact.at_ms.saturating_sub(SIGN_IN_FACTS_MS));
+        let kept: i64 = self.run(&invocation).await?;
+        Ok(kept == 1)
+    }
+
     async fn incident_script(&self, mode: &str, incident: &Incident) -> Result<bool> {
         let mut invocation = self.scripts.incident.key(&self.keys.incidents);
         let holds = incident.policy != ferry_core::incident::Policy::Alert;
@@ -1560,6 +1577,38 @@ impl Incidents for RedisStore {
         }
         let () = pipe.query_async(&mut self.conn()).await.map_err(unavailable)?;
         self.replicated().await
+    }
+
+    async fn note_source(&self, tenant: &str, app: &str, address: std::net::IpAddr, at_ms: u64) -> Result<bool> {
+        let fact = SignInFact {
+            at_ms,
+            tenant: tenant.to_string(),
+            app: app.to_string(),
+            kind: SignInKind::NewSource(address),
+        };
+        self.keep_sign_in(&fact, &address.to_string()).await
+    }
+
+    async fn note_after_lockout(&self, tenant: &str, app: &str, at_ms: u64) -> Result<()> {
+        let fact = SignInFact {
+            at_ms,
+            tenant: tenant.to_string(),
+            app: app.to_string(),
+            kind: SignInKind::AfterLockout,
+        };
+        self.keep_sign_in(&fact, "").await.map(drop)
+    }
+
+    async fn sign_in_facts(&self, since_ms: u64) -> Result<Vec<SignInFact>> {
+        let raw: Vec<Vec<u8>> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&self.keys.sign_in_facts)
+                    .arg(since_ms)
+                    .arg("+inf"),
+            )
+            .await?;
+        raw.iter().map(|r| decode(r)).collect()
     }
 
     async fn figures(&self, tenant: &str, app: &str, from: u64, to: u64) -> Result<Vec<HourFigures>> {

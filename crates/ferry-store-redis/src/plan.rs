@@ -45,6 +45,7 @@ pub(crate) struct Keys {
     /// Applications whose new mail is held → the incident; held messages → the incident.
     pub holding: String,
     pub held: String,
+    pub sign_in_facts: String,
 }
 
 impl Keys {
@@ -75,6 +76,7 @@ impl Keys {
             open_incidents: key("open_incidents"),
             incident_times: key("incident_times"),
             holding: key("holding"),
+            sign_in_facts: key("sign_in_facts"),
             held: key("held"),
         }
     }
@@ -132,6 +134,11 @@ impl Keys {
 
     pub fn alert(&self, id: &str) -> String {
         format!("{}:alert:{id}", self.prefix)
+    }
+
+    /// The addresses an application signed in from: address → first ms.
+    pub fn sources(&self, tenant: &str, app: &str) -> String {
+        format!("{}:sources:{tenant}\t{app}", self.prefix)
     }
 
     /// An application's figures of finished hours: hour → JSON.

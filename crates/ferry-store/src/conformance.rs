@@ -27,6 +27,7 @@ macro_rules! conformance_suite {
             webhook_receivers_are_held_by_one_node,
             incidents_open_once_per_application,
             figures_are_kept_per_application_and_hour,
+            sign_in_facts_are_kept_for_the_watch,
             mail_is_held_under_an_incident_until_released_or_discarded
         );
         $crate::conformance_suite!(@each $open, shared:
@@ -1160,6 +1161,55 @@ pub async fn figures_are_kept_per_application_and_hour(store: &dyn Store) {
     assert_eq!(some.iter().map(|f| f.hour).collect::<Vec<_>>(), [106, 107]);
     assert_eq!(store.figures("t", "b", 0, 200).await.expect("other").len(), 1);
     assert!(store.figures("u", "a", 0, 200).await.expect("none").is_empty());
+}
+
+/// An application's first source address is no fact; a later new one is,
+/// once; a sign-in after a lockout is; facts are read by time, and those
+/// past their keeping are forgotten.
+pub async fn sign_in_facts_are_kept_for_the_watch(store: &dyn Store) {
+    use ferry_core::incident::{SIGN_IN_FACTS_MS, SignInKind, SignIns};
+    let ip = |s: &str| -> std::net::IpAddr { s.parse().expect("address") };
+    let t0 = 10 * SIGN_IN_FACTS_MS;
+    assert!(!store.note_source("t", "a", ip("10.0.0.1"), t0).await.expect("first"));
+    assert!(
+        !store
+            .note_source("t", "a", ip("10.0.0.1"), t0 + 1)
+            .await
+            .expect("again")
+    );
+    assert!(
+        !store
+            .note_source("t", "b", ip("10.0.0.2"), t0 + 2)
+            .await
+            .expect("other app's first")
+    );
+    assert!(store.note_source("t", "a", ip("10.9.9.9"), t0 + 3).await.expect("new"));
+    assert!(
+        !store
+            .note_source("t", "a", ip("10.9.9.9"), t0 + 4)
+            .await
+            .expect("known now")
+    );
+    store.note_after_lockout("t", "b", t0 + 5).await.expect("after lockout");
+    let facts = store.sign_in_facts(t0).await.expect("facts");
+    let kinds: Vec<(&str, SignInKind)> = facts.iter().map(|f| (f.app.as_str(), f.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("a", SignInKind::NewSource(ip("10.9.9.9"))),
+            ("b", SignInKind::AfterLockout)
+        ]
+    );
+    assert_eq!(SignIns::of(&facts, "t", "a").new_sources, [ip("10.9.9.9")]);
+    assert!(SignIns::of(&facts, "t", "b").lockout_then_success);
+    assert_eq!(store.sign_in_facts(t0 + 4).await.expect("since").len(), 1);
+    // Past their keeping, forgotten with the next fact.
+    store
+        .note_after_lockout("t", "c", t0 + SIGN_IN_FACTS_MS + 10)
+        .await
+        .expect("later");
+    let facts = store.sign_in_facts(0).await.expect("all");
+    assert_eq!(facts.iter().map(|f| f.app.as_str()).collect::<Vec<_>>(), ["c"]);
 }
 
 /// While an application's incident holds its mail, its messages are queued

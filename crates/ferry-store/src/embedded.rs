@@ -33,7 +33,7 @@ use crate::{Incidents, incidents, log, signins};
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::event::{EventKind, EventRecord, ReceiverState};
-use ferry_core::incident::{HourFigures, Incident, Resolution};
+use ferry_core::incident::{HourFigures, Incident, Resolution, SignInFact, SignInKind};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::return_path::{BounceKey, Sent};
 use ferry_core::suppression::Suppression;
@@ -110,6 +110,7 @@ enum WriteOp {
     },
     DiscardHeld(QueueId, u64),
     ResolveIncident(String, Box<Resolution>),
+    NoteSignIn(Box<SignInFact>),
     SaveFigures {
         tenant: String,
         app: String,
@@ -547,6 +548,13 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
             figures,
             keep_from,
         } => incidents::save_figures(txn, tenant, app, figures, *keep_from)?,
+        WriteOp::NoteSignIn(fact) => {
+            let kept = match fact.kind {
+                SignInKind::NewSource(_) => incidents::note_source(txn, fact)?,
+                SignInKind::AfterLockout => incidents::keep_fact(txn, fact).map(|()| true)?,
+            };
+            return Ok(Ok(Outcome::Applied(kept)));
+        }
         WriteOp::HoldReceiver {
             receiver,
             holder,
@@ -1440,6 +1448,30 @@ impl Incidents for EmbeddedStore {
             keep_from,
         };
         self.write(op).await.map(drop)
+    }
+    async fn note_source(&self, tenant: &str, app: &str, address: IpAddr, at_ms: u64) -> Result<bool> {
+        let fact = SignInFact {
+            at_ms,
+            tenant: tenant.to_string(),
+            app: app.to_string(),
+            kind: SignInKind::NewSource(address),
+        };
+        match self.write(WriteOp::NoteSignIn(Box::new(fact))).await? {
+            Outcome::Applied(new) => Ok(new),
+            _ => Ok(false),
+        }
+    }
+    async fn note_after_lockout(&self, tenant: &str, app: &str, at_ms: u64) -> Result<()> {
+        let fact = SignInFact {
+            at_ms,
+            tenant: tenant.to_string(),
+            app: app.to_string(),
+            kind: SignInKind::AfterLockout,
+        };
+        self.write(WriteOp::NoteSignIn(Box::new(fact))).await.map(drop)
+    }
+    async fn sign_in_facts(&self, since_ms: u64) -> Result<Vec<SignInFact>> {
+        self.read(move |txn| incidents::sign_in_facts(txn, since_ms)).await
     }
     async fn figures(&self, tenant: &str, app: &str, from: u64, to: u64) -> Result<Vec<HourFigures>> {
         let (tenant, app) = (tenant.to_string(), app.to_string());

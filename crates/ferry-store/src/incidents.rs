@@ -3,7 +3,7 @@
 //! whose mail is held (an open incident under `hold` or `suspend`), and
 //! the messages held: queued, never scheduled until released.
 
-use ferry_core::incident::{HourFigures, Incident, Policy, Resolution};
+use ferry_core::incident::{HourFigures, Incident, Policy, Resolution, SIGN_IN_FACTS_MS, SignInFact, SignInKind};
 use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::embedded::backend;
@@ -19,6 +19,10 @@ const HOLDING: TableDefinition<&str, &str> = TableDefinition::new("holding");
 pub(crate) const HELD: TableDefinition<&str, &str> = TableDefinition::new("held");
 /// (`tenant\tapp`, hour) → its figures, for its baseline.
 const FIGURES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("app_figures");
+/// (`tenant\tapp`, address) → when it first signed in from there.
+const SOURCES: TableDefinition<(&str, &str), u64> = TableDefinition::new("app_sources");
+/// (time, a unique suffix) → a sign-in fact (JSON), for the watch.
+const SIGN_IN_FACTS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("sign_in_facts");
 
 pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(INCIDENTS).map_err(backend)?;
@@ -26,6 +30,8 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(HOLDING).map_err(backend)?;
     txn.open_table(HELD).map_err(backend)?;
     txn.open_table(FIGURES).map_err(backend)?;
+    txn.open_table(SOURCES).map_err(backend)?;
+    txn.open_table(SIGN_IN_FACTS).map_err(backend)?;
     Ok(())
 }
 
@@ -170,6 +176,59 @@ pub(crate) fn list(txn: &ReadTransaction, tenant: Option<&str>, limit: usize) ->
         if tenant.is_none_or(|t| t == incident.tenant) {
             out.push(incident);
         }
+    }
+    Ok(out)
+}
+
+/// Remembers a source address; whether it is new to an application that
+/// had others (then also kept as a fact).
+pub(crate) fn note_source(txn: &WriteTransaction, fact: &SignInFact) -> Result<bool> {
+    let SignInKind::NewSource(address) = fact.kind else {
+        return Ok(false);
+    };
+    let key = slot(&fact.tenant, &fact.app);
+    let address = address.to_string();
+    let mut sources = txn.open_table(SOURCES).map_err(backend)?;
+    if sources
+        .get((key.as_str(), address.as_str()))
+        .map_err(backend)?
+        .is_some()
+    {
+        return Ok(false);
+    }
+    let had_others = sources
+        .range((key.as_str(), "")..)
+        .map_err(backend)?
+        .next()
+        .transpose()
+        .map_err(backend)?
+        .is_some_and(|(k, _)| k.value().0 == key);
+    sources
+        .insert((key.as_str(), address.as_str()), fact.at_ms)
+        .map_err(backend)?;
+    if had_others {
+        keep_fact(txn, fact)?;
+    }
+    Ok(had_others)
+}
+
+/// Keeps a sign-in fact, and forgets those past their time.
+pub(crate) fn keep_fact(txn: &WriteTransaction, fact: &SignInFact) -> Result<()> {
+    let mut facts = txn.open_table(SIGN_IN_FACTS).map_err(backend)?;
+    let suffix = format!("{}\t{}\t{:?}", fact.tenant, fact.app, fact.kind);
+    facts
+        .insert((fact.at_ms, suffix.as_str()), encode(fact).as_slice())
+        .map_err(backend)?;
+    let before = fact.at_ms.saturating_sub(SIGN_IN_FACTS_MS);
+    facts.retain_in((0, "")..(before, ""), |_, _| false).map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn sign_in_facts(txn: &ReadTransaction, since_ms: u64) -> Result<Vec<SignInFact>> {
+    let table = txn.open_table(SIGN_IN_FACTS).map_err(backend)?;
+    let mut out = Vec::new();
+    for entry in table.range((since_ms, "")..).map_err(backend)? {
+        out.push(decode(entry.map_err(backend)?.1.value())?);
     }
     Ok(out)
 }

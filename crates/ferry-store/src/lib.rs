@@ -22,7 +22,7 @@ use ferry_core::audit::AuditEntry;
 use ferry_core::contract::ContractYear;
 use ferry_core::dkim::DkimKeyRecord;
 use ferry_core::event::{EventRecord, ReceiverState};
-use ferry_core::incident::{HourFigures, Incident, Resolution};
+use ferry_core::incident::{HourFigures, Incident, Resolution, SignInFact};
 use ferry_core::lockout::{Lockout, LockoutRules, SignInState};
 use ferry_core::metering::{Alert, Metering, Window};
 use ferry_core::outcome::OutcomeCount;
@@ -318,6 +318,16 @@ pub trait Incidents: Send + Sync {
     async fn save_figures(&self, tenant: &str, app: &str, figures: &[HourFigures], keep_from: u64) -> Result<()>;
     /// An application's kept figures for the hours `from..to`, in order.
     async fn figures(&self, tenant: &str, app: &str, from: u64, to: u64) -> Result<Vec<HourFigures>>;
+    /// Remembers that the application signed in from `address`. When the
+    /// address is new to it and it had signed in from others before, keeps
+    /// that as a fact for the watch and says so.
+    async fn note_source(&self, tenant: &str, app: &str, address: IpAddr, at_ms: u64) -> Result<bool>;
+    /// Keeps the fact that the application signed in soon after a
+    /// password-guessing lockout on it.
+    async fn note_after_lockout(&self, tenant: &str, app: &str, at_ms: u64) -> Result<()>;
+    /// Every application's sign-in facts since `since_ms`, oldest first
+    /// (kept for [`SIGN_IN_FACTS_MS`](ferry_core::incident::SIGN_IN_FACTS_MS)).
+    async fn sign_in_facts(&self, since_ms: u64) -> Result<Vec<SignInFact>>;
 }
 
 /// Each tenant's suppression list (see `ferry_core::suppression`).
