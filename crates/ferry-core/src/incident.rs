@@ -360,20 +360,47 @@ impl Incident {
             .iter()
             .find(|e| e.signal == Signal::Volume)
             .map_or(0, |e| e.observed as u64);
+        let threshold = format!("{severity} incident ({})", signals.join(", "));
+        let mut alert = self.alert_of(
+            crate::metering::AlertKind::Incident,
+            threshold,
+            messages,
+            self.opened_ms,
+        );
+        alert.id = format!("incident-{}", self.id);
+        alert
+    }
+
+    /// The alert that tells its owners that `messages` held under it were
+    /// discarded past the retention on the day of `at_ms`: one a day.
+    pub fn discarded_alert(&self, messages: u64, at_ms: u64) -> crate::metering::Alert {
+        let threshold = "held mail past its retention discarded".to_string();
+        let mut alert = self.alert_of(crate::metering::AlertKind::HeldDiscarded, threshold, messages, at_ms);
+        alert.id = format!("held-discarded-{}-{}", self.id, at_ms / (24 * crate::usage::HOUR_MS));
+        alert
+    }
+
+    fn alert_of(
+        &self,
+        kind: crate::metering::AlertKind,
+        threshold: String,
+        value: u64,
+        at_ms: u64,
+    ) -> crate::metering::Alert {
         crate::metering::Alert {
-            id: format!("incident-{}", self.id),
-            kind: crate::metering::AlertKind::Incident,
+            id: String::new(),
+            kind,
             scope: crate::usage::Scope::App {
                 tenant: self.tenant.clone(),
                 app: self.app.clone(),
             },
-            threshold: format!("{severity} incident ({})", signals.join(", ")),
+            threshold,
             unit: crate::contract::Unit::Messages,
             limit: 0,
-            value: messages,
+            value,
             period_start_ms: self.hour * crate::usage::HOUR_MS,
             period_end_ms: (self.hour + 1) * crate::usage::HOUR_MS,
-            at_ms: self.opened_ms,
+            at_ms,
             drivers: Vec::new(),
             attempts: 0,
             delivered_ms: None,

@@ -59,6 +59,8 @@ pub enum AlertKind {
     Forecast,
     /// An application stopped behaving like itself (see `ferry_core::incident`).
     Incident,
+    /// Mail held under an incident was discarded past its retention.
+    HeldDiscarded,
 }
 
 /// A threshold that raises one alert, once, when crossed.

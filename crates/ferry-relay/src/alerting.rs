@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ferry_core::Clock;
 use ferry_core::clock::rfc5322_date;
-use ferry_core::metering::Alert;
+use ferry_core::metering::{Alert, AlertKind};
 use ferry_core::usage::Scope;
 use ferry_core::{QueueId, QueuedMessage};
 use ferry_store::Store;
@@ -153,6 +153,17 @@ impl AlertDispatcher {
         let now = self.clock.now_ms();
         let id = QueueId::generate();
         let (subject, text) = match &alert.incident {
+            Some(incident) if alert.kind == AlertKind::HeldDiscarded => (
+                format!("held mail of application {} discarded", incident.app),
+                format!(
+                    "{value} messages of application {app} of tenant {tenant}, held under incident {id}, were\r\n\
+                     discarded unreleased: they were older than the retention of held mail. Nobody will receive them.\r\n",
+                    value = alert.value,
+                    app = incident.app,
+                    tenant = incident.tenant,
+                    id = incident.id,
+                ),
+            ),
             Some(incident) => incident_text(incident),
             None => (
                 format!("{}: {}", alert.scope, alert.threshold),

@@ -312,23 +312,134 @@ impl Watch {
         let now = self.clock.now_ms();
         let before = now.saturating_sub(self.rules.held_retention_days.saturating_mul(86_400_000));
         let held = self.store.held(None, HELD_PER_ROUND).await?;
-        let mut discarded = 0usize;
+        let mut discarded: BTreeMap<&str, u64> = BTreeMap::new();
         for (message, incident) in held.iter().filter(|(m, _)| m.received_ms < before) {
             match self.store.discard_held(&message.id, now).await {
-                Ok(()) => discarded += 1,
+                Ok(()) => *discarded.entry(incident.as_str()).or_default() += 1,
                 Err(StoreError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
-            tracing::debug!(id = %message.id, incident = %incident, "held message past its retention discarded");
         }
-        if discarded > 0 {
+        for (id, messages) in discarded {
             tracing::warn!(
                 target: "ferry::incident",
-                messages = discarded,
+                incident = %id,
+                messages,
                 retention_days = self.rules.held_retention_days,
                 "held mail past its retention discarded"
             );
+            // Its owners are told, once a day per incident.
+            if let Some(incident) = self.store.incident(id).await? {
+                self.store.raise_alert(incident.discarded_alert(messages, now)).await?;
+            }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use ferry_core::clock::FixedClock;
+    use ferry_core::incident::{Finding, Severity};
+    use ferry_core::metering::AlertKind;
+    use ferry_core::{QueueId, QueuedMessage};
+    use ferry_store::EmbeddedStore;
+
+    use super::*;
+
+    const DAY_MS: u64 = 24 * HOUR_MS;
+
+    fn message(at_ms: u64) -> QueuedMessage {
+        QueuedMessage {
+            id: QueueId::generate(),
+            tenant: "t".into(),
+            app: "a".into(),
+            mail_from: "a@t.test".into(),
+            recipients: vec!["r@x.test".into()],
+            received_ms: at_ms,
+            attempts: 0,
+            eight_bit: false,
+            smtputf8: false,
+            outcomes: Default::default(),
+            history: Vec::new(),
+            content: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+            lease: None,
+            return_paths: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn held_mail_past_its_retention_is_discarded_and_its_owners_told_once_a_day() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("s.redb")).expect("store"));
+        let start = 1_000 * DAY_MS;
+        let clock = Arc::new(FixedClock(start.into()));
+        let finding = Finding {
+            hour: start / HOUR_MS,
+            severity: Severity::High,
+            evidence: Vec::new(),
+        };
+        let incident = Incident::of(finding, "t", "a", Policy::Hold, start);
+        assert!(store.open_incident(incident.clone()).await.expect("open"));
+        let (old, young) = (message(start), message(start + 13 * DAY_MS));
+        for m in [&old, &young, &message(start + 13 * DAY_MS + 1)] {
+            store.enqueue(m.clone(), None).await.expect("held");
+        }
+        assert_eq!(store.held(None, 10).await.expect("held").len(), 3);
+        // The opening's alert is not what this test is about.
+        let opening = store.claim_alerts(start, 60_000, 10).await.expect("claim");
+        store.alert_delivered(&opening[0].id, start).await.expect("told");
+
+        let watch = Watch {
+            store: store.clone(),
+            clock: clock.clone(),
+            metrics: Arc::new(Metrics::new()),
+            rules: IncidentWatch::default(),
+            holder: "node".into(),
+            tally: Default::default(),
+        };
+        clock.0.store(start + 14 * DAY_MS + 1, Ordering::SeqCst);
+        watch.expire_held().await.expect("expire");
+        let held: Vec<QueueId> = store
+            .held(None, 10)
+            .await
+            .expect("held")
+            .into_iter()
+            .map(|(m, _)| m.id)
+            .collect();
+        assert_eq!(held.len(), 2, "only the one past 14 days is discarded");
+        assert!(held.contains(&young.id));
+        let told = store
+            .claim_alerts(start + 14 * DAY_MS + 2, 60_000, 10)
+            .await
+            .expect("claim");
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!((told[0].kind, told[0].value), (AlertKind::HeldDiscarded, 1));
+        assert_eq!(
+            told[0].incident.as_ref().map(|i| i.id.clone()),
+            Some(incident.id.clone())
+        );
+
+        store.alert_delivered(&told[0].id, start).await.expect("told");
+        watch.expire_held().await.expect("nothing more");
+        assert!(
+            store
+                .claim_alerts(start + 15 * DAY_MS, 60_000, 10)
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+
+        // Two more past it another day: one alert counting both.
+        clock.0.store(start + 27 * DAY_MS + 2, Ordering::SeqCst);
+        watch.expire_held().await.expect("expire");
+        assert!(store.held(None, 10).await.expect("held").is_empty());
+        let later = store
+            .claim_alerts(start + 28 * DAY_MS, 60_000, 10)
+            .await
+            .expect("claim");
+        assert_eq!(later.iter().map(|a| a.value).collect::<Vec<_>>(), [2], "{later:?}");
     }
 }

@@ -127,6 +127,7 @@ struct Scripts {
     incident: Script,
     held: Script,
     sign_in: Script,
+    raise: Script,
 }
 
 /// How long a message waits for its replicas before it falls due anyway
@@ -202,6 +203,7 @@ impl RedisStore {
                 receiver: Script::new(include_str!("lua/receiver.lua")),
                 incident: Script::new(include_str!("lua/incident.lua")),
                 sign_in: Script::new(include_str!("lua/sign_in.lua")),
+                raise: Script::new(include_str!("lua/raise.lua")),
                 held: Script::new(concat!(
                     include_str!("lua/log.lua"),
                     include_str!("lua/meter.lua"),
@@ -928,6 +930,20 @@ impl Ledger for RedisStore {
             )
             .await?;
         self.load_alerts(ids).await
+    }
+
+    async fn raise_alert(&self, alert: Alert) -> Result<bool> {
+        let mut invocation = self.scripts.raise.key(self.keys.alert(&alert.id));
+        invocation
+            .key(&self.keys.alert_times)
+            .key(&self.keys.outbox)
+            .arg(encode(&alert))
+            .arg(alert.value)
+            .arg(alert.at_ms)
+            .arg(&alert.id);
+        let raised: i64 = self.run(&invocation).await?;
+        self.replicated().await?;
+        Ok(raised == 1)
     }
 
     async fn alert_delivered(&self, id: &str, at_ms: u64) -> Result<()> {

@@ -1071,6 +1071,17 @@ pub async fn incidents_open_once_per_application(store: &dyn Store) {
         ],
         "each opening is told once, with the incident; the loser's never"
     );
+    let discarded = first.discarded_alert(3, 5_000);
+    assert!(store.raise_alert(discarded.clone()).await.expect("raise"));
+    assert!(
+        !store.raise_alert(discarded.clone()).await.expect("again"),
+        "once per id"
+    );
+    let told = store.claim_alerts(5_001, 60_000, 10).await.expect("claim");
+    assert_eq!(
+        told.iter().map(|a| (&a.id, a.value)).collect::<Vec<_>>(),
+        [(&discarded.id, 3)]
+    );
 
     let resolution = Resolution {
         at_ms: 3_000,

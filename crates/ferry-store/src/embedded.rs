@@ -111,6 +111,7 @@ enum WriteOp {
     DiscardHeld(QueueId, u64),
     ResolveIncident(String, Box<Resolution>),
     NoteSignIn(Box<SignInFact>),
+    RaiseAlert(Box<Alert>),
     SaveFigures {
         tenant: String,
         app: String,
@@ -548,6 +549,18 @@ fn apply(txn: &redb::WriteTransaction, op: &WriteOp) -> Result<Result<Outcome>> 
             figures,
             keep_from,
         } => incidents::save_figures(txn, tenant, app, figures, *keep_from)?,
+        WriteOp::RaiseAlert(alert) => {
+            let exists = txn
+                .open_table(ledger::ALERTS)
+                .map_err(backend)?
+                .get(alert.id.as_str())
+                .map_err(backend)?
+                .is_some();
+            if !exists {
+                ledger::put_alert(txn, alert)?;
+            }
+            return Ok(Ok(Outcome::Applied(!exists)));
+        }
         WriteOp::NoteSignIn(fact) => {
             let kept = match fact.kind {
                 SignInKind::NewSource(_) => incidents::note_source(txn, fact)?,
@@ -1189,6 +1202,12 @@ impl Ledger for EmbeddedStore {
         match self.write(WriteOp::ClaimAlerts { now_ms, lease_ms, max }).await? {
             Outcome::Claimed(alerts) => Ok(alerts),
             _ => Ok(Vec::new()),
+        }
+    }
+    async fn raise_alert(&self, alert: Alert) -> Result<bool> {
+        match self.write(WriteOp::RaiseAlert(Box::new(alert))).await? {
+            Outcome::Applied(raised) => Ok(raised),
+            _ => Ok(false),
         }
     }
     async fn alert_delivered(&self, id: &str, at_ms: u64) -> Result<()> {

@@ -224,6 +224,9 @@ pub trait Ledger: Send + Sync {
     /// another node does not send them too; one neither delivered nor
     /// retried by then is due again.
     async fn claim_alerts(&self, now_ms: u64, lease_ms: u64, max: usize) -> Result<Vec<Alert>>;
+    /// Raises an alert that is not a threshold's (held mail discarded past
+    /// its retention), once per id: whether it was raised now.
+    async fn raise_alert(&self, alert: Alert) -> Result<bool>;
     /// The alert was delivered: it leaves the outbox (and stays in the log).
     async fn alert_delivered(&self, id: &str, at_ms: u64) -> Result<()>;
     /// Delivery failed: try again at `due_ms`.
