@@ -171,8 +171,19 @@ def as_tenant_admin(browser, args):
     check([t["tenant"] for t in api["tenants"]] == [args.tenant], f"the API agrees: {api['tenants']}")
     apps = p.page.locator("#apps tbody tr td:first-child").all_inner_texts()
     check(apps and all(a == args.tenant for a in apps), f"applications of its own tenant: {apps}")
-    # Its own tenant's incidents: none open.
-    p.shows("#incidents", "every application behaves like itself")
+    # Its own tenant's incident, opened by hand, and the three messages held under it.
+    p.shows("#incidents", "password seen in a paste")
+    held = p.page.locator("#held tbody tr[data-held]")
+    check(held.count() == 3, f"three held messages: {held.count()}")
+    held.first.locator('button[data-action="sample"]').click()
+    p.shows("#held-sample", "Subject: held 0")
+    held.first.locator('button[data-action="release"]').click()
+    p.page.locator("#held tbody tr[data-held]").nth(2).wait_for(state="detached", timeout=20000)
+    left = json.loads(get(args.admin, "/v1/held", args.tenant_admin))
+    check(len(left) == 2, f"one released, two held: {left}")
+    p.page.locator('#incidents button[data-action="discard-all"]').click()
+    p.shows("#held", "No held mail")
+    check(json.loads(get(args.admin, "/v1/held", args.tenant_admin)) == [], "all discarded")
     # Signing out forgets the token.
     p.page.click("#sign-out")
     check(p.page.evaluate("sessionStorage.length") == 0, "the token is forgotten")

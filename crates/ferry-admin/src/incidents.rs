@@ -88,6 +88,56 @@ async fn visible_incident(caller: &Caller, state: &AdminState, id: &str) -> Resu
         .ok_or_else(|| Problem::not_found(format!("incident {id}")))
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenBody {
+    /// The application.
+    pub app: String,
+    /// Why: kept in the incident's evidence.
+    #[serde(default)]
+    pub note: String,
+}
+
+#[utoipa::path(post, path = "/v1/incidents", operation_id = "open_incident", tag = "incidents", request_body = OpenBody,
+    responses((status = 201, description = "Opened under the tenant's policy, as the watch would (its alert goes out; hold and suspend hold its mail)", body = Object),
+        (status = 409, description = "The application has an open incident (code in_use)")))]
+pub async fn open_incident(
+    caller: Caller,
+    State(state): State<AdminState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Incident>), Problem> {
+    let body: OpenBody = parse_body(body)?;
+    let app = crate::directory::visible_app(&caller, &state, &body.app).await?;
+    let policy = state
+        .store
+        .tenant(&app.tenant)
+        .await?
+        .map_or(Policy::default(), |t| t.incident_policy);
+    let now = state.clock.now_ms();
+    let incident = Incident::manual(&app.tenant, &app.username, policy, &caller.token_id, &body.note, now);
+    if !state.store.open_incident(incident.clone()).await? {
+        return Err(StoreError::InUse(format!("application {} has an open incident", app.username)).into());
+    }
+    crate::audit::record(
+        &state,
+        &caller,
+        "incident.open",
+        &incident.id,
+        None,
+        serde_json::to_value(&incident).ok(),
+    )
+    .await;
+    if policy == Policy::Suspend && app.enabled {
+        crate::directory::save(&caller, &state, app, "app.suspend", |app| {
+            app.enabled = false;
+            app.credential_version += 1;
+            Ok(())
+        })
+        .await?;
+    }
+    Ok((StatusCode::CREATED, Json(incident)))
+}
+
 #[utoipa::path(get, path = "/v1/incidents/{id}", operation_id = "show_incident", tag = "incidents",
     params(("id" = String, Path, description = "The incident's id")),
     responses((status = 200, description = "The incident, its evidence, and how many messages are held under it", body = Object)))]

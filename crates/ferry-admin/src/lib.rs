@@ -172,7 +172,7 @@ fn api() -> (Router<AdminState>, utoipa::openapi::OpenApi) {
         .routes(routes!(events::set_bounces))
         .routes(routes!(events::set_app_webhook, events::remove_app_webhook))
         .routes(routes!(events::set_tenant_webhook, events::remove_tenant_webhook))
-        .routes(routes!(incidents::list_incidents))
+        .routes(routes!(incidents::list_incidents, incidents::open_incident))
         .routes(routes!(incidents::show_incident))
         .routes(routes!(incidents::resolve_incident))
         .routes(routes!(incidents::list_held))

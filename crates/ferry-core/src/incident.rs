@@ -231,6 +231,8 @@ pub enum Signal {
     Bounces,
     NewSource,
     LockoutThenSuccess,
+    /// Opened by a person (a leak reported from outside).
+    Manual,
 }
 
 impl Signal {
@@ -243,6 +245,7 @@ impl Signal {
             Signal::Bounces => "bounces",
             Signal::NewSource => "new_source",
             Signal::LockoutThenSuccess => "lockout_then_success",
+            Signal::Manual => "manual",
         }
     }
 }
@@ -344,6 +347,23 @@ impl Incident {
 
     pub fn is_open(&self) -> bool {
         self.resolution.is_none()
+    }
+
+    /// An incident a person opens (`by`, and why), to hold an
+    /// application's mail on a leak learnt of elsewhere.
+    pub fn manual(tenant: &str, app: &str, policy: Policy, by: &str, note: &str, now_ms: u64) -> Incident {
+        let finding = Finding {
+            hour: now_ms / crate::usage::HOUR_MS,
+            severity: Severity::High,
+            evidence: vec![Evidence {
+                signal: Signal::Manual,
+                observed: 0.0,
+                usual: 0.0,
+                threshold: 0.0,
+                detail: format!("opened by {by}: {note}"),
+            }],
+        };
+        Incident::of(finding, tenant, app, policy, now_ms)
     }
 
     /// The alert its owners and the admins are told by: raised with the

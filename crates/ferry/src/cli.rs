@@ -80,6 +80,14 @@ pub enum IncidentCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Open an incident by hand on a leak learnt of elsewhere: the
+    /// tenant's policy applies as if the watch had opened it.
+    Open {
+        app: String,
+        /// Why, kept in its evidence.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
     /// An application's figures by hour, as its baseline reads them; or
     /// import them (JSON lines, one hour each: hour, messages, recipients,
     /// domains, spam, sender_refusals, bounced, complained) so an

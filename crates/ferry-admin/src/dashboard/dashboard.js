@@ -51,9 +51,13 @@ function num(value, text) {
   return el("td", { class: "num", "data-value": value }, text === undefined ? count(value) : text);
 }
 
-async function api(path) {
+async function api(path, method, body) {
+  const headers = { Authorization: "Bearer " + sessionStorage.getItem(KEY), Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
-    headers: { Authorization: "Bearer " + sessionStorage.getItem(KEY), Accept: "application/json" },
+    method: method || "GET",
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (response.status === 401) {
     signOut("The token was refused: it is unknown, revoked or mistyped.");
@@ -97,15 +101,16 @@ async function load() {
     overview = o;
     // Finance does not see incidents (they are about applications' behaviour): no section then.
     const tenant = $("tenant").value;
+    const own = tenant ? "&tenant=" + encodeURIComponent(tenant) : "";
     const incidents = o.caller.role === "finance" ? null
-      : await api("/v1/incidents?open=true" + (tenant ? "&tenant=" + encodeURIComponent(tenant) : ""))
-        .then((r) => r.json());
+      : await api("/v1/incidents?open=true" + own).then((r) => r.json());
+    const held = incidents === null ? [] : await api("/v1/held?limit=1000" + own).then((r) => r.json());
     showCaller();
     fillControls();
     showYear();
     showChart();
     showApps(outcomes.applications);
-    showIncidents(incidents);
+    showIncidents(incidents, held);
     $("status").textContent = `Figures as of ${when(o.now, true)} (${o.time_zone}).`;
   } catch (e) {
     if (e.message !== "unauthorised") $("status").textContent = "Could not load the figures: " + e.message;
@@ -276,18 +281,58 @@ function showApps(rows) {
   $("apps").tBodies[0].replaceChildren(...body);
 }
 
-function showIncidents(list) {
+// A button that runs `act` and then loads the figures again.
+function button(label, attrs, act) {
+  const b = el("button", Object.assign({ type: "button" }, attrs), label);
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    try {
+      await act();
+      await load();
+    } catch (e) {
+      if (e.message !== "unauthorised") $("status").textContent = `${label} failed: ${e.message}`;
+      b.disabled = false;
+    }
+  });
+  return b;
+}
+
+function showIncidents(list, held) {
   $("incidents-section").hidden = list === null;
   if (list === null) return;
-  const body = list.map((i) => el("tr", { "data-incident": i.id },
-    el("td", {}, i.tenant),
-    el("th", { scope: "row" }, i.app),
-    el("td", {}, when(new Date(i.opened_ms).toISOString(), true)),
-    el("td", {}, i.severity),
-    el("td", {}, i.policy),
-    el("td", {}, i.evidence.map((e) => e.detail).join("; "))));
-  if (!body.length) body.push(el("tr", {}, el("td", { colspan: 6 }, "None: every application behaves like itself.")));
+  const body = list.map((i) => {
+    const all = (action) => () => api("/v1/held/actions", "POST", { tenant: i.tenant, app: i.app, action });
+    return el("tr", { "data-incident": i.id },
+      el("td", {}, i.tenant),
+      el("th", { scope: "row" }, i.app),
+      el("td", {}, when(new Date(i.opened_ms).toISOString(), true)),
+      el("td", {}, i.severity),
+      el("td", {}, i.policy),
+      el("td", {}, i.evidence.map((e) => e.detail).join("; ")),
+      num(held.filter((h) => h.incident === i.id).length),
+      el("td", {}, button("Release all", { "data-action": "release-all" }, all("release")), " ",
+        button("Discard all", { "data-action": "discard-all" }, all("discard"))));
+  });
+  if (!body.length) body.push(el("tr", {}, el("td", { colspan: 8 }, "None: every application behaves like itself.")));
   $("incidents").tBodies[0].replaceChildren(...body);
+  const rows = held.map((h) => {
+    const path = "/v1/held/" + encodeURIComponent(h.id);
+    const sample = async () => {
+      const m = await api(path).then((r) => r.json());
+      $("held-sample").textContent = m.content;
+      $("held-sample").hidden = false;
+    };
+    return el("tr", { "data-held": h.id },
+      el("td", {}, when(new Date(h.received_ms).toISOString(), true)),
+      el("th", { scope: "row" }, h.app),
+      el("td", {}, h.mail_from),
+      num(h.recipients.length),
+      el("td", {}, button("Sample", { "data-action": "sample" }, sample), " ",
+        button("Release", { "data-action": "release" }, () => api(path + "/release", "POST")), " ",
+        button("Discard", { "data-action": "discard" }, () => api(path, "DELETE"))));
+  });
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 5 }, "No held mail.")));
+  $("held").tBodies[0].replaceChildren(...rows);
 }
 
 // The report as the API sends it, saved as a file: the bytes are not touched.
