@@ -19,6 +19,7 @@
 //! - [`contract`]: the contract, contract years in their zone, prices in exact micro-units.
 //! - [`usage`]: what is counted, for which scope, in which hour.
 //! - [`metering`]: what one message adds to the ledger: counts, caps, thresholds, alerts.
+//! - [`mta_sts`]: a receiving domain's MTA-STS policy, parsed, and which MX hosts it allows.
 //! - [`outcome`]: what happened to each application's mail, per hour.
 //! - [`chargeback`]: usage reports and the split of excess cost among tenants.
 //! - [`audit`]: the audit log's entries: who changed what, before and after.
@@ -39,6 +40,7 @@ pub mod incident;
 pub mod lockout;
 pub mod message;
 pub mod metering;
+pub mod mta_sts;
 pub mod onboarding;
 pub mod outcome;
 pub mod policy;

@@ -317,6 +317,17 @@ impl DeliveryWork {
         let give_up = tokio::time::Instant::now() + self.save_for;
         let mut retried = false;
         let changes = self.changes(saved, message, next);
+        let relet;
+        let message = match self.holdings.token_of(&message.id) {
+            Some(token) if message.lease.as_deref() != Some(token.as_str()) => {
+                relet = QueuedMessage {
+                    lease: Some(token),
+                    ..message.clone()
+                };
+                &relet
+            }
+            _ => message,
+        };
         loop {
             match self.store.record(message, next, &changes).await {
                 Err(e @ (StoreError::Unavailable(_) | StoreError::Busy)) if tokio::time::Instant::now() < give_up => {

@@ -90,11 +90,12 @@ impl DeliveryWork {
 }
 
 /// The messages a node's delivery holds (id → the end of its lease, None
-/// once the lease was lost while its walk still saves a result), and the
-/// walks working on them.
+/// once the lease was lost while its walk still saves a result), the
+/// token of the lease held last on each, and the walks working on them.
 #[derive(Default)]
 pub struct Holdings {
     held: Mutex<HashMap<QueueId, Option<u64>>>,
+    tokens: Mutex<HashMap<QueueId, String>>,
     walks: Mutex<JoinSet<()>>,
 }
 
@@ -112,9 +113,22 @@ impl Holdings {
     }
 
     /// Records a lease; true when no walk works on the message yet (after
-    /// a lost lease the message may come back while its walk still saves).
-    fn hold(&self, id: &QueueId, until: u64) -> bool {
+    /// a lost lease the message may come back while its walk still saves:
+    /// the walk then saves under this lease, see [`Holdings::token_of`]).
+    fn hold(&self, id: &QueueId, until: u64, token: Option<&str>) -> bool {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        match token {
+            Some(token) => tokens.insert(id.clone(), token.to_string()),
+            None => tokens.remove(id),
+        };
         self.held().insert(id.clone(), Some(until)).is_none()
+    }
+
+    /// The token of the lease this node holds last on the message: a walk
+    /// that outlived its first lease (its renewal late under load) saves
+    /// under the one the node took again, so nobody sends it twice.
+    fn token_of(&self, id: &QueueId) -> Option<String> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 
     fn lease_of(&self, id: &QueueId) -> Option<u64> {
@@ -133,8 +147,9 @@ impl Holdings {
     fn renewed(&self, asked: &[(QueueId, u64)], moved: &[QueueId], until: u64) {
         let moved: std::collections::HashSet<&QueueId> = moved.iter().collect();
         let mut held = self.held();
-        for (id, _) in asked {
-            if let Some(lease) = held.get_mut(id) {
+        for (id, asked_until) in asked {
+            // Taken again meanwhile (a newer lease): not this renewal's to judge.
+            if let Some(lease) = held.get_mut(id).filter(|l| **l == Some(*asked_until)) {
                 *lease = moved.contains(id).then_some(until);
                 if lease.is_none() {
                     tracing::debug!(queue_id = %id, "lease no longer held");
@@ -145,6 +160,7 @@ impl Holdings {
 
     fn release(&self, id: &QueueId) {
         self.held().remove(id);
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
     fn spawn(&self, walk: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -350,7 +366,7 @@ impl DeliveryState {
         }
         let until = now + self.lease_ms();
         for message in batch {
-            if holdings.hold(&message.id, until) {
+            if holdings.hold(&message.id, until, message.lease.as_deref()) {
                 let span = crate::trace::delivery(
                     &message.id,
                     &message.tenant,
@@ -414,5 +430,28 @@ impl DeliveryState {
             }
             Err(e) => tracing::error!(destination = %key, error = %e, "cannot start a destination actor"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_taken_again_while_its_walk_runs_is_saved_under_the_newer_lease() {
+        let holdings = Holdings::default();
+        let id = QueueId::generate();
+        assert!(holdings.hold(&id, 10, Some("first")), "a new walk");
+        // The renewal came too late: the lease ran out, this node took the
+        // message again while its walk still waits for the DATA answer.
+        assert!(!holdings.hold(&id, 20, Some("second")), "no second walk");
+        assert_eq!(holdings.token_of(&id).as_deref(), Some("second"));
+        // The late renewal of the first lease says nothing of the second.
+        holdings.renewed(&[(id.clone(), 10)], &[], 30);
+        assert_eq!(holdings.lease_of(&id), Some(20));
+        holdings.renewed(&[(id.clone(), 20)], std::slice::from_ref(&id), 30);
+        assert_eq!(holdings.lease_of(&id), Some(30));
+        holdings.release(&id);
+        assert_eq!((holdings.lease_of(&id), holdings.token_of(&id)), (None, None));
     }
 }
