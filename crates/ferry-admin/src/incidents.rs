@@ -108,34 +108,63 @@ pub async fn open_incident(
 ) -> Result<(StatusCode, Json<Incident>), Problem> {
     let body: OpenBody = parse_body(body)?;
     let app = crate::directory::visible_app(&caller, &state, &body.app).await?;
-    let policy = state
-        .store
+    let now = state.clock.now_ms();
+    let incident = open_by_hand(state.store.as_ref(), &app, &caller.token_id, &body.note, now).await?;
+    let opened = serde_json::to_value(&incident).ok();
+    crate::audit::record(&state, &caller, "incident.open", &incident.id, None, opened).await;
+    Ok((StatusCode::CREATED, Json(incident)))
+}
+
+/// Opens an incident on `app` by hand (`by`, and why), under its tenant's
+/// policy as the watch would; [`StoreError::InUse`] when one is open.
+/// Shared with the CLI.
+pub async fn open_by_hand(
+    store: &dyn Store,
+    app: &ferry_core::Application,
+    by: &str,
+    note: &str,
+    now_ms: u64,
+) -> Result<Incident, StoreError> {
+    let policy = store
         .tenant(&app.tenant)
         .await?
         .map_or(Policy::default(), |t| t.incident_policy);
-    let now = state.clock.now_ms();
-    let incident = Incident::manual(&app.tenant, &app.username, policy, &caller.token_id, &body.note, now);
-    if !state.store.open_incident(incident.clone()).await? {
-        return Err(StoreError::InUse(format!("application {} has an open incident", app.username)).into());
+    let incident = Incident::manual(&app.tenant, &app.username, policy, by, note, now_ms);
+    if !store.open_incident(incident.clone()).await? {
+        return Err(StoreError::InUse(format!(
+            "application {} has an open incident",
+            app.username
+        )));
     }
-    crate::audit::record(
-        &state,
-        &caller,
-        "incident.open",
-        &incident.id,
-        None,
-        serde_json::to_value(&incident).ok(),
-    )
-    .await;
-    if policy == Policy::Suspend && app.enabled {
-        crate::directory::save(&caller, &state, app, "app.suspend", |app| {
-            app.enabled = false;
-            app.credential_version += 1;
-            Ok(())
+    suspend(store, &incident, by, now_ms).await?;
+    Ok(incident)
+}
+
+/// Under `suspend`, disables the incident's application (its sign-ins get
+/// `535 5.7.8` until an admin enables it), with an audit entry by `actor`;
+/// under another policy, nothing. Shared by the watch, the API and the CLI.
+pub async fn suspend(store: &dyn Store, incident: &Incident, actor: &str, now_ms: u64) -> Result<(), StoreError> {
+    if incident.policy != Policy::Suspend {
+        return Ok(());
+    }
+    let Some(mut app) = store.app(&incident.app).await?.filter(|a| a.enabled) else {
+        return Ok(());
+    };
+    app.enabled = false;
+    app.credential_version += 1;
+    store.update_app(app).await?;
+    store
+        .append_audit(ferry_core::audit::AuditEntry {
+            id: ferry_core::audit::AuditEntry::new_id(now_ms),
+            at_ms: now_ms,
+            actor: actor.to_string(),
+            role: "incident".into(),
+            action: "app.suspend".into(),
+            object: incident.app.clone(),
+            before: Some(json!({ "enabled": true })),
+            after: Some(json!({ "enabled": false, "incident": incident.id })),
         })
-        .await?;
-    }
-    Ok((StatusCode::CREATED, Json(incident)))
+        .await
 }
 
 #[utoipa::path(get, path = "/v1/incidents/{id}", operation_id = "show_incident", tag = "incidents",

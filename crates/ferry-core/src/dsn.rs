@@ -67,22 +67,16 @@ pub fn bounce(original: &QueuedMessage, reporting_mta: &str, now_ms: u64) -> Opt
         arrival = rfc5322_date(original.received_ms),
         headers = String::from_utf8_lossy(header_section(&original.content)),
     );
-    Some(QueuedMessage {
+    let mut bounce = QueuedMessage::notice(
         id,
-        tenant: original.tenant.clone(),
-        app: original.app.clone(),
-        mail_from: String::new(),
-        recipients: vec![original.mail_from.clone()],
-        received_ms: now_ms,
-        attempts: 0,
-        eight_bit: original.eight_bit,
-        smtputf8: !original.mail_from.is_ascii(),
-        outcomes: Default::default(),
-        history: Vec::new(),
-        content: content.into_bytes(),
-        lease: None,
-        return_paths: Vec::new(),
-    })
+        &original.tenant,
+        &original.app,
+        &original.mail_from,
+        content.into_bytes(),
+        now_ms,
+    );
+    bounce.eight_bit = original.eight_bit;
+    Some(bounce)
 }
 
 fn one_line(s: &str) -> String {

@@ -115,6 +115,28 @@ pub struct DeliveryAttempt {
 }
 
 impl QueuedMessage {
+    /// A message Ferry itself sends for `tenant`'s `app` (a bounce, an
+    /// alert, a forwarded report): from the null sender, so a failure
+    /// cannot bounce back, to one recipient.
+    pub fn notice(id: QueueId, tenant: &str, app: &str, to: &str, content: Vec<u8>, now_ms: u64) -> QueuedMessage {
+        QueuedMessage {
+            id,
+            tenant: tenant.to_string(),
+            app: app.to_string(),
+            mail_from: String::new(),
+            recipients: vec![to.to_string()],
+            received_ms: now_ms,
+            attempts: 0,
+            eight_bit: false,
+            smtputf8: !to.is_ascii(),
+            outcomes: Default::default(),
+            history: Vec::new(),
+            content,
+            lease: None,
+            return_paths: Vec::new(),
+        }
+    }
+
     /// Recipients without a final answer yet.
     pub fn pending(&self) -> Vec<String> {
         self.recipients

@@ -186,22 +186,7 @@ impl AlertDispatcher {
             date = rfc5322_date(now),
             alert_id = alert.id,
         );
-        let message = QueuedMessage {
-            id,
-            tenant,
-            app: "ferry-alerts".into(),
-            mail_from: String::new(),
-            recipients: vec![contact.to_string()],
-            received_ms: now,
-            attempts: 0,
-            eight_bit: false,
-            smtputf8: !contact.is_ascii(),
-            outcomes: Default::default(),
-            history: Vec::new(),
-            content: content.into_bytes(),
-            lease: None,
-            return_paths: Vec::new(),
-        };
+        let message = QueuedMessage::notice(id, &tenant, "ferry-alerts", contact, content.into_bytes(), now);
         if let Err(e) = self.store.enqueue(message, None).await {
             tracing::warn!(alert = %alert.id, error = %e, "cannot queue the alert e-mail");
         }

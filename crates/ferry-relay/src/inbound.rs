@@ -254,22 +254,10 @@ impl Reports {
         )
         .into_bytes();
         content.extend_from_slice(&envelope.content);
-        let copy = QueuedMessage {
-            id: id.clone(),
-            tenant: subject.sent.tenant.clone(),
-            app: subject.sent.app.clone(),
-            mail_from: String::new(),
-            recipients: vec![subject.sent.mail_from.clone()],
-            received_ms: now,
-            attempts: 0,
-            eight_bit: envelope.eight_bit,
-            smtputf8: envelope.smtputf8,
-            outcomes: Default::default(),
-            history: Vec::new(),
-            content,
-            lease: None,
-            return_paths: Vec::new(),
-        };
+        let sent = &subject.sent;
+        let mut copy = QueuedMessage::notice(id.clone(), &sent.tenant, &sent.app, &sent.mail_from, content, now);
+        copy.eight_bit = envelope.eight_bit;
+        copy.smtputf8 = envelope.smtputf8;
         match self.store.enqueue(copy, None).await {
             Ok(()) => self.delivery_wakeup.notify_one(),
             Err(e) => tracing::warn!(error = %e, queue_id = %id, "cannot forward a report to the application"),

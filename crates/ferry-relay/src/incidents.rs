@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::Clock;
-use ferry_core::audit::AuditEntry;
 use ferry_core::config::IncidentWatch;
 use ferry_core::event::EventKind;
 use ferry_core::incident::{self, Baseline, HourFigures, Incident, Policy, SignIns, Verdict, WEEK_HOURS};
@@ -254,10 +253,7 @@ impl Watch {
             signals = %signals.join(", "),
             "incident opened: the application is not behaving like itself"
         );
-        if policy == Policy::Suspend {
-            self.suspend(&incident).await?;
-        }
-        Ok(())
+        ferry_admin::incidents::suspend(self.store.as_ref(), &incident, "ferry incident watch", now).await
     }
 
     /// The hours of the application's incidents that are open or were
@@ -277,33 +273,6 @@ impl Watch {
     async fn judged_this_hour(&self, tenant: &str, app: &str, hour: u64) -> Result<bool, StoreError> {
         let recent = self.store.incidents(Some(tenant), RECENT_INCIDENTS).await?;
         Ok(recent.iter().any(|i| i.app == app && i.hour == hour && !i.is_open()))
-    }
-
-    /// Disables the application (its sign-ins get `535 5.7.8`) until an
-    /// admin enables it again.
-    async fn suspend(&self, incident: &Incident) -> Result<(), StoreError> {
-        let Some(mut app) = self.store.app(&incident.app).await? else {
-            return Ok(());
-        };
-        if !app.enabled {
-            return Ok(());
-        }
-        app.enabled = false;
-        app.credential_version += 1;
-        self.store.update_app(app).await?;
-        let now = self.clock.now_ms();
-        self.store
-            .append_audit(AuditEntry {
-                id: ferry_core::QueueId::generate().to_string(),
-                at_ms: now,
-                actor: "ferry".into(),
-                role: "incident-watch".into(),
-                action: "app.suspend".into(),
-                object: incident.app.clone(),
-                before: Some(serde_json::json!({ "enabled": true })),
-                after: Some(serde_json::json!({ "enabled": false, "incident": incident.id })),
-            })
-            .await
     }
 
     /// Discards held mail older than the retention, with its `discarded`

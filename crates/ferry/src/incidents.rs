@@ -55,20 +55,17 @@ pub async fn incident(store: &dyn Store, command: IncidentCommand) -> anyhow::Re
                 .app(&app)
                 .await?
                 .with_context(|| format!("no application {app}"))?;
-            let tenant = store.tenant(&record.tenant).await?;
-            let policy = tenant.map_or(Policy::default(), |t| t.incident_policy);
             let by = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
-            let incident = Incident::manual(&record.tenant, &app, policy, &by, &note, SystemClock.now_ms());
-            if !store.open_incident(incident.clone()).await? {
-                bail!("application {app} has an open incident already");
-            }
-            if policy == Policy::Suspend && record.enabled {
-                let mut record = record;
-                record.enabled = false;
-                record.credential_version += 1;
-                store.update_app(record).await?;
-            }
-            say!("incident {} opened on {app} (policy {policy:?})", incident.id);
+            let now = SystemClock.now_ms();
+            let incident = match ferry_admin::incidents::open_by_hand(store, &record, &by, &note, now).await {
+                Err(StoreError::InUse(_)) => bail!("application {app} has an open incident already"),
+                other => other?,
+            };
+            say!(
+                "incident {} opened on {app} (policy {:?})",
+                incident.id,
+                incident.policy
+            );
         }
         IncidentCommand::History {
             app,
